@@ -1,0 +1,1 @@
+"""IFAN networks, their configurations and weights."""

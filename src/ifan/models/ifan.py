@@ -1,0 +1,296 @@
+"""The IFAN network (Lee et al., CVPR 2021) and its typed configuration.
+
+Data flow for an input ``C`` of ``(B, 3, H, W)`` in [0, 1], ``H`` and ``W`` multiples of 8
+(``c4 = 4 * channels``)::
+
+    feature extractor   C -> f1 (1), f2 (1/2), f3 (1/4), f_C (1/8, c4 channels)
+    filter encoder      C (or [R, L] for the dual-pixel variant) -> e (1/8, c4)
+    disparity estimator e -> DM (1/8, 1 channel): the defocus disparity map
+    filter predictor    [e, embed(DM)] -> fusion -> trunk -> 1x1 head -> filters (1/8)
+    IAC                 f_C, filters -> deblurred features (1/8)
+    reconstructor       -> 1/4 (+ f3) -> 1/2 (+ f2) -> 1 (+ f1) -> residual image, + C
+
+The filters hold ``N * (2*c4*k + c4)`` channels (15,232 for the default config), 0.82 GiB of
+float32 at 1280x720. At inference the head's 1x1 convolution is applied per IAC iteration
+(:meth:`IFAN.lean_iac`), so that tensor is never held whole.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ifan.models.blocks import ConvAct, ResBlock, UpConvAct, conv_res_stack
+from ifan.ops.iac import IAC, IAC_FORMS, iac_step
+
+
+@dataclass(frozen=True)
+class IFANConfig:
+    """Architecture numbers of IFAN (defaults: the paper's model, IAC with N = 17).
+
+    Attributes:
+        channels: width of the first level (``ch``); levels are ch, 2ch, 4ch, 4ch.
+        iterations: IAC iterations ``N``.
+        filter_size: IAC 1-D kernel size ``Fs`` (odd).
+        kernel_size: convolution kernel size ``ks``.
+        res_units: residual units per block in the DME, filter predictor and reblurring net.
+        dual_pixel_input: filter encoder reads the right and left DP views (6 channels).
+        iac_form: ``"separable"`` (paper; kernel2 in the horizontal pass) or ``"official"``
+            (kernel1 in both passes, as the authors' released weights were trained).
+        reblur_iterations: IAC iterations of the reblurring network (``RBF_num``).
+        reblur_filter_size: 1-D kernel size of the reblurring filters (``RBFs``).
+    """
+
+    channels: int = 32
+    iterations: int = 17
+    filter_size: int = 3
+    kernel_size: int = 3
+    res_units: int = 2
+    dual_pixel_input: bool = False
+    iac_form: str = "separable"
+    reblur_iterations: int = 17
+    reblur_filter_size: int = 3
+
+    def __post_init__(self) -> None:
+        for name in ("channels", "iterations", "filter_size", "kernel_size", "res_units",
+                     "reblur_iterations", "reblur_filter_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"IFANConfig.{name} must be a positive integer, got {value!r}")
+        for name in ("filter_size", "kernel_size", "reblur_filter_size"):
+            if getattr(self, name) % 2 == 0:
+                raise ValueError(f"IFANConfig.{name} must be odd, got {getattr(self, name)}")
+        if self.iac_form not in IAC_FORMS:
+            raise ValueError(f"IFANConfig.iac_form must be one of {sorted(IAC_FORMS)}, got {self.iac_form!r}")
+        if not isinstance(self.dual_pixel_input, bool):
+            raise ValueError(f"IFANConfig.dual_pixel_input must be a bool, got {self.dual_pixel_input!r}")
+
+    @property
+    def feature_channels(self) -> int:
+        """Channels at 1/8 resolution (``c4 = 4 * channels``), where IAC runs."""
+        return 4 * self.channels
+
+    @property
+    def filter_channels(self) -> int:
+        """Channels of the IAC filter tensor: ``N * (2 * c4 * Fs + c4)``."""
+        c = self.feature_channels
+        return self.iterations * (2 * c * self.filter_size + c)
+
+    @property
+    def reblur_filter_channels(self) -> int:
+        """Channels of the reblurring filters (3 image channels): ``RBF_num * (2*3*RBFs + 3)``."""
+        return self.reblur_iterations * (2 * 3 * self.reblur_filter_size + 3)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> IFANConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown IFANConfig keys {unknown}; known keys: {sorted(known)}")
+        return cls(**data)
+
+
+@dataclass
+class IFANOutput:
+    """What :meth:`IFAN.forward` returns.
+
+    Attributes:
+        image: deblurred image ``(B, 3, H, W)``, not clipped.
+        disparity: defocus disparity map of the input ``(B, 1, H/8, W/8)``.
+        filters: IAC filters ``(B, filter_channels, H/8, W/8)`` (training call only).
+        disparity_right: disparity estimated from the right DP view (from ``[R, L]`` for the
+            dual-pixel variant), ``(B, 1, H/8, W/8)`` (training call with views only).
+    """
+
+    image: Tensor
+    disparity: Tensor
+    filters: Tensor | None = None
+    disparity_right: Tensor | None = None
+
+
+def xavier_init(module: nn.Module, gain: float) -> None:
+    """Xavier-uniform init with ``gain`` for every (transposed) convolution in ``module``; zero biases."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.xavier_uniform_(m.weight, gain=gain)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+
+class Encoder(nn.Module):
+    """Four levels of three ``ConvAct`` each; levels 2-4 start with stride 2.
+
+    ``(B, in_ch, H, W)`` -> features at 1, 1/2, 1/4, 1/8 with ch, 2ch, 4ch, 4ch channels.
+    """
+
+    def __init__(self, in_ch: int, ch: int, kernel_size: int) -> None:
+        super().__init__()
+        widths = [in_ch, ch, 2 * ch, 4 * ch, 4 * ch]
+        for level in range(1, 5):
+            for j in range(1, 4):
+                stride = 2 if (j == 1 and level > 1) else 1
+                c_in = widths[level - 1] if j == 1 else widths[level]
+                self.add_module(f"conv{level}_{j}", ConvAct(c_in, widths[level], kernel_size, stride))
+
+    def forward(self, x: Tensor) -> list[Tensor]:
+        feats = []
+        for level in range(1, 5):
+            for j in range(1, 4):
+                x = getattr(self, f"conv{level}_{j}")(x)
+            feats.append(x)
+        return feats
+
+
+class Reconstructor(nn.Module):
+    """Decoder from deblurred 1/8 features to a residual image, with skips from the extractor."""
+
+    def __init__(self, ch: int, kernel_size: int) -> None:
+        super().__init__()
+        c1, c2, c4 = ch, 2 * ch, 4 * ch
+        self.bottleneck = conv_res_stack(c4, c4, c4, kernel_size, units=3, out_act=True, blocks=1)
+        for level, (c_in, c_out) in zip((3, 2, 1), ((c4, c4), (c4, c2), (c2, c1))):
+            self.add_module(f"up{level}", UpConvAct(c_in, c_out))
+            self.add_module(f"refine{level}", nn.Sequential(ResBlock(c_out, kernel_size), ResBlock(c_out, kernel_size)))
+        self.out = ConvAct(c1, 3, kernel_size)
+
+    def forward(self, x: Tensor, skips: list[Tensor]) -> Tensor:
+        """``x``: ``(B, 4ch, H/8, W/8)``; ``skips``: extractor features at 1, 1/2, 1/4 -> ``(B, 3, H, W)``."""
+        x = self.bottleneck(x)
+        for level in (3, 2, 1):
+            x = getattr(self, f"up{level}")(x) + skips[level - 1]
+            x = getattr(self, f"refine{level}")(x)
+        return self.out(x)
+
+
+class IFAN(nn.Module):
+    """Iterative Filter Adaptive Network for single-image defocus deblurring.
+
+    Args:
+        config: architecture numbers; see :class:`IFANConfig`.
+
+    Shape:
+        - image: ``(B, 3, H, W)`` in [0, 1], ``H`` and ``W`` multiples of 8
+          (use :func:`ifan.models.padding.run_any_size` for other sizes).
+        - right, left: dual-pixel views, same shape (needed by the dual-pixel variant, and by
+          a training call that computes the disparity loss).
+        - output: :class:`IFANOutput`.
+
+    Example:
+        >>> model = IFAN(IFANConfig(channels=4, iterations=2, reblur_iterations=2)).eval()
+        >>> out = model(torch.rand(1, 3, 32, 48))
+        >>> out.image.shape, out.disparity.shape
+        (torch.Size([1, 3, 32, 48]), torch.Size([1, 1, 4, 6]))
+    """
+
+    def __init__(self, config: IFANConfig | None = None) -> None:
+        super().__init__()
+        self.config = cfg = config or IFANConfig()
+        ks, c4 = cfg.kernel_size, cfg.feature_channels
+        self.feature_extractor = Encoder(3, cfg.channels, ks)
+        self.filter_encoder = Encoder(6 if cfg.dual_pixel_input else 3, cfg.channels, ks)
+        self.disparity_estimator = conv_res_stack(c4, c4, 1, ks, cfg.res_units, out_act=False)
+        self.disparity_embed = ConvAct(1, c4, 3)
+        self.filter_fusion = conv_res_stack(2 * c4, c4, c4, ks, cfg.res_units, out_act=True)
+        self.filter_predictor = conv_res_stack(
+            c4, c4, cfg.filter_channels, ks, cfg.res_units, out_act=False, out_kernel_size=1
+        )
+        self.iac = IAC(cfg.iterations, cfg.filter_size, act_last=True, form=cfg.iac_form)
+        self.reconstructor = Reconstructor(cfg.channels, ks)
+        self.init_weights()
+
+    def init_weights(self, gain: float = 1.0, filter_gain: float = 1.5) -> None:
+        """The paper's initialisation: Xavier-uniform weights (``gain``), zero biases; the filter
+        predictor uses ``filter_gain`` (official ``wi = 1.0``, ``wiF = 1.5``)."""
+        xavier_init(self, gain)
+        xavier_init(self.filter_predictor, filter_gain)
+
+    @property
+    def filter_head(self) -> nn.Conv2d:
+        """The filter predictor's last 1x1 convolution (``c4 -> filter_channels``)."""
+        return self.filter_predictor[-1]
+
+    def _check_input(self, name: str, x: Tensor | None, channels: int = 3) -> None:
+        if x is None:
+            raise ValueError(f"IFAN: {name} is required here")
+        if x.dim() != 4 or x.shape[1] != channels:
+            raise ValueError(f"IFAN: {name} must be (B, {channels}, H, W), got {tuple(x.shape)}")
+        if x.shape[-2] % 8 or x.shape[-1] % 8:
+            raise ValueError(
+                f"IFAN: {name} height and width must be multiples of 8, got {tuple(x.shape[-2:])}; "
+                "use ifan.models.padding.run_any_size for any size"
+            )
+
+    def filter_encoder_input(self, image: Tensor, right: Tensor | None, left: Tensor | None) -> Tensor:
+        """The filter encoder's input: the image, or ``[R, L]`` for the dual-pixel variant."""
+        if not self.config.dual_pixel_input:
+            return image
+        self._check_input("right", right)
+        self._check_input("left", left)
+        return torch.cat([right, left], dim=1)
+
+    def estimate_disparity(self, encoder_input: Tensor) -> tuple[Tensor, Tensor]:
+        """Filter encoder + DME: ``(B, 3|6, H, W)`` -> (encoder features (1/8), disparity (B, 1, H/8, W/8))."""
+        encoded = self.filter_encoder(encoder_input)[-1]
+        return encoded, self.disparity_estimator(encoded)
+
+    def filter_features(self, encoded: Tensor, disparity: Tensor) -> Tensor:
+        """Filter predictor up to (not including) its 1x1 head: ``(B, c4, H/8, W/8)``."""
+        fused = self.filter_fusion(torch.cat([encoded, self.disparity_embed(disparity)], dim=1))
+        return self.filter_predictor[:-1](fused)
+
+    def lean_iac(self, x: Tensor, filter_feats: Tensor) -> Tensor:
+        """IAC with the filter head applied per iteration (the full filter tensor is never built).
+
+        Equal to ``self.iac(x, self.filter_head(filter_feats))``. Under the official form only
+        kernel1 and the bias are computed, as kernel2 is unused.
+        """
+        cfg = self.config
+        n, c, k = cfg.iterations, cfg.feature_channels, cfg.filter_size
+        weight, bias = self.filter_head.weight, self.filter_head.bias
+        block = 2 * c * k
+        use_k2 = cfg.iac_form == "separable"
+        for i in range(n):
+            starts = [i * block] + ([i * block + c * k] if use_k2 else []) + [n * block + i * c]
+            sizes = [c * k] * (2 if use_k2 else 1) + [c]
+            w = torch.cat([weight.narrow(0, s, z) for s, z in zip(starts, sizes)])
+            b = torch.cat([bias.narrow(0, s, z) for s, z in zip(starts, sizes)])
+            parts = torch.split(F.conv2d(filter_feats, w, b), sizes, dim=1)
+            k1, k2 = parts[0], parts[1 if use_k2 else 0]
+            x = iac_step(x, k1, k2, parts[-1], act=i < n - 1 or self.iac.act_last, form=cfg.iac_form)
+        return x
+
+    def forward(self, image: Tensor, right: Tensor | None = None, left: Tensor | None = None,
+                aux: bool = False) -> IFANOutput:
+        """Deblur ``image``; with ``aux`` also return the filters and the right-view disparity.
+
+        Args:
+            image: ``(B, 3, H, W)`` in [0, 1]; H, W multiples of 8.
+            right, left: DP views ``(B, 3, H, W)``; required by the dual-pixel variant.
+                With ``aux`` and ``right`` given, the disparity of the right view is returned
+                (for the DME loss).
+            aux: training call: keep the full filter tensor (for the reblurring loss).
+        """
+        self._check_input("image", image)
+        *skips, f_c = self.feature_extractor(image)
+        encoded, disparity = self.estimate_disparity(self.filter_encoder_input(image, right, left))
+        feats = self.filter_features(encoded, disparity)
+        filters = None
+        if aux:
+            filters = self.filter_head(feats)
+            deblurred = self.iac(f_c, filters)
+        else:
+            deblurred = self.lean_iac(f_c, feats)
+        out = IFANOutput(image=self.reconstructor(deblurred, skips) + image, disparity=disparity, filters=filters)
+        if aux and right is not None:
+            if self.config.dual_pixel_input:
+                out.disparity_right = disparity
+            else:
+                self._check_input("right", right)
+                out.disparity_right = self.estimate_disparity(right)[1]
+        return out

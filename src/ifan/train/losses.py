@@ -1,0 +1,95 @@
+"""IFAN's training losses, computed as the official trainer computes them.
+
+* image: MSE between the (unclipped) output and the sharp target.
+* dme (disparity map estimation): MSE between the right view at 1/8 (area), warped
+  horizontally by the disparity predicted from the right view, and the left view at 1/8.
+* reblur: MSE between the reblurred sharp target (reblurring network, 1/8) and the blurry
+  input at 1/8 (area).
+
+All are means over every element (``nn.MSELoss()``), and the total is their weighted sum.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ifan.models.ifan import IFANOutput
+from ifan.models.reblur import ReblurNet
+
+
+def area_downsample(x: Tensor, factor: int = 8) -> Tensor:
+    """Mean over ``factor x factor`` blocks: ``(B, C, H, W) -> (B, C, H/factor, W/factor)``."""
+    return F.interpolate(x, scale_factor=1 / factor, mode="area")
+
+
+def horizontal_warp(x: Tensor, disparity: Tensor) -> Tensor:
+    """Sample ``x`` at ``(row, col + disparity)`` with bilinear weights and zeros outside.
+
+    The official DPD warp: ``grid_sample(align_corners=True)`` on an identity grid whose x
+    coordinate is shifted by ``disparity / ((W - 1) / 2)``.
+
+    Args:
+        x: ``(B, C, H, W)``.
+        disparity: ``(B, 1, H, W)`` in pixels of ``x``.
+    """
+    b, _, h, w = x.shape
+    if disparity.shape != (b, 1, h, w):
+        raise ValueError(f"disparity must be {(b, 1, h, w)}, got {tuple(disparity.shape)}")
+    if w < 2:
+        raise ValueError("horizontal_warp needs a width of at least 2 pixels")
+    xs = torch.linspace(-1.0, 1.0, w, device=x.device, dtype=x.dtype).view(1, 1, w).expand(b, h, w)
+    ys = torch.linspace(-1.0, 1.0, h, device=x.device, dtype=x.dtype).view(1, h, 1).expand(b, h, w)
+    grid = torch.stack([xs + disparity[:, 0] / ((w - 1.0) / 2.0), ys], dim=-1)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    """Weights of the three terms; 0 switches a term off (it is then not computed)."""
+
+    image: float = 1.0
+    dme: float = 1.0
+    reblur: float = 1.0
+
+
+def ifan_losses(
+    out: IFANOutput,
+    target: Tensor,
+    blurry: Tensor,
+    right: Tensor | None = None,
+    left: Tensor | None = None,
+    reblur_net: ReblurNet | None = None,
+    weights: LossWeights = LossWeights(),
+) -> dict[str, Tensor]:
+    """The official IFAN losses for one batch.
+
+    Args:
+        out: a training-call output (``aux=True``: ``filters`` set; ``disparity_right`` set
+            when the DME loss is on).
+        target: sharp image ``(B, 3, H, W)``.
+        blurry: the network input ``C`` ``(B, 3, H, W)``.
+        right, left: DP views (needed when ``weights.dme > 0``).
+        reblur_net: needed when ``weights.reblur > 0``.
+
+    Returns:
+        ``{"image", ["dme"], ["reblur"], "total"}``; unweighted terms, weighted total.
+    """
+    losses: dict[str, Tensor] = {"image": F.mse_loss(out.image, target)}
+    total = weights.image * losses["image"]
+    if weights.dme > 0:
+        if left is None or out.disparity_right is None:
+            raise ValueError("the DME loss needs the left view and the right-view disparity (pass right/left)")
+        warped = horizontal_warp(area_downsample(right), out.disparity_right)
+        losses["dme"] = F.mse_loss(warped, area_downsample(left))
+        total = total + weights.dme * losses["dme"]
+    if weights.reblur > 0:
+        if reblur_net is None or out.filters is None:
+            raise ValueError("the reblurring loss needs the reblurring network and the filters (aux=True)")
+        losses["reblur"] = F.mse_loss(reblur_net(target, out.filters), area_downsample(blurry))
+        total = total + weights.reblur * losses["reblur"]
+    losses["total"] = total
+    return losses

@@ -1,0 +1,32 @@
+"""Shared fixtures: the official reference bundle and deterministic torch settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture(autouse=True)
+def _deterministic():
+    torch.manual_seed(0)
+    yield
+
+
+@pytest.fixture(scope="session")
+def ref_small() -> dict:
+    """Inputs and outputs of the official code, small config (see tests/fixtures/README.md)."""
+    return torch.load(FIXTURES / "ref_small.pt", weights_only=True)
+
+
+@pytest.fixture(scope="session")
+def official_small_path() -> Path:
+    return FIXTURES / "official_small.pytorch"
+
+
+@pytest.fixture(scope="session")
+def official_small_state(official_small_path) -> dict:
+    return torch.load(official_small_path, weights_only=True)
