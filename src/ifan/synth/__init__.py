@@ -1,0 +1,1 @@
+"""Physically based dual-pixel defocus simulation (work in progress)."""

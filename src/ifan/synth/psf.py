@@ -1,0 +1,204 @@
+"""Point spread functions of the centre (C), left (L) and right (R) dual-pixel views.
+
+The PSF of a point with signed blur radius ``r`` (px, see :mod:`ifan.synth.optics`) is the
+aperture's transmission scaled by ``r``: light through the normalised aperture point ``u``
+(``|u| <= 1``) lands at the offset ``d = r * u`` from the point's sharp image. A negative
+``r`` (in front of the focus plane) flips the picture through the centre: that is why the
+L and R kernels trade sides across the focus plane.
+
+Aperture transmission (:class:`ApertureProfile`), with ``rho = |u|``:
+
+* rim: a linear ramp of width ``edge`` (fraction of the radius) centred on ``rho = 1``;
+* radial intensity ``1 - falloff * rho**2`` (``falloff > 0``: brighter centre, ``< 0``: brighter rim);
+* the dual-pixel split: the left photodiode weighs ``u`` by ``w(u_x) = clip(1/2 + u_x / (2 split), 0, 1)``,
+  the right one by ``w(-u_x)``. Since ``w(t) + w(-t) = 1``, the two halves add up to the full aperture.
+
+Kernels are the transmission integrated against the pixel tent (linear interpolation between
+pixel centres), by bilinear splatting of fine sub-samples: a kernel's sum and centroid are those
+of the continuous PSF at every radius, sub-pixel blurs shift the image by the right sub-pixel
+amount, and a radius of 0 is exactly a delta.
+
+Conventions:
+
+* ``L`` is the image through the half of the aperture that, for a point *behind* the focus
+  plane (``r > 0``), lands on the right (``+x``) of the point's sharp image. Hence the
+  disparity ``x_L - x_R`` (centroid of the L kernel minus that of the R kernel) has the sign
+  of ``r``: positive behind the focus plane, negative in front, zero on it.
+* Each view's kernel sums to 1 (same exposure as C), and ``C = (L + R) / 2`` exactly: a DP
+  pixel's value is the sum of its two photodiodes, each of which receives half the light.
+* The disparity is linear in the blur: ``disparity = kappa * r`` with ``kappa`` given by
+  :func:`disparity_per_coc` (``8 / (3 pi) ~ 0.85`` for a uniform disc with a hard split: the
+  centroids of two half discs of radius ``r`` are ``2 * 4 r / (3 pi)`` apart).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+#: Radii (px) below this are rendered as a delta (the shift they would cause is < 0.02 px).
+MIN_RADIUS = 0.02
+
+
+@dataclass(frozen=True)
+class ApertureProfile:
+    """Shape of the aperture's transmission (the normalised PSF).
+
+    Attributes:
+        edge: width of the rim's soft edge as a fraction of the blur radius, in [0, 1).
+        falloff: radial intensity ``1 - falloff * rho**2``, in (-1, 1).
+        split: half-width of the soft L/R crossover as a fraction of the radius, in [0, 1].
+    """
+
+    edge: float = 0.1
+    falloff: float = 0.15
+    split: float = 0.08
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.edge < 1.0:
+            raise ValueError(f"ApertureProfile.edge must be in [0, 1), got {self.edge}")
+        if not -1.0 < self.falloff < 1.0:
+            raise ValueError(f"ApertureProfile.falloff must be in (-1, 1), got {self.falloff}")
+        if not 0.0 <= self.split <= 1.0:
+            raise ValueError(f"ApertureProfile.split must be in [0, 1], got {self.split}")
+
+    @property
+    def extent(self) -> float:
+        """Radius of the transmission's support in units of the blur radius (rim included)."""
+        return 1.0 + self.edge / 2.0
+
+    def to_dict(self) -> dict[str, float]:
+        return {k: float(v) for k, v in asdict(self).items()}
+
+
+def transmission(ux: np.ndarray, uy: np.ndarray, profile: ApertureProfile, view: str = "center") -> np.ndarray:
+    """Aperture transmission at normalised aperture coordinates ``(ux, uy)``.
+
+    Args:
+        ux, uy: broadcastable arrays; ``|u| = 1`` is the rim.
+        profile: the aperture's shape.
+        view: ``"center"`` (full aperture), ``"left"`` or ``"right"`` (a DP photodiode).
+
+    Returns:
+        float64 array in [0, 1]; ``left + right == center`` everywhere.
+    """
+    rho2 = ux * ux + uy * uy
+    rho = np.sqrt(rho2)
+    if profile.edge > 0:
+        rim = np.clip((1.0 - rho) / profile.edge + 0.5, 0.0, 1.0)
+    else:
+        rim = np.where(rho < 1.0, 1.0, np.where(rho == 1.0, 0.5, 0.0))
+    t = rim * np.maximum(1.0 - profile.falloff * rho2, 0.0)
+    if view == "center":
+        return t
+    if view not in ("left", "right"):
+        raise ValueError(f"unknown view {view!r}; expected one of 'center', 'left', 'right'")
+    x = ux if view == "left" else -ux
+    if profile.split > 0:
+        w = np.clip(0.5 + x / (2.0 * profile.split), 0.0, 1.0)
+    else:
+        w = np.where(x > 0, 1.0, np.where(x == 0, 0.5, 0.0))
+    return t * w
+
+
+def kernel_half_size(radius: float, profile: ApertureProfile) -> int:
+    """Half-size ``R`` of the ``(2R+1, 2R+1)`` kernel of a blur of radius ``|radius|`` px."""
+    r = abs(float(radius))
+    if r < MIN_RADIUS:
+        return 0
+    return max(1, int(math.ceil(r * profile.extent)))
+
+
+def _tent_splat(t: np.ndarray, c: np.ndarray, half: int, axis: int) -> np.ndarray:
+    """Split the samples of ``t`` at the sorted coordinates ``c`` (px) linearly between their two pixels.
+
+    Reduces ``axis`` of ``t`` (length ``len(c)``) to ``2*half+1`` pixels (offsets ``-half..half``).
+    """
+    i0 = np.floor(c).astype(np.int64)
+    f = c - i0
+    starts = np.flatnonzero(np.r_[True, i0[1:] != i0[:-1]])
+    pix = i0[starts] + half
+    shape = [1, 1]
+    shape[axis] = c.size
+    lo = np.add.reduceat(t * (1.0 - f).reshape(shape), starts, axis=axis)
+    hi = np.add.reduceat(t * f.reshape(shape), starts, axis=axis)
+    out_shape = list(t.shape)
+    out_shape[axis] = 2 * half + 3  # room for the +1 neighbour of the last pixel
+    out = np.zeros(out_shape)
+    if axis == 1:
+        out[:, pix] += lo
+        out[:, pix + 1] += hi
+        return out[:, : 2 * half + 1]
+    out[pix] += lo
+    out[pix + 1] += hi
+    return out[: 2 * half + 1]
+
+
+@functools.lru_cache(maxsize=1024)
+def _dp_kernels_cached(radius: float, profile: ApertureProfile) -> tuple[np.ndarray, np.ndarray]:
+    half = kernel_half_size(radius, profile)
+    if half == 0:
+        delta = np.ones((1, 1), np.float32)
+        delta.setflags(write=False)
+        return delta, delta
+    # The continuous PSF integrated against the pixel tent (bilinear splatting of fine sub-samples):
+    # this keeps each kernel's sum and centroid exact at any radius and is a delta at radius 0.
+    n = int(min(128, max(8, math.ceil(16.0 / abs(radius)))))  # sub-samples per px: <= 1/8 px and <= r/16
+    support = abs(radius) * profile.extent
+    count = int(math.ceil(support * n))
+    c = (np.arange(-count, count) + 0.5) / n  # symmetric about 0
+    u = c / radius  # a negative radius flips the aperture through the centre
+    out = []
+    for view in ("left", "right"):
+        t = transmission(u[None, :], u[:, None], profile, view)
+        k = _tent_splat(_tent_splat(t, c, half, axis=1), c, half, axis=0)
+        k = (k / k.sum()).astype(np.float32)
+        k.setflags(write=False)
+        out.append(k)
+    return out[0], out[1]
+
+
+def dual_pixel_kernels(radius: float, profile: ApertureProfile = ApertureProfile()) -> tuple[np.ndarray, np.ndarray]:
+    """The L and R kernels of a point with signed blur radius ``radius`` (px).
+
+    Args:
+        radius: signed circle-of-confusion radius in output pixels.
+        profile: the aperture's shape.
+
+    Returns:
+        ``(left, right)``: float32 ``(2R+1, 2R+1)`` arrays (read-only, cached), each summing to 1,
+        indexed ``[y, x]`` with the point at the centre; ``right`` is ``left`` mirrored in x,
+        and ``dual_pixel_kernels(-r)`` is ``dual_pixel_kernels(r)`` with the views swapped.
+    """
+    return _dp_kernels_cached(round(float(radius), 4), profile)
+
+
+def center_kernel(radius: float, profile: ApertureProfile = ApertureProfile()) -> np.ndarray:
+    """The C (full-aperture) kernel, ``(L + R) / 2``: a soft disc of radius ``|radius|`` px summing to 1."""
+    left, right = dual_pixel_kernels(radius, profile)
+    return 0.5 * (left + right)
+
+
+@functools.lru_cache(maxsize=64)
+def disparity_per_coc(profile: ApertureProfile = ApertureProfile()) -> float:
+    """``kappa``: L-R disparity per pixel of signed blur radius (``disparity = kappa * coc``).
+
+    It is the distance between the centroids of the left and right transmissions in units of
+    the radius (``8 / (3 pi) = 0.849`` for a uniform disc split sharply in two).
+    """
+    n = 1024
+    extent = profile.extent
+    c = (np.arange(n) + 0.5) / n * 2 * extent - extent
+    t = transmission(c[None, :], c[:, None], profile, "left")
+    return float(2.0 * (t * c[None, :]).sum() / t.sum())
+
+
+def disparity_from_coc(coc: np.ndarray | float, profile: ApertureProfile = ApertureProfile()) -> np.ndarray:
+    """L-R disparity (px, ``x_L - x_R``) of points with signed blur radius ``coc`` (px).
+
+    Returns a float32 array of ``coc``'s shape: the sign of ``coc``, magnitude ``kappa * |coc|``.
+    """
+    return (disparity_per_coc(profile) * np.asarray(coc, dtype=np.float64)).astype(np.float32)

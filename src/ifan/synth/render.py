@@ -1,0 +1,377 @@
+"""Occlusion-aware dual-pixel defocus rendering of layered scenes.
+
+A :class:`Scene` is a stack of :class:`Layer` s ordered from far to near. Each layer is one
+opaque surface (a fronto-parallel shape, a slanted plane, a depth slab of a photograph):
+colour, coverage ``alpha`` and depth per pixel, with its full content, including what nearer
+layers hide. All colours are *linear* light.
+
+:func:`render` blurs every layer with its depth-dependent L and R kernels and composites the
+blurred layers back to front with the "over" operator on premultiplied colour::
+
+    out = out * (1 - blur(alpha)) + blur(alpha * colour)
+
+For a sensor pixel, the fraction of a view's half-aperture cone blocked by a nearer layer is
+exactly that layer's alpha blurred by that layer's kernel, so this is the physically right
+occlusion for a sharp layer over a blurred one (no halo: the hidden background is known) and
+for a blurred layer over a sharp one (the blurred foreground spills over the background). Where
+both are blurred it treats the occluder's coverage as independent of which part of the aperture
+the background's light came through; :func:`render_reference` traces every ray and measures
+that approximation.
+
+Within a layer the depth may vary (slanted planes); its signed blur radius is quantised on a
+grid of radii (steps of ``max(0.5 px, 10 %)``) with linear ("hat") weights, and the bins are
+*added*, since a surface does not occlude itself. Convolutions run in the Fourier domain on
+the layer's bounding box; the bins of a layer share one inverse transform.
+
+The centre view is ``C = (L + R) / 2`` (see :mod:`ifan.synth.psf`); sensor noise, if any, is
+added to L and R before C is formed, so the relation holds for noisy images too.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+import scipy.fft
+
+from ifan.synth.optics import ThinLensCamera
+from ifan.synth.psf import MIN_RADIUS, ApertureProfile, disparity_from_coc, dual_pixel_kernels, kernel_half_size, transmission
+
+#: Quantisation of a layer's varying blur radius: grid steps of ``max(BIN_STEP_PX, BIN_STEP_REL * |r|)``.
+BIN_STEP_PX = 0.5
+BIN_STEP_REL = 0.1
+
+
+@dataclass
+class Layer:
+    """One opaque surface of a scene.
+
+    Attributes:
+        rgb: ``(H, W, 3)`` float32 linear colour (not premultiplied); highlights may exceed 1.
+        alpha: ``(H, W)`` float32 coverage in [0, 1].
+        depth: ``(H, W)`` float32 depth in metres, positive everywhere (only read where ``alpha > 0``
+            by :func:`render`; :func:`render_reference` interpolates it).
+    """
+
+    rgb: np.ndarray
+    alpha: np.ndarray
+    depth: np.ndarray
+
+    def __post_init__(self) -> None:
+        h, w = self.alpha.shape
+        if self.rgb.shape != (h, w, 3) or self.depth.shape != (h, w):
+            raise ValueError(f"layer arrays disagree: rgb {self.rgb.shape}, alpha {self.alpha.shape}, "
+                             f"depth {self.depth.shape}; expected (H, W, 3), (H, W), (H, W)")
+
+
+@dataclass
+class Scene:
+    """Layers ordered far to near, on a canvas ``pad`` pixels larger than the image on each side.
+
+    The margin lets light from just outside the frame blur into it; it should be at least the
+    largest kernel half-size (:func:`ifan.synth.psf.kernel_half_size`).
+    """
+
+    layers: list[Layer]
+    pad: int = 0
+    info: dict = field(default_factory=dict)
+
+    @property
+    def canvas_shape(self) -> tuple[int, int]:
+        return self.layers[0].alpha.shape
+
+    @property
+    def image_shape(self) -> tuple[int, int]:
+        h, w = self.canvas_shape
+        return h - 2 * self.pad, w - 2 * self.pad
+
+
+@dataclass
+class DualPixelImages:
+    """A rendered dual-pixel sample (all arrays at the image resolution).
+
+    Attributes:
+        left, right, center: ``(H, W, 3)`` float32 linear, in [0, 1] (clipped like a sensor).
+        target: ``(H, W, 3)`` float32 linear all-in-focus image in [0, 1].
+        depth: ``(H, W)`` float32 depth (m) of the visible surface.
+        coc: ``(H, W)`` float32 signed blur radius (px): > 0 behind the focus plane.
+        disparity: ``(H, W)`` float32 L-R disparity ``x_L - x_R`` (px), same sign as ``coc``.
+    """
+
+    left: np.ndarray
+    right: np.ndarray
+    center: np.ndarray
+    target: np.ndarray
+    depth: np.ndarray
+    coc: np.ndarray
+    disparity: np.ndarray
+
+
+@dataclass(frozen=True)
+class SensorNoise:
+    """Shot and read noise of each dual-pixel photodiode.
+
+    Attributes:
+        full_well_e: electrons collected by one *pixel* (both photodiodes) at value 1.0; each
+            photodiode collects half.
+        read_noise_e: standard deviation of each photodiode's read noise, in electrons.
+    """
+
+    full_well_e: float
+    read_noise_e: float
+
+    def __post_init__(self) -> None:
+        if not self.full_well_e > 0 or not self.read_noise_e >= 0:
+            raise ValueError(f"SensorNoise needs full_well_e > 0 and read_noise_e >= 0, got {self}")
+
+    def apply(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Noisy version of one photodiode's linear image (float32, not clipped)."""
+        scale = self.full_well_e / 2.0
+        electrons = rng.poisson(np.clip(image, 0.0, None).astype(np.float64) * scale).astype(np.float64)
+        electrons += rng.normal(0.0, self.read_noise_e, size=image.shape)
+        return (electrons / scale).astype(np.float32)
+
+
+def radius_grid(max_abs: float) -> np.ndarray:
+    """The quantisation grid of signed blur radii covering ``[-max_abs, max_abs]`` (sorted, contains 0)."""
+    pos = [0.0]
+    while pos[-1] < max_abs:
+        pos.append(pos[-1] + max(BIN_STEP_PX, BIN_STEP_REL * pos[-1]))
+    pos = np.asarray(pos)
+    return np.concatenate([-pos[:0:-1], pos])
+
+
+def _bins(radius: np.ndarray) -> list[tuple[float, np.ndarray]]:
+    """Split the radii of a layer's pixels into ``(bin radius, weight per pixel)`` with hat weights."""
+    lo, hi = float(radius.min()), float(radius.max())
+    if hi - lo < 1e-3:
+        return [(0.5 * (lo + hi), np.ones_like(radius))]
+    grid = radius_grid(max(abs(lo), abs(hi)))
+    i = np.clip(np.searchsorted(grid, radius, side="right") - 1, 0, grid.size - 2)
+    t = ((radius - grid[i]) / (grid[i + 1] - grid[i])).astype(np.float32)
+    out = []
+    for j in range(int(i.min()), int(i.max()) + 2):
+        w = np.where(i == j, 1.0 - t, 0.0) + np.where(i + 1 == j, t, 0.0)
+        if np.any(w > 0):
+            out.append((float(grid[j]), w.astype(np.float32)))
+    return out
+
+
+def _kernel_spectrum(kernel: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """rfft2 of ``kernel`` placed with its centre at the origin of a ``shape`` periodic grid."""
+    half = kernel.shape[0] // 2
+    k = np.zeros(shape, np.float32)
+    k[: kernel.shape[0], : kernel.shape[1]] = kernel
+    return scipy.fft.rfft2(np.roll(k, (-half, -half), axis=(0, 1)))
+
+
+def _blur_layer(layer: Layer, camera: ThinLensCamera, profile: ApertureProfile):
+    """Blur one layer with its L and R kernels.
+
+    Returns ``(y0, x0, left, right)`` with ``left``/``right`` of shape ``(4, h, w)`` (premultiplied
+    RGB and alpha) placed at canvas offset ``(y0, x0)`` (possibly negative), or ``None`` if empty.
+    """
+    alpha = layer.alpha
+    rows = np.flatnonzero(alpha.max(axis=1) > 0)
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero(alpha.max(axis=0) > 0)
+    y0, y1, x0, x1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    a = alpha[y0:y1, x0:x1]
+    radius = np.where(a > 0, camera.coc_radius_px(layer.depth[y0:y1, x0:x1]), np.float32(np.nan))
+    bins = _bins(radius[a > 0])
+    support = a > 0
+    premult = np.concatenate([(layer.rgb[y0:y1, x0:x1] * a[..., None]).transpose(2, 0, 1), a[None]], axis=0)
+    half = max(kernel_half_size(r, profile) for r, _ in bins)
+    if half == 0:
+        return y0, x0, premult, premult
+    weights = []
+    for r, w in bins:
+        full = np.zeros(a.shape, np.float32)
+        full[support] = w
+        weights.append((r, full))
+    if len(weights) == 1 and half <= 3:  # small single kernel: direct convolution is cheaper
+        left_k, right_k = dual_pixel_kernels(weights[0][0], profile)
+        padded = np.pad(premult, ((0, 0), (half, half), (half, half))).transpose(1, 2, 0)
+        out = [cv2.filter2D(padded, -1, k[::-1, ::-1].copy(), borderType=cv2.BORDER_CONSTANT).transpose(2, 0, 1)
+               for k in (left_k, right_k)]
+        return y0 - half, x0 - half, out[0], out[1]
+    h, w = a.shape[0] + 2 * half, a.shape[1] + 2 * half
+    shape = (scipy.fft.next_fast_len(h, real=True), scipy.fft.next_fast_len(w, real=True))
+    acc_l = acc_r = None
+    for r, wmap in weights:
+        x = np.zeros((4,) + shape, np.float32)
+        x[:, half:half + a.shape[0], half:half + a.shape[1]] = premult * wmap
+        spec = scipy.fft.rfft2(x)
+        if abs(r) < MIN_RADIUS:
+            add_l = add_r = spec
+        else:
+            left_k, right_k = dual_pixel_kernels(r, profile)
+            add_l, add_r = spec * _kernel_spectrum(left_k, shape), spec * _kernel_spectrum(right_k, shape)
+        acc_l = add_l if acc_l is None else acc_l + add_l
+        acc_r = add_r if acc_r is None else acc_r + add_r
+    left = scipy.fft.irfft2(acc_l, s=shape)[:, :h, :w]
+    right = scipy.fft.irfft2(acc_r, s=shape)[:, :h, :w]
+    return y0 - half, x0 - half, left, right
+
+
+def composite_sharp(scene: Scene) -> np.ndarray:
+    """The all-in-focus (pinhole) image of the scene's canvas: ``(Hc, Wc, 3)`` float32 linear, not clipped."""
+    h, w = scene.canvas_shape
+    out = np.zeros((h, w, 3), np.float32)
+    for layer in scene.layers:
+        a = layer.alpha[..., None]
+        out = out * (1.0 - a) + layer.rgb * a
+    return out
+
+
+def visible_depth(scene: Scene) -> np.ndarray:
+    """Depth (m) of the nearest layer covering each canvas pixel at least half, ``(Hc, Wc)`` float32."""
+    depth = scene.layers[0].depth.astype(np.float32).copy()
+    for layer in scene.layers[1:]:
+        np.copyto(depth, layer.depth, where=layer.alpha >= 0.5)
+    return depth
+
+
+def _finish(scene: Scene, camera: ThinLensCamera, profile: ApertureProfile, left: np.ndarray, right: np.ndarray,
+            noise: SensorNoise | None, rng: np.random.Generator | None) -> DualPixelImages:
+    """Crop the canvas margin, add noise, clip and form C and the maps."""
+    p = scene.pad
+    h, w = scene.image_shape
+    crop = (slice(p, p + h), slice(p, p + w))
+    left, right = left[crop], right[crop]
+    if noise is not None:
+        if rng is None:
+            raise ValueError("sensor noise needs a random generator (rng)")
+        left, right = noise.apply(left, rng), noise.apply(right, rng)
+    left, right = np.clip(left, 0.0, 1.0), np.clip(right, 0.0, 1.0)
+    depth = visible_depth(scene)[crop]
+    coc = camera.coc_radius_px(depth)
+    return DualPixelImages(
+        left=left, right=right, center=(0.5 * (left + right)).astype(np.float32),
+        target=np.clip(composite_sharp(scene)[crop], 0.0, 1.0), depth=np.ascontiguousarray(depth),
+        coc=coc, disparity=disparity_from_coc(coc, profile))
+
+
+def render(scene: Scene, camera: ThinLensCamera, profile: ApertureProfile = ApertureProfile(),
+           noise: SensorNoise | None = None, rng: np.random.Generator | None = None) -> DualPixelImages:
+    """Render the L, R and C views, the all-in-focus target and the depth/blur/disparity maps.
+
+    Args:
+        scene: layers far to near (linear colour), canvas with a margin of ``scene.pad`` px.
+        camera: the thin-lens camera (sets each pixel's signed blur radius from its depth).
+        profile: the aperture's shape (PSF).
+        noise: optional sensor noise, added to L and R (then ``C = (L + R) / 2``).
+        rng: random generator for the noise.
+
+    Returns:
+        :class:`DualPixelImages` at the image size (canvas minus the margin).
+    """
+    h, w = scene.canvas_shape
+    out_l = np.zeros((3, h, w), np.float32)
+    out_r = np.zeros((3, h, w), np.float32)
+    for layer in scene.layers:
+        blurred = _blur_layer(layer, camera, profile)
+        if blurred is None:
+            continue
+        y0, x0, bl, br = blurred
+        _composite_over(out_l, y0, x0, bl)
+        _composite_over(out_r, y0, x0, br)
+    return _finish(scene, camera, profile, out_l.transpose(1, 2, 0), out_r.transpose(1, 2, 0), noise, rng)
+
+
+def _composite_over(out: np.ndarray, y0: int, x0: int, blurred: np.ndarray) -> None:
+    """``out = out * (1 - A) + P`` where ``blurred`` = (P, A) (4, h, w) sits at canvas offset (y0, x0)."""
+    _, hc, wc = out.shape
+    _, h, w = blurred.shape
+    cy0, cx0, cy1, cx1 = max(y0, 0), max(x0, 0), min(y0 + h, hc), min(x0 + w, wc)
+    if cy0 >= cy1 or cx0 >= cx1:
+        return
+    part = blurred[:, cy0 - y0:cy1 - y0, cx0 - x0:cx1 - x0]
+    region = out[:, cy0:cy1, cx0:cx1]
+    region *= 1.0 - np.clip(part[3], 0.0, 1.0)
+    region += np.clip(part[:3], 0.0, None)
+
+
+def _bilinear(padded: np.ndarray, y: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Sample a field at float positions (bilinear); ``padded`` is the field with a 1-px border added.
+
+    Positions are clamped to the border, so the border's values hold outside the field.
+    """
+    h, w = padded.shape
+    y = np.clip(y + 1.0, 0.0, h - 1.001)
+    x = np.clip(x + 1.0, 0.0, w - 1.001)
+    y0, x0 = y.astype(np.int64), x.astype(np.int64)
+    fy, fx = y - y0, x - x0
+    i = y0 * w + x0
+    f = padded.ravel()
+    top = f[i] * (1.0 - fx) + f[i + 1] * fx
+    bottom = f[i + w] * (1.0 - fx) + f[i + w + 1] * fx
+    return top * (1.0 - fy) + bottom * fy
+
+
+def render_reference(scene: Scene, camera: ThinLensCamera, profile: ApertureProfile = ApertureProfile(),
+                     samples_per_px: float = 4.0) -> DualPixelImages:
+    """Brute-force ray-traced scatter renderer (slow; for small test images).
+
+    Every pixel of every layer sends rays through a fine grid of aperture points ``u``; a ray
+    lands at ``p + r(p) * u`` and reaches the sensor only through the nearer layers' coverage
+    where it crosses them, i.e. occlusion is decided ray by ray, per pixel, with each pixel's
+    exact (not quantised) blur radius. Landing points are split bilinearly between the four
+    nearest sensor pixels (the same pixel tent as the kernels), and the ray that reaches the
+    sensor pixel ``x`` crosses layer ``j`` at ``x - r_j * u`` (``r_j`` found by one
+    fixed-point step, bilinear in between pixels).
+
+    Args:
+        samples_per_px: aperture samples per pixel of the largest blur radius.
+
+    Returns:
+        :class:`DualPixelImages` without noise.
+    """
+    hc, wc = scene.canvas_shape
+    radii = [camera.coc_radius_px(layer.depth).astype(np.float64) for layer in scene.layers]
+    r_max = max(float(np.abs(r[layer.alpha > 0]).max(initial=0.0)) for r, layer in zip(radii, scene.layers))
+    extent = profile.extent
+    n = max(1, int(math.ceil(2 * extent * max(r_max, 0.25) * samples_per_px)))
+    g = (np.arange(n) + 0.5) / n * 2 * extent - extent
+    ux, uy = np.meshgrid(g, g)
+    ux, uy = ux.ravel(), uy.ravel()
+    weights = {v: transmission(ux, uy, profile, v) for v in ("left", "right")}
+    keep = (weights["left"] + weights["right"]) > 0
+    ux, uy = ux[keep], uy[keep]
+    weights = {v: w[keep] / w[keep].sum() for v, w in weights.items()}
+    alphas = [np.pad(layer.alpha.astype(np.float64), 1) for layer in scene.layers]  # 0 outside the canvas
+    radii_p = [np.pad(r, 1, mode="edge") for r in radii]
+    views = {v: np.zeros((hc * wc, 3)) for v in ("left", "right")}
+    for k, layer in enumerate(scene.layers):
+        ys, xs = np.nonzero(layer.alpha > 0)
+        if ys.size == 0:
+            continue
+        r = radii[k][ys, xs]
+        colour = layer.rgb[ys, xs].astype(np.float64) * layer.alpha[ys, xs, None]
+        chunk = max(1, 2_000_000 // ys.size)
+        for c0 in range(0, ux.size, chunk):  # rays: (aperture samples in this chunk) x (source pixels)
+            sx, sy = ux[c0:c0 + chunk, None], uy[c0:c0 + chunk, None]
+            ly, lx = ys + r * sy, xs + r * sx  # landing points
+            y0, x0 = np.floor(ly).astype(np.int64), np.floor(lx).astype(np.int64)
+            fy, fx = ly - y0, lx - x0
+            for dy, wy in ((0, 1.0 - fy), (1, fy)):
+                for dx, wx in ((0, 1.0 - fx), (1, fx)):
+                    py, px = y0 + dy, x0 + dx  # sensor pixel receiving part of each ray
+                    w = wy * wx * ((py >= 0) & (py < hc) & (px >= 0) & (px < wc))
+                    py, px = np.clip(py, 0, hc - 1), np.clip(px, 0, wc - 1)
+                    for j in range(k + 1, len(scene.layers)):  # crossing layer j at pixel - r_j u
+                        rj = radii[j][py, px]
+                        rj = _bilinear(radii_p[j], py - rj * sy, px - rj * sx)
+                        w = w * (1.0 - _bilinear(alphas[j], py - rj * sy, px - rj * sx))
+                    idx = (py * wc + px).ravel()
+                    for v in ("left", "right"):
+                        wv = (w * weights[v][c0:c0 + chunk, None]).ravel()
+                        for ch in range(3):
+                            views[v][:, ch] += np.bincount(idx, weights=wv * np.broadcast_to(colour[:, ch], w.shape).ravel(),
+                                                           minlength=hc * wc)
+    views = {v: img.reshape(hc, wc, 3) for v, img in views.items()}
+    return _finish(scene, camera, profile, views["left"].astype(np.float32), views["right"].astype(np.float32),
+                   None, None)
