@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +23,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from ifan.fileutil import atomic_write
 from ifan.models.ifan import IFANConfig
 from ifan.models.official import CheckpointError, infer_config, is_official_state_dict, official_key, split_official
 
@@ -48,24 +48,6 @@ class LoadedWeights:
         if reblur is not None and self.reblur:
             rb_name = (lambda k: official_key(k, reblur=True)) if self.official_layout else (lambda k: REBLUR_PREFIX + k)
             check_state_dict(reblur, self.reblur, f"reblurring weights in {path}", rb_name)
-
-
-def atomic_write(path: str | os.PathLike, write) -> Path:
-    """Call ``write(tmp_path)`` on a temporary file beside ``path``, then rename it into place.
-
-    A crash leaves either the old file or the new one, never a half-written file.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def save_weights(path: str | os.PathLike, config: IFANConfig, network: Mapping[str, Tensor],

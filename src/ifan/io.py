@@ -1,0 +1,323 @@
+"""Image files in and out: 8- and 16-bit PNG/TIFF, JPEG (RGB, grey, CMYK), WebP, BMP.
+
+``read_image`` returns the pixels as float32 RGB ``(H, W, 3)`` in [0, 1] with everything
+needed to write the result back faithfully: the bit depth (8 or 16), whether the image was
+grey, its alpha channel, its ICC profile and EXIF (orientation reset, since the pixels are
+returned upright). ``write_image`` writes atomically (temporary file + rename).
+
+Pillow decodes 16-bit RGB PNG as 8-bit, so 16-bit PNG and TIFF are decoded and encoded with
+OpenCV; metadata is read with Pillow, and ICC/EXIF are put back into 16-bit PNGs as
+``iCCP``/``eXIf`` chunks.
+"""
+
+from __future__ import annotations
+
+import io as _stdio
+import os
+import struct
+import warnings
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image as PILImage
+from PIL import UnidentifiedImageError
+
+from ifan.fileutil import atomic_write_bytes
+
+READ_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp"})
+WRITE_FORMATS = {"png": ".png", "jpg": ".jpg", "tiff": ".tif", "webp": ".webp"}
+DEFAULT_MAX_PIXELS = 300_000_000  # 300 MP; larger files are refused as possible decompression bombs
+_ORIENTATION = 0x0112
+
+
+class ImageReadError(ValueError):
+    """A file that cannot be read as an image (missing, corrupt, truncated, unsupported, too large)."""
+
+
+class ImageWriteError(OSError):
+    """An image that cannot be written (unsupported format, unwritable location)."""
+
+
+@dataclass
+class Image:
+    """A decoded image and what is needed to write a result back like it.
+
+    Attributes:
+        rgb: float32 ``(H, W, 3)`` in [0, 1], upright (EXIF orientation applied); grey images
+            are repeated over the three channels.
+        alpha: float32 ``(H, W)`` in [0, 1], or None.
+        bit_depth: 8 or 16 (of the file's samples).
+        grayscale: the file had one colour channel (or was CMYK-free grey).
+        icc_profile: the embedded ICC profile (dropped for CMYK files, converted to RGB).
+        exif: EXIF bytes with the orientation reset to 1, or None.
+        format: the file format as Pillow names it (``"PNG"``, ``"JPEG"``, ...).
+    """
+
+    rgb: np.ndarray
+    alpha: np.ndarray | None = None
+    bit_depth: int = 8
+    grayscale: bool = False
+    icc_profile: bytes | None = None
+    exif: bytes | None = None
+    format: str = "PNG"
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """``(height, width)``."""
+        return self.rgb.shape[0], self.rgb.shape[1]
+
+
+def _apply_orientation(arr: np.ndarray, orientation: int) -> np.ndarray:
+    """Turn an ``(H, W, ...)`` array as EXIF orientation 1-8 says, so that it displays upright."""
+    ops = {
+        2: lambda a: a[:, ::-1],
+        3: lambda a: a[::-1, ::-1],
+        4: lambda a: a[::-1],
+        5: lambda a: np.swapaxes(a, 0, 1),
+        6: lambda a: np.swapaxes(a, 0, 1)[:, ::-1],
+        7: lambda a: np.swapaxes(a, 0, 1)[::-1, ::-1],
+        8: lambda a: np.swapaxes(a, 0, 1)[::-1],
+    }
+    return np.ascontiguousarray(ops[orientation](arr)) if orientation in ops else arr
+
+
+def _is_16bit(path: Path, pil: PILImage.Image) -> bool:
+    if pil.format == "PNG":
+        with open(path, "rb") as f:
+            header = f.read(26)
+        return len(header) >= 25 and header[24] == 16
+    if pil.format == "TIFF":
+        bits = pil.tag_v2.get(258, (8,))
+        bits = bits if isinstance(bits, tuple) else (bits,)
+        return max(bits) > 8
+    return pil.mode.startswith("I;16") or pil.mode == "I"
+
+
+def _decode_16bit(path: Path) -> np.ndarray:
+    """OpenCV decode keeping 16 bits: ``(H, W)`` or ``(H, W, 3|4)`` RGB(A) uint16."""
+    data = np.fromfile(path, dtype=np.uint8)
+    arr = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    if arr is None:
+        raise ImageReadError(f"{path}: corrupt or truncated 16-bit image (OpenCV could not decode it)")
+    if arr.ndim == 3 and arr.shape[2] >= 3:
+        arr = cv2.cvtColor(arr, cv2.COLOR_BGRA2RGBA if arr.shape[2] == 4 else cv2.COLOR_BGR2RGB)
+    if arr.dtype == np.uint8:  # e.g. a TIFF whose 16-bit tag was not the sample size
+        arr = arr.astype(np.uint16) * 257
+    if arr.dtype != np.uint16:
+        raise ImageReadError(f"{path}: unsupported sample type {arr.dtype}; expected 8- or 16-bit integers")
+    return arr
+
+
+def _decode_pillow(path: Path, pil: PILImage.Image) -> tuple[np.ndarray, int, bool]:
+    """Pillow decode of 8-bit (and Pillow's 16-bit grey) files: (array, bit depth, dropped ICC)."""
+    mode = pil.mode
+    drop_icc = False
+    if mode in ("P", "PA"):
+        pil = pil.convert("RGBA" if ("transparency" in pil.info or mode == "PA") else "RGB")
+    elif mode == "CMYK":
+        pil, drop_icc = pil.convert("RGB"), True  # the CMYK profile does not describe RGB pixels
+    elif mode == "1":
+        pil = pil.convert("L")
+    elif mode in ("YCbCr", "LAB", "HSV", "RGBX", "RGBa"):
+        pil = pil.convert("RGB")
+    elif mode == "La":
+        pil = pil.convert("LA")
+    if pil.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N"):
+        return np.clip(np.asarray(pil, dtype=np.int64), 0, 65535).astype(np.uint16), 16, drop_icc
+    if pil.mode == "F":
+        return (np.clip(np.asarray(pil, dtype=np.float32), 0, 1) * 65535 + 0.5).astype(np.uint16), 16, drop_icc
+    return np.asarray(pil), 8, drop_icc
+
+
+def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image:
+    """Read an image file. See :class:`Image` for what comes back.
+
+    Raises:
+        ImageReadError: with the file named and what is wrong (missing, not an image, corrupt
+            or truncated, unsupported mode, larger than ``max_pixels``, empty).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ImageReadError(f"{path}: no such file")
+    if not path.is_file():
+        raise ImageReadError(f"{path}: not a file")
+    if path.stat().st_size == 0:
+        raise ImageReadError(f"{path}: empty file (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", PILImage.DecompressionBombWarning)
+            saved_limit, PILImage.MAX_IMAGE_PIXELS = PILImage.MAX_IMAGE_PIXELS, None
+            try:
+                pil = PILImage.open(path)
+            finally:
+                PILImage.MAX_IMAGE_PIXELS = saved_limit
+    except UnidentifiedImageError:
+        raise ImageReadError(f"{path}: not a recognised image file (supported: {', '.join(sorted(READ_SUFFIXES))})")
+    except OSError as err:
+        raise ImageReadError(f"{path}: cannot be opened as an image ({err})") from err
+    with pil:
+        w, h = pil.size
+        if w < 1 or h < 1:
+            raise ImageReadError(f"{path}: image has no pixels ({w}x{h})")
+        if w * h > max_pixels:
+            raise ImageReadError(
+                f"{path}: {w}x{h} = {w * h / 1e6:.0f} MP exceeds the limit of {max_pixels / 1e6:.0f} MP "
+                "(decompression-bomb guard); raise it with --max-pixels if the file is trusted"
+            )
+        fmt = pil.format or path.suffix.lstrip(".").upper()
+        try:
+            exif = pil.getexif()  # for PNG this can read (and fail on) the image data
+            orientation = int(exif.get(_ORIENTATION, 1) or 1)
+            info = dict(pil.info)
+            if _is_16bit(path, pil) and fmt in ("PNG", "TIFF"):
+                arr, bit_depth, drop_icc = _decode_16bit(path), 16, False
+            else:
+                pil.load()
+                arr, bit_depth, drop_icc = _decode_pillow(path, pil)
+        except ImageReadError:
+            raise
+        except (OSError, SyntaxError, ValueError) as err:
+            raise ImageReadError(f"{path}: corrupt or truncated image data ({err})") from err
+
+    scale = 255.0 if bit_depth == 8 else 65535.0
+    values = arr.astype(np.float32) / scale
+    if values.ndim == 2:
+        values = values[:, :, None]
+    channels = values.shape[2]
+    grayscale = channels in (1, 2)
+    alpha = values[:, :, -1] if channels in (2, 4) else None
+    color = values[:, :, :1] if grayscale else values[:, :, :3]
+    rgb = np.repeat(color, 3, axis=2) if grayscale else color
+    rgb = _apply_orientation(rgb, orientation)
+    alpha = None if alpha is None else _apply_orientation(alpha, orientation)
+
+    exif_bytes = None
+    if len(exif):
+        if orientation != 1:
+            exif[_ORIENTATION] = 1
+        exif_bytes = exif.tobytes()
+    return Image(
+        rgb=np.ascontiguousarray(rgb, dtype=np.float32),
+        alpha=None if alpha is None else np.ascontiguousarray(alpha, dtype=np.float32),
+        bit_depth=bit_depth,
+        grayscale=grayscale,
+        icc_profile=None if drop_icc else info.get("icc_profile"),
+        exif=exif_bytes,
+        format=fmt,
+    )
+
+
+def _quantize(x: np.ndarray, bit_depth: int) -> np.ndarray:
+    scale, dtype = (255.0, np.uint8) if bit_depth == 8 else (65535.0, np.uint16)
+    return np.round(np.clip(x, 0.0, 1.0) * scale).astype(dtype)
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+
+def _add_png_metadata(png: bytes, icc_profile: bytes | None, exif: bytes | None) -> bytes:
+    """Insert ``iCCP`` and ``eXIf`` chunks right after ``IHDR`` (8-byte signature + 25-byte IHDR)."""
+    extra = b""
+    if icc_profile:
+        extra += _png_chunk(b"iCCP", b"ICC profile\x00\x00" + zlib.compress(icc_profile))
+    if exif:
+        extra += _png_chunk(b"eXIf", exif[6:] if exif.startswith(b"Exif\x00\x00") else exif)
+    return png[:33] + extra + png[33:]
+
+
+def encode_image(
+    rgb: np.ndarray,
+    fmt: str,
+    bit_depth: int = 8,
+    alpha: np.ndarray | None = None,
+    grayscale: bool = False,
+    icc_profile: bytes | None = None,
+    exif: bytes | None = None,
+    quality: int = 95,
+) -> bytes:
+    """Encode float ``(H, W, 3)`` (or ``(H, W)``) pixels in [0, 1] as ``fmt`` (png, jpg, tiff, webp).
+
+    16-bit output is available for PNG and TIFF; JPEG and WebP are 8-bit and have no alpha.
+    A grey image is written with one channel (the mean of the three).
+    """
+    fmt = fmt.lower().lstrip(".")
+    fmt = {"jpeg": "jpg", "tif": "tiff"}.get(fmt, fmt)
+    if fmt not in WRITE_FORMATS:
+        raise ImageWriteError(f"unsupported output format {fmt!r}; choose one of {sorted(WRITE_FORMATS)}")
+    if bit_depth not in (8, 16):
+        raise ImageWriteError(f"bit depth must be 8 or 16, got {bit_depth}")
+    rgb = np.asarray(rgb, dtype=np.float32)
+    if rgb.ndim == 3 and grayscale:
+        rgb = rgb.mean(axis=2)
+    if fmt in ("jpg", "webp"):
+        bit_depth = 8
+        alpha = None if fmt == "jpg" else alpha
+    planes = [rgb] if rgb.ndim == 2 else [rgb[:, :, i] for i in range(3)]
+    if alpha is not None:
+        planes.append(np.asarray(alpha, dtype=np.float32))
+    arr = _quantize(np.stack(planes, axis=2) if len(planes) > 1 else planes[0], bit_depth)
+
+    if bit_depth == 16:
+        if arr.ndim == 3:
+            arr = cv2.cvtColor(arr, cv2.COLOR_RGBA2BGRA if arr.shape[2] == 4 else cv2.COLOR_RGB2BGR)
+        ok, buf = cv2.imencode(".png" if fmt == "png" else ".tiff", arr)
+        if not ok:
+            raise ImageWriteError(f"OpenCV could not encode a 16-bit {fmt}")
+        data = buf.tobytes()
+        return _add_png_metadata(data, icc_profile, exif) if fmt == "png" else data
+
+    mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[1 if arr.ndim == 2 else arr.shape[2]]
+    pil = PILImage.fromarray(arr, mode=mode)
+    kwargs: dict = {}
+    if icc_profile:
+        kwargs["icc_profile"] = icc_profile
+    if exif:
+        kwargs["exif"] = exif
+    if fmt == "jpg":
+        kwargs.update(quality=quality, subsampling=0)
+    elif fmt == "webp":
+        kwargs.update(quality=quality)
+    elif fmt == "tiff":
+        kwargs.update(compression="tiff_deflate")
+    out = _stdio.BytesIO()
+    pil.save(out, format={"jpg": "JPEG", "png": "PNG", "tiff": "TIFF", "webp": "WEBP"}[fmt], **kwargs)
+    return out.getvalue()
+
+
+def format_for_path(path: str | os.PathLike) -> str:
+    """The output format named by a file's suffix (png, jpg, tiff, webp)."""
+    suffix = Path(path).suffix.lower()
+    for fmt, ext in WRITE_FORMATS.items():
+        if suffix == ext or (fmt == "jpg" and suffix == ".jpeg") or (fmt == "tiff" and suffix == ".tiff"):
+            return fmt
+    raise ImageWriteError(f"{path}: unsupported output suffix {suffix!r}; use one of .png .jpg .tif .webp")
+
+
+def write_image(path: str | os.PathLike, rgb: np.ndarray, bit_depth: int = 8, alpha: np.ndarray | None = None,
+                grayscale: bool = False, icc_profile: bytes | None = None, exif: bytes | None = None,
+                quality: int = 95) -> Path:
+    """Write float pixels in [0, 1] to ``path`` atomically; the format follows the suffix.
+
+    Args:
+        rgb: ``(H, W, 3)`` or ``(H, W)`` float, clipped to [0, 1] and rounded.
+        bit_depth: 8 or 16 (16 only for PNG and TIFF; JPEG/WebP are always 8-bit).
+        alpha: ``(H, W)`` in [0, 1], written where the format has alpha.
+        grayscale: write one grey channel.
+        icc_profile, exif: metadata to embed where the format allows.
+    """
+    data = encode_image(rgb, format_for_path(path), bit_depth, alpha, grayscale, icc_profile, exif, quality)
+    try:
+        return atomic_write_bytes(path, data)
+    except OSError as err:
+        raise ImageWriteError(f"{path}: cannot write ({err.strerror or err})") from err
+
+
+def write_like(path: str | os.PathLike, rgb: np.ndarray, like: Image, bit_depth: int | None = None,
+               quality: int = 95) -> Path:
+    """Write ``rgb`` with the bit depth, grey/alpha and metadata of the image it came from."""
+    return write_image(path, rgb, bit_depth or like.bit_depth, like.alpha, like.grayscale, like.icc_profile,
+                       like.exif, quality)

@@ -1,0 +1,138 @@
+"""Image files: bit depths, orientation, grey/alpha/CMYK, metadata, and clear errors on bad files."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image as PILImage
+from PIL import ImageCms
+
+from ifan.io import ImageReadError, ImageWriteError, encode_image, read_image, write_image, write_like
+
+
+def gradient(h=23, w=37, seed=0):
+    rng = np.random.default_rng(seed)
+    base = np.linspace(0, 1, h * w * 3, dtype=np.float32).reshape(h, w, 3)
+    return np.clip(base + 0.1 * rng.standard_normal((h, w, 3)).astype(np.float32), 0, 1)
+
+
+@pytest.mark.parametrize("suffix", [".png", ".tif"])
+@pytest.mark.parametrize("bit_depth", [8, 16])
+def test_round_trip_keeps_bit_depth(tmp_path, suffix, bit_depth):
+    rgb = gradient()
+    path = write_image(tmp_path / f"x{suffix}", rgb, bit_depth=bit_depth)
+    img = read_image(path)
+    assert img.bit_depth == bit_depth and not img.grayscale and img.alpha is None
+    step = 1 / (255 if bit_depth == 8 else 65535)
+    assert np.abs(img.rgb - rgb).max() <= step / 2 + 1e-7
+
+
+def test_sixteen_bit_png_is_really_sixteen_bit(tmp_path):
+    rgb = np.full((4, 5, 3), 1000 / 65535, dtype=np.float32)  # not representable in 8 bits
+    path = write_image(tmp_path / "x.png", rgb, bit_depth=16)
+    assert PILImage.open(path).mode == "RGB"  # Pillow alone would lose the low byte
+    img = read_image(path)
+    assert img.bit_depth == 16
+    assert np.all(np.round(img.rgb * 65535) == 1000)
+
+
+@pytest.mark.parametrize("bit_depth", [8, 16])
+def test_grayscale_and_alpha(tmp_path, bit_depth):
+    gray = gradient()[:, :, 0]
+    path = write_image(tmp_path / "g.png", np.repeat(gray[:, :, None], 3, 2), bit_depth=bit_depth, grayscale=True)
+    img = read_image(path)
+    assert img.grayscale and img.bit_depth == bit_depth and img.rgb.shape == (23, 37, 3)
+    assert np.allclose(img.rgb[:, :, 0], img.rgb[:, :, 2])
+    alpha = np.linspace(0, 1, 23 * 37, dtype=np.float32).reshape(23, 37)
+    path = write_image(tmp_path / "a.png", gradient(), bit_depth=bit_depth, alpha=alpha)
+    img = read_image(path)
+    assert img.alpha is not None and np.abs(img.alpha - alpha).max() < 1 / 255
+    out = write_like(tmp_path / "b.png", img.rgb, img)
+    assert read_image(out).alpha is not None and read_image(out).bit_depth == bit_depth
+
+
+def test_exif_orientation_applied_and_reset(tmp_path):
+    arr = (gradient(20, 30) * 255).astype(np.uint8)
+    pil = PILImage.fromarray(arr)
+    exif = pil.getexif()
+    exif[0x0112] = 6  # rotate 90 CW to display
+    exif[0x010F] = "TestCam"
+    path = tmp_path / "rot.jpg"
+    pil.save(path, exif=exif.tobytes(), quality=100, subsampling=0)
+    img = read_image(path)
+    assert img.rgb.shape == (30, 20, 3)
+    upright = np.asarray(PILImage.open(path).transpose(PILImage.Transpose.ROTATE_270), dtype=np.float32) / 255
+    assert np.abs(img.rgb - upright).max() < 1e-6
+    out = write_like(tmp_path / "out.jpg", img.rgb, img)
+    back = PILImage.open(out).getexif()
+    assert back[0x0112] == 1 and back[0x010F] == "TestCam"
+    assert read_image(out).rgb.shape == (30, 20, 3)
+
+
+@pytest.mark.parametrize("suffix, bit_depth", [(".png", 8), (".png", 16), (".jpg", 8), (".tif", 8)])
+def test_icc_profile_kept(tmp_path, suffix, bit_depth):
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    path = write_image(tmp_path / f"x{suffix}", gradient(), bit_depth=bit_depth, icc_profile=icc)
+    assert PILImage.open(path).info.get("icc_profile") == icc
+    assert read_image(path).icc_profile == icc
+
+
+def test_cmyk_jpeg_becomes_rgb(tmp_path):
+    rgb = PILImage.fromarray((gradient() * 255).astype(np.uint8))
+    path = tmp_path / "cmyk.jpg"
+    rgb.convert("CMYK").save(path, quality=100)
+    img = read_image(path)
+    assert img.rgb.shape == (23, 37, 3) and img.bit_depth == 8
+    expected = np.asarray(PILImage.open(path).convert("RGB"), dtype=np.float32) / 255
+    assert np.abs(img.rgb - expected).max() < 1e-6
+
+
+def test_palette_with_transparency(tmp_path):
+    pil = PILImage.fromarray((gradient() * 255).astype(np.uint8)).convert("P")
+    path = tmp_path / "p.png"
+    pil.save(path, transparency=0)
+    img = read_image(path)
+    assert img.alpha is not None and img.rgb.shape == (23, 37, 3)
+
+
+def test_bad_files_raise_clear_errors(tmp_path):
+    with pytest.raises(ImageReadError, match="no such file"):
+        read_image(tmp_path / "missing.png")
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    with pytest.raises(ImageReadError, match="empty file"):
+        read_image(empty)
+    text = tmp_path / "notes.png"
+    text.write_text("hello")
+    with pytest.raises(ImageReadError, match="not a recognised image"):
+        read_image(text)
+    good = write_image(tmp_path / "good.jpg", gradient(64, 64))
+    truncated = tmp_path / "truncated.jpg"
+    truncated.write_bytes(good.read_bytes()[:600])
+    with pytest.raises(ImageReadError, match="truncated.jpg"):
+        read_image(truncated)
+    good16 = write_image(tmp_path / "good16.png", gradient(64, 64), bit_depth=16)
+    trunc16 = tmp_path / "trunc16.png"
+    trunc16.write_bytes(good16.read_bytes()[:300])
+    with pytest.raises(ImageReadError, match="trunc16.png"):
+        read_image(trunc16)
+    with pytest.raises(ImageReadError, match="decompression-bomb"):
+        read_image(good, max_pixels=1000)
+    with pytest.raises(ImageReadError, match="not a file"):
+        read_image(tmp_path)
+
+
+def test_write_errors_and_atomicity(tmp_path):
+    with pytest.raises(ImageWriteError, match="unsupported output suffix"):
+        write_image(tmp_path / "x.gif", gradient())
+    with pytest.raises(ImageWriteError, match="bit depth"):
+        encode_image(gradient(), "png", bit_depth=12)
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(ImageWriteError, match="cannot write"):
+        write_image(blocker / "sub" / "x.png", gradient())
+    # an existing output is replaced whole, and no temporary files are left behind
+    target = write_image(tmp_path / "t.png", gradient())
+    write_image(target, np.zeros((5, 5, 3), np.float32))
+    assert read_image(target).rgb.shape == (5, 5, 3)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "t.png"]
