@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 
@@ -25,6 +26,41 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse_size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must look like 512x512 (WIDTHxHEIGHT), got {text!r}") from None
+    return w, h
+
+
+def _cmd_synth(args: argparse.Namespace) -> int:
+    import importlib.util
+
+    if importlib.util.find_spec("skimage") is None:
+        print("ifan synth: error: scikit-image is needed for the photo textures: pip install 'ifan[synth]'",
+              file=sys.stderr)
+        return 1
+    from ifan.io import write_image
+    from ifan.synth import SynthConfig, preview_figure, write_dataset
+
+    width, height = args.size
+    config = SynthConfig(width=width, height=height, max_blur=args.max_blur, noise=args.noise)
+    if args.preview:
+        write_image(args.preview, preview_figure(config, seed=args.seed) / 255.0)
+        print(f"wrote {args.preview}")
+    if args.out is None:
+        if not args.preview:
+            print("ifan synth: error: give --out DIR (or --preview FILE)", file=sys.stderr)
+            return 2
+        return 0
+    counts = {"train": args.train, "val": args.val, "test": args.test}
+    manifest = write_dataset(args.out, counts, config, seed=args.seed, bit_depth=args.bit_depth,
+                             workers=args.workers, progress=not args.no_progress)
+    print(f"wrote {args.out} (train {args.train}, val {args.val}, test {args.test}); manifest {manifest}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ifan", description="IFAN single-image defocus deblurring")
     parser.add_argument("--version", action="version", version=_version())
@@ -37,6 +73,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("src", help="source weights: official .pytorch/.pth, a state dict, or ifan safetensors")
     p.add_argument("dst", help="destination .safetensors file")
     p.set_defaults(func=_cmd_convert)
+
+    p = sub.add_parser("synth", help="render a synthetic dual-pixel defocus dataset in the DPDD layout")
+    p.add_argument("--out", help="output folder (an interrupted run resumes; larger counts extend it)")
+    p.add_argument("--train", type=int, default=0, help="training samples (default 0)")
+    p.add_argument("--val", type=int, default=0, help="validation samples (default 0)")
+    p.add_argument("--test", type=int, default=0, help="test samples (default 0)")
+    p.add_argument("--size", type=_parse_size, default=(512, 512), metavar="WxH", help="image size (default 512x512)")
+    p.add_argument("--seed", type=int, default=0, help="dataset seed (default 0)")
+    p.add_argument("--bit-depth", type=int, choices=(8, 16), default=8, help="PNG bit depth (default 8)")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                   help="rendering processes (default: all CPU cores)")
+    p.add_argument("--max-blur", type=float, default=20.0, help="largest blur radius in px (default 20)")
+    p.add_argument("--noise", action="store_true", help="add sensor shot and read noise to L and R")
+    p.add_argument("--preview", metavar="PNG", help="write a figure of a few samples (C, L, R, target, blur map)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_synth)
     return parser
 
 

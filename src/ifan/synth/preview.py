@@ -1,0 +1,75 @@
+"""A figure of rendered samples: C, L, R, the target, an L/R anaglyph and the signed blur map."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import cv2
+import numpy as np
+
+from ifan.synth.color import linear_to_srgb
+from ifan.synth.scenes import KINDS, SynthConfig, sample_spec
+from ifan.synth.writer import render_spec
+
+COLUMNS = ("C (input)", "L view", "R view", "target (all in focus)", "L/R anaglyph", "signed blur radius")
+
+
+def coc_colours(coc: np.ndarray, max_abs: float) -> np.ndarray:
+    """Signed blur radius as colours: blue in front of the focus plane, white on it, red behind.
+
+    Returns ``(H, W, 3)`` float32 sRGB in [0, 1].
+    """
+    t = np.clip(coc / max(max_abs, 1e-6), -1.0, 1.0)[..., None]
+    white = np.ones(3, np.float32)
+    behind, front = np.array([0.85, 0.15, 0.1], np.float32), np.array([0.1, 0.3, 0.9], np.float32)
+    return np.where(t >= 0, white + t * (behind - white), white - t * (front - white)).astype(np.float32)
+
+
+def anaglyph(left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """Red from L, green and blue from R (sRGB): colour fringes show the L-R disparity."""
+    grey_l, grey_r = linear_to_srgb(left).mean(axis=2), linear_to_srgb(right).mean(axis=2)
+    return np.stack([grey_l, grey_r, grey_r], axis=2)
+
+
+def _label(panel: np.ndarray, text: str, y: int, scale: float = 0.45) -> None:
+    for colour, thickness in (((0, 0, 0), 3), ((255, 255, 255), 1)):
+        cv2.putText(panel, text, (6, y), cv2.FONT_HERSHEY_SIMPLEX, scale, colour, thickness, cv2.LINE_AA)
+
+
+def preview_figure(config: SynthConfig = SynthConfig(width=320, height=240), seed: int = 0, rows: int = 3,
+                   min_blur_fraction: float = 0.6) -> np.ndarray:
+    """Render ``rows`` samples (cycling through the scene kinds) into one figure.
+
+    Each row is a scene whose largest blur reaches at least ``min_blur_fraction * config.max_blur``
+    (the first of up to 50 draws that does), so the figure shows strong defocus.
+
+    Returns:
+        ``(H, W, 3)`` uint8 RGB image.
+    """
+    header = np.full((26, config.width * len(COLUMNS), 3), 255, np.uint8)
+    for c, name in enumerate(COLUMNS):
+        cv2.putText(header, name, (c * config.width + 6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+    lines = [header]
+    kinds = [k for k in KINDS if dict(config.kinds).get(k, 0) > 0]
+    for i in range(rows):
+        kind = kinds[i % len(kinds)]
+        sub = replace(config, kinds=((kind, 1.0),))
+        for j in range(50):
+            spec = sample_spec(np.random.default_rng(np.random.SeedSequence([seed, i, j])), sub)
+            if spec.max_abs_coc >= min_blur_fraction * config.max_blur:
+                break
+        out = render_spec(spec)
+        m = max(float(np.abs(out.coc).max()), 1e-3)
+        panels = [linear_to_srgb(out.center), linear_to_srgb(out.left), linear_to_srgb(out.right),
+                  linear_to_srgb(out.target), anaglyph(out.left, out.right), coc_colours(out.coc, m)]
+        row = np.concatenate([np.round(p * 255).astype(np.uint8) for p in panels], axis=1)
+        cam = spec.camera
+        x0 = 5 * config.width
+        cell = np.ascontiguousarray(row[:, x0:])
+        _label(cell, f"{kind}: f={cam.focal_length_mm:.0f}mm f/{cam.f_number:.1f} S={cam.focus_distance_m:.2f}m",
+               config.height - 26)
+        _label(cell, f"blur {out.coc.min():+.1f} .. {out.coc.max():+.1f} px (blue: front, red: behind)",
+               config.height - 8)
+        row[:, x0:] = cell
+        lines.append(row)
+    return np.concatenate(lines, axis=0)
