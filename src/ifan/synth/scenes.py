@@ -484,18 +484,22 @@ def _add_highlights(rng: np.random.Generator, rgb: np.ndarray) -> None:
         rgb[yy[ok], xx[ok]] = region * (1.0 - c) + colour * c
 
 
-def _background(rng: np.random.Generator, spec: SceneSpec, shape: tuple[int, int], slanted: bool) -> Layer:
-    """The farthest surface: a textured plane at the far end of the range, maybe slanted, opaque."""
+def _background(rng: np.random.Generator, spec: SceneSpec, shape: tuple[int, int],
+                slanted: bool) -> tuple[Layer, float]:
+    """The farthest surface: an opaque textured plane at the far end of the range, maybe slanted.
+
+    Returns the layer and the normalised position (0 = far) of its nearest point.
+    """
     if slanted:
         ratio_cap = min(2.5 * spec.inv_depth_far, spec.inv_depth_near)
         v_cap = (ratio_cap - spec.inv_depth_far) / (spec.inv_depth_near - spec.inv_depth_far)
-        v_hi = rng.uniform(0.0, min(0.35, v_cap))
+        v_hi = float(rng.uniform(0.0, min(0.35, v_cap)))
     else:
         v_hi = 0.0
     rgb, depth = _plane(rng, spec, shape, 0.0, v_hi)
     if rng.random() < 0.35:
         _add_highlights(rng, rgb)
-    return Layer(rgb, np.ones(shape, np.float32), depth)
+    return Layer(rgb, np.ones(shape, np.float32), depth), v_hi
 
 
 # ----------------------------------------------------------------------------------------------
@@ -505,12 +509,14 @@ def _background(rng: np.random.Generator, spec: SceneSpec, shape: tuple[int, int
 def _layers_scene(rng: np.random.Generator, spec: SceneSpec) -> list[Layer]:
     shape = (spec.height + 2 * spec.pad, spec.width + 2 * spec.pad)
     hc, wc = shape
-    layers = [_background(rng, spec, shape, slanted=rng.random() < 0.5)]
+    background, v_back = _background(rng, spec, shape, slanted=rng.random() < 0.5)
+    layers = [background]
+    v_min = v_back + 0.05 + 0.05 * (1.0 - v_back) * rng.random()  # every leaf in front of the background
     groups = int(rng.integers(3, 9))
-    v = np.sort(rng.uniform(0.1, 1.0, groups))
+    v = np.sort(rng.uniform(v_min, 1.0, groups))
     if rng.random() < 0.7:
         v[-1] = 1.0
-    if spec.focus > 0.1 and rng.random() < 0.6:
+    if spec.focus > v_min and rng.random() < 0.6:
         v[int(rng.integers(0, groups))] = spec.focus
         v = np.sort(v)
     premult = [np.zeros(shape + (3,), np.float32) for _ in range(groups)]
@@ -543,16 +549,18 @@ def _layers_scene(rng: np.random.Generator, spec: SceneSpec) -> list[Layer]:
 def _planes_scene(rng: np.random.Generator, spec: SceneSpec) -> list[Layer]:
     shape = (spec.height + 2 * spec.pad, spec.width + 2 * spec.pad)
     hc, wc = shape
-    layers = [_background(rng, spec, shape, slanted=rng.random() < 0.8)]
+    background, v_back = _background(rng, spec, shape, slanted=rng.random() < 0.8)
+    layers = [background]
     count = int(rng.integers(1, 4))
+    # disjoint slices of the depth range, far to near, so that no plane pierces another
+    edges = np.sort(rng.uniform(v_back + 0.05, 1.0, count - 1))
+    edges = np.concatenate([[v_back + 0.05], edges, [1.0]])
     ranges = []
-    for _ in range(count):
-        lo = rng.uniform(0.1, 1.0)
-        i_lo = spec.inv_depth(lo)
-        cap = min(spec.inv_depth_near, 2.5 * i_lo)
+    for k in range(count):
+        lo = float(rng.uniform(edges[k], 0.5 * (edges[k] + edges[k + 1])))
+        cap = min(spec.inv_depth(float(edges[k + 1])), 2.5 * spec.inv_depth(lo))  # texture scale varies <= 2.5x
         v_cap = (cap - spec.inv_depth_far) / (spec.inv_depth_near - spec.inv_depth_far)
-        ranges.append((lo, rng.uniform(lo, max(lo, v_cap))))
-    ranges.sort(key=lambda r: r[0] + r[1])
+        ranges.append((lo, float(rng.uniform(lo, max(lo, v_cap)))))
     yy, xx = np.mgrid[:hc, :wc].astype(np.float32)
     for lo, hi in ranges:
         rgb, depth = _plane(rng, spec, shape, lo, hi)
