@@ -329,6 +329,9 @@ def score_image(
             f"output is {tuple(out.shape[-2:])} but the target is {tuple(tgt.shape[-2:])} "
             f"({tuple(tgt_c.shape[-2:])} after the {proto.name!r} protocol's crop)"
         )
+    if min(tgt_c.shape[-2:]) < SSIM_WIN_SIZE:
+        raise ValueError(f"images of {tuple(tgt_c.shape[-2:])} (after the {proto.name!r} protocol's crop) are "
+                         f"smaller than the {SSIM_WIN_SIZE}x{SSIM_WIN_SIZE} SSIM window")
     for name, t in (("output", out), ("target", tgt_c)):
         if not torch.isfinite(t).all():
             raise ValueError(f"{name} contains NaN or infinite values")
