@@ -129,8 +129,6 @@ class LPIPS(nn.Module):
         super().__init__()
         self.features = _alexnet_features()
         self.heads = nn.ModuleList(nn.Conv2d(c, 1, kernel_size=1, bias=False) for c in LAYER_CHANNELS)
-        self.register_buffer("shift", torch.tensor(LPIPS_SHIFT).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("scale", torch.tensor(LPIPS_SCALE).view(1, 3, 1, 1), persistent=False)
         self.requires_grad_(False)
         self.eval()
 
@@ -162,11 +160,14 @@ class LPIPS(nn.Module):
                              f"{tuple(x.shape[-2:])}")
         if input_range not in ("unit", "symmetric"):
             raise ValueError(f"unknown input_range {input_range!r}; expected 'unit' or 'symmetric'")
-        ref = self.shift
+        ref = self.heads[0].weight
         both = torch.cat([x, y]).to(device=ref.device, dtype=ref.dtype)
         if input_range == "unit":
             both = both * 2 - 1
-        feats = self.layer_features((both - self.shift) / self.scale)
+        # the constants are made in the compute dtype (a float32 buffer cast to float64 would be off by 1e-9)
+        shift = torch.tensor(LPIPS_SHIFT, dtype=ref.dtype, device=ref.device).view(1, 3, 1, 1)
+        scale = torch.tensor(LPIPS_SCALE, dtype=ref.dtype, device=ref.device).view(1, 3, 1, 1)
+        feats = self.layer_features((both - shift) / scale)
         b = x.shape[0]
         total = torch.zeros(b, device=ref.device, dtype=ref.dtype)
         for f, head in zip(feats, self.heads):
