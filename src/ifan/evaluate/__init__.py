@@ -1,5 +1,10 @@
 """Evaluation: per-image metrics (PSNR, SSIM, MAE, LPIPS), evaluation protocols and baselines.
 
+* :mod:`ifan.evaluate.metrics`: ``psnr``/``ssim``/``mae`` on ``(B, C, H, W)`` tensors -> ``(B,)``;
+  ``Protocol`` (``"official"``, ``"full"``), ``score_image``, ``summarize``.
+* :mod:`ifan.evaluate.lpips`: LPIPS v0.1 (AlexNet) from local weight files (``IFAN_LPIPS_WEIGHTS``).
+* :mod:`ifan.evaluate.baselines`: ``BASELINES = {"input": ..., "wiener": ...}``.
+
 Example:
     >>> import numpy as np
     >>> from ifan.evaluate import score_image
@@ -9,6 +14,14 @@ Example:
     ['lpips', 'mae', 'psnr', 'ssim']
 """
 
+from ifan.evaluate.baselines import (
+    BASELINES,
+    disc_kernel,
+    estimate_defocus_radius,
+    get_baseline,
+    wiener_deblur,
+    wiener_deconvolve,
+)
 from ifan.evaluate.lpips import (
     ENV_VAR as LPIPS_ENV_VAR,
     HOW_TO_GET_WEIGHTS as LPIPS_HOW_TO_GET_WEIGHTS,
@@ -38,6 +51,7 @@ from ifan.evaluate.metrics import (
 )
 
 __all__ = [
+    "BASELINES",
     "FULL",
     "LPIPS",
     "LPIPS_ENV_VAR",
@@ -49,7 +63,10 @@ __all__ = [
     "PROTOCOLS",
     "Protocol",
     "crop_hw",
+    "disc_kernel",
+    "estimate_defocus_radius",
     "format_score",
+    "get_baseline",
     "get_protocol",
     "json_score",
     "load_lpips",
@@ -61,4 +78,6 @@ __all__ = [
     "ssim",
     "summarize",
     "to_nchw",
+    "wiener_deblur",
+    "wiener_deconvolve",
 ]

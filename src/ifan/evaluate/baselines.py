@@ -3,26 +3,34 @@
 ``"input"``: the defocused input returned unchanged (the score every deblurring method must beat).
 
 ``"wiener"``: non-blind Wiener deconvolution with a disc (pillbox) defocus kernel whose radius is
-estimated per image. One Gaussian model is used for both steps:
+estimated per image. One Gaussian model serves both steps:
 
-* blurred image ``y = k_r * x + n``; the sharp image's power spectrum is a power law,
-  ``E|X(w)|^2 = A |w|^-alpha`` (natural images: alpha about 2), the noise is white with power
-  ``A * lam``, so ``E|Y(w)|^2 = A (|K_r(w)|^2 |w|^-alpha + lam)``;
-* **estimation**: ``(r, alpha, lam)`` maximise the (Whittle) likelihood of the image's power spectrum
-  under that model, with ``A`` profiled out in closed form. The disc's transfer function has rings of
-  zeros (the first at ``|w| = 3.83 / r`` rad/px) that no power law can mimic, which pins ``r``; the
-  noise floor ``lam`` and slope ``alpha`` absorb the image's own spectrum. This is the marginal
+* blurred image ``y = k_r * x + e + n``: the sharp image's power spectrum is a power law,
+  ``E|X(w)|^2 = A |w|^-alpha`` (natural images: alpha about 2); ``n`` is white noise of power
+  ``A * lam``; ``e`` is the error of the blur model itself (real blur is not exactly a uniform disc,
+  nor the same everywhere), taken as a fraction ``mu`` of the sharp signal's power. So
+  ``E|Y(w)|^2 = A ((|K_r(w)|^2 + mu) |w|^-alpha + lam)``;
+* **estimation**: ``(r, alpha, mu, lam)`` maximise the (Whittle) likelihood of the luminance's
+  power spectrum under that model, ``A`` profiled out in closed form, on a grid (radius step
+  0.25 px, refined by a parabola). The disc's transfer function has rings of zeros (the first at
+  ``|w| = 3.83 / r`` rad/px) that no power law can mimic, which pins ``r``. This is the marginal
   likelihood (evidence) of the blur under a Gaussian image prior, which, unlike a MAP sharpness
-  score, does not favour the no-blur solution. It runs on the radially binned periodogram of the
-  luminance (the disc is isotropic), over a grid of radii refined by a parabola;
+  score, does not favour the no-blur solution. A blur is accepted only if it beats "no blur" by
+  :data:`MIN_EVIDENCE_PER_FREQUENCY` nats per frequency (else the image is returned unchanged);
 * **restoration**: the Wiener filter of the same model,
-  ``X = conj(K_r) Y / (|K_r|^2 + lam |w|^alpha)``, per channel.
+  ``X = conj(K_r) Y / (|K_r|^2 + mu + lam |w|^alpha)``, per channel. ``mu`` bounds the gain near the
+  kernel's zeros: without it, a kernel a little off (a hard-edged disc vs our anti-aliased one)
+  made the restoration worse than the input at radius 10.
 
 Borders: the image is extended by even (mirror) symmetry to twice its size before the FFT, so the
 periodic extension has no jumps (equivalent to a DCT-domain deconvolution with symmetric
-boundaries): no wrap-around ringing from the borders. The result is clipped to ``[0, 1]``.
+boundaries): no wrap-around ringing. The result is clipped to ``[0, 1]``.
 
 Deterministic (no randomness; numpy's FFT); about 0.5 s for a 512x512 RGB image on 2 CPU cores.
+Known limits: one radius per image (real defocus varies with depth: the estimate is a compromise and
+``mu`` grows, so the restoration gets more cautious); images with strong artificial edges at their
+borders (black frames) or heavy JPEG compression can mislead the estimate; memory is about 16 bytes
+x 4 x the pixel count per channel (the mirrored float64 FFT).
 """
 
 from __future__ import annotations
