@@ -205,7 +205,8 @@ def test_full_lpips_state_dict_layout(weights, tmp_path, images):
     """A saved ``lpips.LPIPS(net='alex').state_dict()``: net.sliceS.N.*, lin*, lins.*, scaling_layer.*"""
     trunk, heads = weights
     slice_of = {0: 1, 3: 2, 6: 3, 8: 4, 10: 5}
-    state = {f"net.slice{slice_of[i]}.{i}.{p}": trunk[f"features.{i}.{p}"] for i in slice_of for p in ("weight", "bias")}
+    state = {f"net.slice{slice_of[i]}.{i}.{p}": trunk[f"features.{i}.{p}"]
+             for i in slice_of for p in ("weight", "bias")}
     state.update(heads)
     state.update({f"lins.{i}.model.1.weight": heads[f"lin{i}.model.1.weight"] for i in range(5)})
     state["scaling_layer.shift"] = torch.tensor(SHIFT).view(1, 3, 1, 1)
