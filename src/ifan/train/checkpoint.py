@@ -1,0 +1,53 @@
+"""Training checkpoints: written atomically, the last K kept, read back safely.
+
+A checkpoint (``RUN_DIR/checkpoints/step_XXXXXXXXX.pt``) holds everything a resume needs:
+the step, the model and reblurring-network weights, the optimizer state, the torch RNG state,
+the best validation PSNR so far, and the resolved configs. The learning rate is a function of
+the step, and the data order and augmentations are functions of (seed, step), so nothing else
+is needed for a resumed run to end with the same weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import torch
+
+from ifan.fileutil import atomic_write
+
+CKPT_RE = re.compile(r"^step_(\d{9})\.pt$")
+
+
+def checkpoint_path(run_dir: Path, step: int) -> Path:
+    return run_dir / "checkpoints" / f"step_{step:09d}.pt"
+
+
+def list_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
+    """``(step, path)`` of the checkpoints in a run, oldest first."""
+    folder = run_dir / "checkpoints"
+    if not folder.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := CKPT_RE.match(p.name))]
+    return sorted(found)
+
+
+def save_checkpoint(run_dir: Path, step: int, state: dict, keep_last: int) -> Path:
+    """Write ``state`` atomically as the checkpoint of ``step``; delete all but the last ``keep_last``."""
+    path = atomic_write(checkpoint_path(run_dir, step), lambda tmp: torch.save(state, tmp))
+    for _, old in list_checkpoints(run_dir)[:-keep_last]:
+        old.unlink(missing_ok=True)
+    return path
+
+
+def load_checkpoint(path: Path) -> dict:
+    """Read a checkpoint with ``weights_only=True`` (no arbitrary code is unpickled)."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001
+        raise RuntimeError(f"{path}: cannot read the checkpoint ({err})") from err
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    found = list_checkpoints(run_dir)
+    return found[-1][1] if found else None
