@@ -9,7 +9,7 @@ pytest.importorskip("skimage")
 
 from ifan.synth.optics import ThinLensCamera  # noqa: E402
 from ifan.synth.psf import ApertureProfile  # noqa: E402
-from ifan.synth.render import render  # noqa: E402
+from ifan.synth.rendering import render  # noqa: E402
 from ifan.synth.scenes import (_MOTORCYCLE_BASELINE_M, _MOTORCYCLE_DOFFS_PX, _MOTORCYCLE_FOCAL_PX, KINDS,  # noqa: E402
                                PHOTOS, SynthConfig, build_scene, load_photo, load_stereo_motorcycle, rgbd_layers,
                                sample_camera, sample_spec)
@@ -111,7 +111,7 @@ def test_rgbd_slabs_fill_the_hidden_background_so_a_sharp_foreground_has_no_halo
     far, near = layers
     assert np.all(far.alpha[fg][:5] == 1.0)  # the background continues behind the foreground's edge
     np.testing.assert_allclose(far.rgb[33, 33], (0.6, 0.3, 0.1), atol=1e-5)
-    from ifan.synth.render import Scene
+    from ifan.synth.rendering import Scene
 
     out = render(Scene(layers, pad=pad), cam)
     ring = np.zeros((n - 2 * pad, n - 2 * pad), bool)

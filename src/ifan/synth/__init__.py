@@ -1,7 +1,7 @@
 """Physically based dual-pixel (DP) defocus simulation and the ``ifan synth`` dataset writer.
 
 Modules: :mod:`~ifan.synth.optics` (thin lens, signed circle of confusion),
-:mod:`~ifan.synth.psf` (C/L/R kernels, disparity), :mod:`~ifan.synth.render` (layered,
+:mod:`~ifan.synth.psf` (C/L/R kernels, disparity), :mod:`~ifan.synth.rendering` (layered,
 occlusion-aware compositing, a brute-force reference, sensor noise),
 :mod:`~ifan.synth.scenes` (photo textures, procedural and RGB-D scenes, camera sampling),
 :mod:`~ifan.synth.writer` (DPDD-layout datasets) and :mod:`~ifan.synth.preview` (figures).
@@ -22,7 +22,7 @@ Example::
 from ifan.synth.optics import ThinLensCamera
 from ifan.synth.preview import preview_figure
 from ifan.synth.psf import ApertureProfile, center_kernel, disparity_from_coc, disparity_per_coc, dual_pixel_kernels
-from ifan.synth.render import DualPixelImages, Layer, Scene, SensorNoise, render, render_reference
+from ifan.synth.rendering import DualPixelImages, Layer, Scene, SensorNoise, render, render_reference
 from ifan.synth.scenes import PHOTOS, SceneSpec, SynthConfig, build_scene, rgbd_layers, sample_camera, sample_spec
 from ifan.synth.writer import render_spec, sample_paths, sample_spec_for, write_dataset
 

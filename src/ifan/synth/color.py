@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 _LINEAR_FROM_U8 = None
+_ENCODE_BITS = 20  # linear light quantised to 2^20 levels before the lookup: < 1 16-bit step near black
+_ENCODE_LUT: dict[int, np.ndarray] = {}
 
 
 def srgb_to_linear(srgb: np.ndarray) -> np.ndarray:
@@ -25,3 +27,17 @@ def u8_srgb_to_linear(image: np.ndarray) -> np.ndarray:
     if _LINEAR_FROM_U8 is None:
         _LINEAR_FROM_U8 = srgb_to_linear(np.arange(256, dtype=np.float32) / 255.0)
     return _LINEAR_FROM_U8[np.asarray(image, dtype=np.uint8)]
+
+
+def encode_srgb(linear: np.ndarray, bit_depth: int = 8) -> np.ndarray:
+    """Linear light (clipped to [0, 1]) to rounded sRGB integers: uint8 or uint16 (lookup table)."""
+    if bit_depth not in (8, 16):
+        raise ValueError(f"bit depth must be 8 or 16, got {bit_depth}")
+    lut = _ENCODE_LUT.get(bit_depth)
+    if lut is None:
+        levels = np.arange(2 ** _ENCODE_BITS, dtype=np.float64) / (2 ** _ENCODE_BITS - 1)
+        srgb = np.where(levels <= 0.0031308, 12.92 * levels, 1.055 * levels ** (1.0 / 2.4) - 0.055)
+        scale, dtype = (255.0, np.uint8) if bit_depth == 8 else (65535.0, np.uint16)
+        lut = _ENCODE_LUT[bit_depth] = np.round(srgb * scale).astype(dtype)
+    x = np.clip(np.asarray(linear, dtype=np.float32), 0.0, 1.0) * np.float32(2 ** _ENCODE_BITS - 1)
+    return lut[(x + np.float32(0.5)).astype(np.int32)]

@@ -32,7 +32,7 @@ import numpy as np
 from ifan.synth.color import u8_srgb_to_linear
 from ifan.synth.optics import ThinLensCamera
 from ifan.synth.psf import ApertureProfile, kernel_half_size
-from ifan.synth.render import Layer, Scene, SensorNoise
+from ifan.synth.rendering import Layer, Scene, SensorNoise
 
 #: Width of the simulated sensor (mm): a full-frame image downscaled to the output width.
 SENSOR_WIDTH_MM = 36.0

@@ -37,7 +37,8 @@ import numpy as np
 import scipy.fft
 
 from ifan.synth.optics import ThinLensCamera
-from ifan.synth.psf import MIN_RADIUS, ApertureProfile, disparity_from_coc, dual_pixel_kernels, kernel_half_size, transmission
+from ifan.synth.psf import (MIN_RADIUS, ApertureProfile, disparity_from_coc, dual_pixel_kernels, kernel_half_size,
+                            transmission)
 
 #: Quantisation of a layer's varying blur radius: grid steps of ``max(BIN_STEP_PX, BIN_STEP_REL * |r|)``.
 BIN_STEP_PX = 0.5
@@ -159,15 +160,21 @@ def _bins(radius: np.ndarray) -> list[tuple[float, np.ndarray]]:
     return out
 
 
-def _kernel_spectrum(kernel: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """rfft2 of ``kernel`` placed with its centre at the origin of a ``shape`` periodic grid."""
-    half = kernel.shape[0] // 2
+def _kernel_spectra(left: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """rfft2 of the L kernel and of its mirror image (R), centred at the origin of a ``shape`` grid.
+
+    For a real kernel mirrored in x, ``R(ky, kx) = conj(L(-ky, kx))``: R costs no transform.
+    """
+    half = left.shape[0] // 2
     k = np.zeros(shape, np.float32)
-    k[: kernel.shape[0], : kernel.shape[1]] = kernel
-    return scipy.fft.rfft2(np.roll(k, (-half, -half), axis=(0, 1)))
+    idx = np.arange(-half, half + 1)
+    k[np.ix_(idx % shape[0], idx % shape[1])] = left
+    spec_l = scipy.fft.rfft2(k)
+    spec_r = np.conj(spec_l[(-np.arange(shape[0])) % shape[0]])
+    return spec_l, spec_r
 
 
-def _blur_layer(layer: Layer, camera: ThinLensCamera, profile: ApertureProfile):
+def _blur_layer(layer: Layer, camera: ThinLensCamera, profile: ApertureProfile, pad: int):
     """Blur one layer with its L and R kernels.
 
     Returns ``(y0, x0, left, right)`` with ``left``/``right`` of shape ``(4, h, w)`` (premultiplied
@@ -180,41 +187,49 @@ def _blur_layer(layer: Layer, camera: ThinLensCamera, profile: ApertureProfile):
     cols = np.flatnonzero(alpha.max(axis=0) > 0)
     y0, y1, x0, x1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
     a = alpha[y0:y1, x0:x1]
-    radius = np.where(a > 0, camera.coc_radius_px(layer.depth[y0:y1, x0:x1]), np.float32(np.nan))
-    bins = _bins(radius[a > 0])
     support = a > 0
+    bins = _bins(camera.coc_radius_px(layer.depth[y0:y1, x0:x1][support]))
     premult = np.concatenate([(layer.rgb[y0:y1, x0:x1] * a[..., None]).transpose(2, 0, 1), a[None]], axis=0)
     half = max(kernel_half_size(r, profile) for r, _ in bins)
     if half == 0:
         return y0, x0, premult, premult
-    weights = []
-    for r, w in bins:
-        full = np.zeros(a.shape, np.float32)
-        full[support] = w
-        weights.append((r, full))
-    if len(weights) == 1 and half <= 3:  # small single kernel: direct convolution is cheaper
-        left_k, right_k = dual_pixel_kernels(weights[0][0], profile)
+    if len(bins) == 1 and half <= 3:  # small single kernel: direct convolution is cheaper
+        left_k, right_k = dual_pixel_kernels(bins[0][0], profile)
         padded = np.pad(premult, ((0, 0), (half, half), (half, half))).transpose(1, 2, 0)
         out = [cv2.filter2D(padded, -1, k[::-1, ::-1].copy(), borderType=cv2.BORDER_CONSTANT).transpose(2, 0, 1)
                for k in (left_k, right_k)]
         return y0 - half, x0 - half, out[0], out[1]
-    h, w = a.shape[0] + 2 * half, a.shape[1] + 2 * half
+    # Linear convolution: a margin of `half` zeros around the layer. Along an axis that the layer
+    # spans entirely, a circular one is enough: what wraps around lands in the canvas margin.
+    hc, wc = alpha.shape
+    my = 0 if (y0 == 0 and y1 == hc and pad >= half) else half
+    mx = 0 if (x0 == 0 and x1 == wc and pad >= half) else half
+    h, w = a.shape[0] + 2 * my, a.shape[1] + 2 * mx
     shape = (scipy.fft.next_fast_len(h, real=True), scipy.fft.next_fast_len(w, real=True))
+    x = np.zeros((4,) + shape, np.float32)
+    inner = x[:, my:my + a.shape[0], mx:mx + a.shape[1]]
     acc_l = acc_r = None
-    for r, wmap in weights:
-        x = np.zeros((4,) + shape, np.float32)
-        x[:, half:half + a.shape[0], half:half + a.shape[1]] = premult * wmap
+    weight = np.zeros(a.shape, np.float32)
+    for r, w_support in bins:
+        if len(bins) == 1:
+            inner[:] = premult
+        else:
+            weight[support] = w_support
+            np.multiply(premult, weight, out=inner)
         spec = scipy.fft.rfft2(x)
         if abs(r) < MIN_RADIUS:
             add_l = add_r = spec
         else:
-            left_k, right_k = dual_pixel_kernels(r, profile)
-            add_l, add_r = spec * _kernel_spectrum(left_k, shape), spec * _kernel_spectrum(right_k, shape)
-        acc_l = add_l if acc_l is None else acc_l + add_l
-        acc_r = add_r if acc_r is None else acc_r + add_r
+            spec_l, spec_r = _kernel_spectra(dual_pixel_kernels(r, profile)[0], shape)
+            add_l, add_r = spec * spec_l, spec * spec_r
+        if acc_l is None:
+            acc_l, acc_r = add_l, (add_r if add_r is not add_l else add_r.copy())
+        else:
+            acc_l += add_l
+            acc_r += add_r
     left = scipy.fft.irfft2(acc_l, s=shape)[:, :h, :w]
     right = scipy.fft.irfft2(acc_r, s=shape)[:, :h, :w]
-    return y0 - half, x0 - half, left, right
+    return y0 - my, x0 - mx, left, right
 
 
 def composite_sharp(scene: Scene) -> np.ndarray:
@@ -223,7 +238,8 @@ def composite_sharp(scene: Scene) -> np.ndarray:
     out = np.zeros((h, w, 3), np.float32)
     for layer in scene.layers:
         a = layer.alpha[..., None]
-        out = out * (1.0 - a) + layer.rgb * a
+        out *= 1.0 - a
+        out += layer.rgb * a
     return out
 
 
@@ -273,7 +289,7 @@ def render(scene: Scene, camera: ThinLensCamera, profile: ApertureProfile = Aper
     out_l = np.zeros((3, h, w), np.float32)
     out_r = np.zeros((3, h, w), np.float32)
     for layer in scene.layers:
-        blurred = _blur_layer(layer, camera, profile)
+        blurred = _blur_layer(layer, camera, profile, scene.pad)
         if blurred is None:
             continue
         y0, x0, bl, br = blurred
@@ -313,7 +329,7 @@ def _bilinear(padded: np.ndarray, y: np.ndarray, x: np.ndarray) -> np.ndarray:
 
 
 def render_reference(scene: Scene, camera: ThinLensCamera, profile: ApertureProfile = ApertureProfile(),
-                     samples_per_px: float = 4.0) -> DualPixelImages:
+                     samples_per_px: float = 3.0) -> DualPixelImages:
     """Brute-force ray-traced scatter renderer (slow; for small test images).
 
     Every pixel of every layer sends rays through a fine grid of aperture points ``u``; a ray
@@ -370,8 +386,8 @@ def render_reference(scene: Scene, camera: ThinLensCamera, profile: ApertureProf
                     for v in ("left", "right"):
                         wv = (w * weights[v][c0:c0 + chunk, None]).ravel()
                         for ch in range(3):
-                            views[v][:, ch] += np.bincount(idx, weights=wv * np.broadcast_to(colour[:, ch], w.shape).ravel(),
-                                                           minlength=hc * wc)
+                            contribution = wv * np.broadcast_to(colour[:, ch], w.shape).ravel()
+                            views[v][:, ch] += np.bincount(idx, weights=contribution, minlength=hc * wc)
     views = {v: img.reshape(hc, wc, 3) for v, img in views.items()}
     return _finish(scene, camera, profile, views["left"].astype(np.float32), views["right"].astype(np.float32),
                    None, None)
