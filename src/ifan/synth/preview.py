@@ -31,22 +31,24 @@ def anaglyph(left: np.ndarray, right: np.ndarray) -> np.ndarray:
     return np.stack([grey_l, grey_r, grey_r], axis=2)
 
 
-def _label(panel: np.ndarray, text: str, y: int, scale: float = 0.45) -> None:
-    for colour, thickness in (((0, 0, 0), 3), ((255, 255, 255), 1)):
-        cv2.putText(panel, text, (6, y), cv2.FONT_HERSHEY_SIMPLEX, scale, colour, thickness, cv2.LINE_AA)
+def _text_strip(width: int, text: str, height: int = 22) -> np.ndarray:
+    strip = np.full((height, width, 3), 255, np.uint8)
+    cv2.putText(strip, text, (6, height - 7), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+    return strip
 
 
 def preview_figure(config: SynthConfig = SynthConfig(width=320, height=240), seed: int = 0, rows: int = 3,
                    min_blur_fraction: float = 0.6) -> np.ndarray:
     """Render ``rows`` samples (cycling through the scene kinds) into one figure.
 
-    Each row is a scene whose largest blur reaches at least ``min_blur_fraction * config.max_blur``
-    (the first of up to 50 draws that does), so the figure shows strong defocus.
+    Each row is a scene focused inside its depth range (blur of both signs) whose largest blur
+    reaches at least ``min_blur_fraction * config.max_blur`` (the first of up to 50 draws that
+    does), so the figure shows strong defocus on both sides of the focus plane.
 
     Returns:
         ``(H, W, 3)`` uint8 RGB image.
     """
-    header = np.full((26, config.width * len(COLUMNS), 3), 255, np.uint8)
+    header = np.full((24, config.width * len(COLUMNS), 3), 255, np.uint8)
     for c, name in enumerate(COLUMNS):
         cv2.putText(header, name, (c * config.width + 6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
     lines = [header]
@@ -56,7 +58,7 @@ def preview_figure(config: SynthConfig = SynthConfig(width=320, height=240), see
         sub = replace(config, kinds=((kind, 1.0),))
         for j in range(50):
             spec = sample_spec(np.random.default_rng(np.random.SeedSequence([seed, i, j])), sub)
-            if spec.max_abs_coc >= min_blur_fraction * config.max_blur:
+            if spec.max_abs_coc >= min_blur_fraction * config.max_blur and 0.0 < spec.focus < 1.0:
                 break
         out = render_spec(spec)
         m = max(float(np.abs(out.coc).max()), 1e-3)
@@ -64,12 +66,9 @@ def preview_figure(config: SynthConfig = SynthConfig(width=320, height=240), see
                   linear_to_srgb(out.target), anaglyph(out.left, out.right), coc_colours(out.coc, m)]
         row = np.concatenate([np.round(p * 255).astype(np.uint8) for p in panels], axis=1)
         cam = spec.camera
-        x0 = 5 * config.width
-        cell = np.ascontiguousarray(row[:, x0:])
-        _label(cell, f"{kind}: f={cam.focal_length_mm:.0f}mm f/{cam.f_number:.1f} S={cam.focus_distance_m:.2f}m",
-               config.height - 26)
-        _label(cell, f"blur {out.coc.min():+.1f} .. {out.coc.max():+.1f} px (blue: front, red: behind)",
-               config.height - 8)
-        row[:, x0:] = cell
         lines.append(row)
+        lines.append(_text_strip(row.shape[1], (
+            f"{kind} scene: f = {cam.focal_length_mm:.0f} mm, f/{cam.f_number:.1f}, focused at "
+            f"{cam.focus_distance_m:.2f} m; blur radius {out.coc.min():+.1f} to {out.coc.max():+.1f} px "
+            f"(map: blue in front of the focus plane, white on it, red behind)")))
     return np.concatenate(lines, axis=0)
