@@ -8,12 +8,13 @@ import cv2
 import numpy as np
 import pytest
 
-from ifan.synth.psf import ApertureProfile, center_kernel, dual_pixel_kernels
+from ifan.synth.psf import LEFT_LANDS_LEFT_BEHIND_FOCUS, ApertureProfile, center_kernel, dual_pixel_kernels
 from ifan.synth.rendering import Layer, Scene, SensorNoise, composite_sharp, render, render_reference
 from ifan.synth.optics import ThinLensCamera
 
 CAM = ThinLensCamera(focal_length_mm=50.0, f_number=2.0, focus_distance_m=2.0, pixel_pitch_um=10.0)
 UNIFORM = ApertureProfile(edge=0.0, falloff=0.0, split=0.0)
+DISPARITY_SIGN = -1.0 if LEFT_LANDS_LEFT_BEHIND_FOCUS else 1.0  # sign of x_L - x_R relative to coc
 
 
 def texture(rng: np.random.Generator, h: int, w: int, sigma: float = 1.0) -> np.ndarray:
@@ -64,11 +65,11 @@ def test_the_image_of_a_point_is_the_psf_and_its_size_grows_with_inverse_depth_o
         yy, xx = np.mgrid[:c.shape[0], :c.shape[1]] - mid
         r_measured = math.sqrt(2 * ((c * (xx ** 2 + yy ** 2)).sum() - 1 / 3))
         assert r_measured == pytest.approx(abs(coc), rel=0.02)
-        # L and R are shifted by the disparity of the map at the point, with the sign of coc
+        # L and R are shifted by the disparity of the map at the point: left of it behind the focus plane
         lx = (out.left[..., 0] * xx).sum() / out.left[..., 0].sum()
         rx = (out.right[..., 0] * xx).sum() / out.right[..., 0].sum()
         assert lx - rx == pytest.approx(float(out.disparity[mid, mid]), abs=0.01)
-        assert np.sign(lx - rx) == np.sign(coc)
+        assert np.sign(lx - rx) == DISPARITY_SIGN * np.sign(coc)
         depth = float(out.depth[mid, mid])
         offsets.append(abs(1 / depth - 1 / CAM.focus_distance_m))
         radii.append(r_measured)
@@ -101,7 +102,7 @@ def test_disparity_measured_by_block_matching_agrees_with_the_map():
         expected = float(out.disparity[band].mean())
         assert measured == pytest.approx(expected, abs=0.1 * abs(expected) + 0.15), (y0, measured, expected)
         if abs(expected) > 0.5:
-            assert np.sign(measured) == np.sign(expected) == np.sign(out.coc[band].mean())
+            assert np.sign(measured) == np.sign(expected) == DISPARITY_SIGN * np.sign(out.coc[band].mean())
 
 
 def test_center_is_the_mean_of_the_views_with_and_without_noise():

@@ -8,7 +8,7 @@ import pytest
 pytest.importorskip("skimage")
 
 from ifan.synth.optics import ThinLensCamera  # noqa: E402
-from ifan.synth.psf import ApertureProfile  # noqa: E402
+from ifan.synth.psf import LEFT_LANDS_LEFT_BEHIND_FOCUS, ApertureProfile  # noqa: E402
 from ifan.synth.rendering import render  # noqa: E402
 from ifan.synth.scenes import (_MOTORCYCLE_BASELINE_M, _MOTORCYCLE_DOFFS_PX, _MOTORCYCLE_FOCAL_PX, KINDS,  # noqa: E402
                                PHOTOS, SynthConfig, build_scene, load_photo, load_stereo_motorcycle, rgbd_layers,
@@ -21,6 +21,7 @@ def test_every_photo_loads_offline_as_linear_rgb_with_a_licence():
         assert image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.float32
         assert 0.0 <= image.min() and image.max() <= 1.0 and image.std() > 0.02
         assert info.licence and info.source
+        assert info.grey == bool(np.all(image[..., 0] == image[..., 1]) and np.all(image[..., 1] == image[..., 2]))
     with pytest.raises(ValueError, match="unknown photo"):
         load_photo("lena")
 
@@ -80,7 +81,8 @@ def test_scenes_are_deterministic_and_render_to_consistent_maps(kind):
     # maps agree with the optics: blur from depth, > 0 exactly where the point lies behind the focus plane
     np.testing.assert_allclose(out.coc, spec.camera.coc_radius_px(out.depth), atol=1e-5)
     behind = out.depth > spec.camera.focus_distance_m * 1.0001
-    assert np.all(out.coc[behind] > 0) and np.all(np.sign(out.disparity) == np.sign(out.coc))
+    sign = -1.0 if LEFT_LANDS_LEFT_BEHIND_FOCUS else 1.0
+    assert np.all(out.coc[behind] > 0) and np.all(np.sign(out.disparity) == sign * np.sign(out.coc))
     assert np.abs(out.coc).max() <= spec.max_abs_coc * 1.05 + 0.05
 
 

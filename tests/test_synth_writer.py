@@ -15,7 +15,7 @@ from ifan.cli import main  # noqa: E402
 from ifan.data.datasets import open_dataset  # noqa: E402
 from ifan.synth.color import linear_to_srgb, srgb_to_linear  # noqa: E402
 from ifan.synth.optics import ThinLensCamera  # noqa: E402
-from ifan.synth.psf import ApertureProfile, disparity_per_coc  # noqa: E402
+from ifan.synth.psf import ApertureProfile, disparity_from_coc  # noqa: E402
 from ifan.synth.scenes import SynthConfig  # noqa: E402
 from ifan.synth.writer import sample_paths, write_dataset  # noqa: E402
 
@@ -74,8 +74,8 @@ def test_maps_hold_depth_coc_and_disparity_consistent_with_the_manifest(dataset)
             camera = ThinLensCamera(cam["focal_length_mm"], cam["f_number"], cam["focus_distance_m"],
                                     cam["pixel_pitch_um"])
             np.testing.assert_allclose(coc, camera.coc_radius_px(depth), atol=1e-4)
-            kappa = disparity_per_coc(ApertureProfile(**entry["profile"]))
-            np.testing.assert_allclose(disparity, kappa * coc, atol=1e-4)
+            np.testing.assert_allclose(disparity, disparity_from_coc(coc, ApertureProfile(**entry["profile"])),
+                                       atol=1e-4)
             assert np.abs(coc).max() <= entry["max_abs_coc_px"] * 1.05 + 0.05
 
 

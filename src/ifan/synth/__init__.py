@@ -8,7 +8,7 @@ occlusion-aware compositing, a brute-force reference, sensor noise),
 
 Conventions: images are float32 ``(H, W, 3)`` in linear light (files are sRGB-encoded); the
 signed blur radius ``coc`` (px) is > 0 behind the focus plane; the disparity ``x_L - x_R`` (px)
-has the sign of ``coc``; ``C = (L + R) / 2``.
+is ``-kappa * coc`` (> 0 in front of the focus plane, kappa ~ 0.85); ``C = (L + R) / 2``.
 
 Example::
 

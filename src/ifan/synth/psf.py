@@ -10,8 +10,8 @@ Aperture transmission (:class:`ApertureProfile`), with ``rho = |u|``:
 
 * rim: a linear ramp of width ``edge`` (fraction of the radius) centred on ``rho = 1``;
 * radial intensity ``1 - falloff * rho**2`` (``falloff > 0``: brighter centre, ``< 0``: brighter rim);
-* the dual-pixel split: the left photodiode weighs ``u`` by ``w(u_x) = clip(1/2 + u_x / (2 split), 0, 1)``,
-  the right one by ``w(-u_x)``. Since ``w(t) + w(-t) = 1``, the two halves add up to the full aperture.
+* the dual-pixel split: the right photodiode weighs ``u`` by ``w(u_x) = clip(1/2 + u_x / (2 split), 0, 1)``,
+  the left one by ``w(-u_x)``. Since ``w(t) + w(-t) = 1``, the two halves add up to the full aperture.
 
 Kernels are the transmission integrated against the pixel tent (linear interpolation between
 pixel centres), by bilinear splatting of fine sub-samples: a kernel's sum and centroid are those
@@ -20,13 +20,17 @@ amount, and a radius of 0 is exactly a delta.
 
 Conventions:
 
-* ``L`` is the image through the half of the aperture that, for a point *behind* the focus
-  plane (``r > 0``), lands on the right (``+x``) of the point's sharp image. Hence the
-  disparity ``x_L - x_R`` (centroid of the L kernel minus that of the R kernel) has the sign
-  of ``r``: positive behind the focus plane, negative in front, zero on it.
+* ``L`` is the image through the left half of the aperture (left as the photographer sees
+  the scene, in upright image coordinates). For a point *behind* the focus plane (``r > 0``)
+  that light lands on the left (``-x``) of the point's sharp image, for a point in front on
+  the right. Hence the disparity ``x_L - x_R`` (centroid of the L kernel minus that of the R
+  kernel) is ``-kappa * r``: negative behind the focus plane, positive in front, zero on it,
+  the sign of a stereo pair (left camera on the left) converged on the focus plane. This is
+  the orientation of DPDD-style Canon data as far as public sources show (see docs/synth.md);
+  :data:`LEFT_LANDS_LEFT_BEHIND_FOCUS` records it.
 * Each view's kernel sums to 1 (same exposure as C), and ``C = (L + R) / 2`` exactly: a DP
   pixel's value is the sum of its two photodiodes, each of which receives half the light.
-* The disparity is linear in the blur: ``disparity = kappa * r`` with ``kappa`` given by
+* The disparity is linear in the blur: ``|disparity| = kappa * |r|`` with ``kappa`` given by
   :func:`disparity_per_coc` (``8 / (3 pi) ~ 0.85`` for a uniform disc with a hard split: the
   centroids of two half discs of radius ``r`` are ``2 * 4 r / (3 pi)`` apart).
 """
@@ -38,6 +42,10 @@ import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
+
+#: The convention above: behind the focus plane, the L view's light lands left of the sharp image.
+#: (A source constant: kernels are cached, so change it here, not at run time.)
+LEFT_LANDS_LEFT_BEHIND_FOCUS = True
 
 #: Radii (px) below this are rendered as a delta (the shift they would cause is < 0.02 px).
 MIN_RADIUS = 0.02
@@ -96,7 +104,7 @@ def transmission(ux: np.ndarray, uy: np.ndarray, profile: ApertureProfile, view:
         return t
     if view not in ("left", "right"):
         raise ValueError(f"unknown view {view!r}; expected one of 'center', 'left', 'right'")
-    x = ux if view == "left" else -ux
+    x = -ux if (view == "left") == LEFT_LANDS_LEFT_BEHIND_FOCUS else ux
     if profile.split > 0:
         w = np.clip(0.5 + x / (2.0 * profile.split), 0.0, 1.0)
     else:
@@ -184,7 +192,7 @@ def center_kernel(radius: float, profile: ApertureProfile = ApertureProfile()) -
 
 @functools.lru_cache(maxsize=64)
 def disparity_per_coc(profile: ApertureProfile = ApertureProfile()) -> float:
-    """``kappa``: L-R disparity per pixel of signed blur radius (``disparity = kappa * coc``).
+    """``kappa``: size of the L-R disparity per pixel of blur radius (``|disparity| = kappa * |coc|``).
 
     It is the distance between the centroids of the left and right transmissions in units of
     the radius (``8 / (3 pi) = 0.849`` for a uniform disc split sharply in two).
@@ -193,12 +201,14 @@ def disparity_per_coc(profile: ApertureProfile = ApertureProfile()) -> float:
     extent = profile.extent
     c = (np.arange(n) + 0.5) / n * 2 * extent - extent
     t = transmission(c[None, :], c[:, None], profile, "left")
-    return float(2.0 * (t * c[None, :]).sum() / t.sum())
+    return abs(float(2.0 * (t * c[None, :]).sum() / t.sum()))
 
 
 def disparity_from_coc(coc: np.ndarray | float, profile: ApertureProfile = ApertureProfile()) -> np.ndarray:
     """L-R disparity (px, ``x_L - x_R``) of points with signed blur radius ``coc`` (px).
 
-    Returns a float32 array of ``coc``'s shape: the sign of ``coc``, magnitude ``kappa * |coc|``.
+    Returns a float32 array of ``coc``'s shape: ``-kappa * coc`` (positive in front of the focus
+    plane, negative behind it).
     """
-    return (disparity_per_coc(profile) * np.asarray(coc, dtype=np.float64)).astype(np.float32)
+    sign = -1.0 if LEFT_LANDS_LEFT_BEHIND_FOCUS else 1.0
+    return (sign * disparity_per_coc(profile) * np.asarray(coc, dtype=np.float64)).astype(np.float32)

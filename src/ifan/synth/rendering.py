@@ -30,7 +30,7 @@ added to L and R before C is formed, so the relation holds for noisy images too.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -77,7 +77,6 @@ class Scene:
 
     layers: list[Layer]
     pad: int = 0
-    info: dict = field(default_factory=dict)
 
     @property
     def canvas_shape(self) -> tuple[int, int]:
@@ -98,7 +97,8 @@ class DualPixelImages:
         target: ``(H, W, 3)`` float32 linear all-in-focus image in [0, 1].
         depth: ``(H, W)`` float32 depth (m) of the visible surface.
         coc: ``(H, W)`` float32 signed blur radius (px): > 0 behind the focus plane.
-        disparity: ``(H, W)`` float32 L-R disparity ``x_L - x_R`` (px), same sign as ``coc``.
+        disparity: ``(H, W)`` float32 L-R disparity ``x_L - x_R`` (px), ``-kappa * coc``: > 0 in front of
+            the focus plane, < 0 behind it.
     """
 
     left: np.ndarray

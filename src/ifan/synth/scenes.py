@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import cv2
 import numpy as np
@@ -42,11 +42,12 @@ KINDS = ("layers", "planes", "stereo")
 
 @dataclass(frozen=True)
 class PhotoInfo:
-    """A photograph shipped inside scikit-image (``skimage.data.<loader>()``)."""
+    """A photograph shipped inside scikit-image (``skimage.data.<loader>()``); ``grey``: one channel."""
 
     loader: str
     licence: str
     source: str
+    grey: bool = False
 
 
 #: Photographs used as textures (all load offline from the scikit-image wheel).
@@ -58,11 +59,11 @@ PHOTOS: dict[str, PhotoInfo] = {
     "hubble_deep_field": PhotoInfo("hubble_deep_field", "public domain", "NASA / HubbleSite"),
     "immunohistochemistry": PhotoInfo("immunohistochemistry", "no known copyright restrictions",
                                       "Center for Microscopy And Molecular Imaging"),
-    "camera": PhotoInfo("camera", "CC0", "Lav Varshney"),
-    "brick": PhotoInfo("brick", "CC0", "CC0Textures (Bricks25)"),
-    "grass": PhotoInfo("grass", "CC0", "DeviantArt, linolafett (Grass 01)"),
-    "gravel": PhotoInfo("gravel", "CC0", "CC0Textures (Gravel04)"),
-    "coins": PhotoInfo("coins", "no known copyright restrictions", "Brooklyn Museum Collection"),
+    "camera": PhotoInfo("camera", "CC0", "Lav Varshney", grey=True),
+    "brick": PhotoInfo("brick", "CC0", "CC0Textures (Bricks25)", grey=True),
+    "grass": PhotoInfo("grass", "CC0", "DeviantArt, linolafett (Grass 01)", grey=True),
+    "gravel": PhotoInfo("gravel", "CC0", "CC0Textures (Gravel04)", grey=True),
+    "coins": PhotoInfo("coins", "no known copyright restrictions", "Brooklyn Museum Collection", grey=True),
     "motorcycle": PhotoInfo("stereo_motorcycle", "Middlebury 2014 stereo data set (cite Scharstein et al., "
                             "GCPR 2014); no licence stated in scikit-image", "Middlebury College"),
 }
@@ -180,10 +181,6 @@ def load_photo(name: str) -> np.ndarray:
     return out
 
 
-def _is_grey(name: str) -> bool:
-    return name in ("camera", "brick", "grass", "gravel", "coins")
-
-
 @functools.lru_cache(maxsize=1)
 def load_stereo_motorcycle() -> tuple[np.ndarray, np.ndarray]:
     """The left view of Middlebury's Motorcycle and its depth map.
@@ -291,9 +288,7 @@ def sample_spec(rng: np.random.Generator, config: SynthConfig = SynthConfig()) -
     seed = int(rng.integers(0, 2**63 - 1))
     spec = SceneSpec(kind, config.width, config.height, 0, seed, camera, profile, noise, inv_far, inv_near, focus,
                      crop)
-    pad = kernel_half_size(spec.max_abs_coc, profile) + 1
-    return SceneSpec(kind, config.width, config.height, pad, seed, camera, profile, noise, inv_far, inv_near, focus,
-                     crop)
+    return replace(spec, pad=kernel_half_size(spec.max_abs_coc, profile) + 1)  # room for the largest kernel
 
 
 def _stereo_inv_depth_range(crop, width: int, height: int) -> tuple[float, float]:
@@ -325,7 +320,7 @@ def _texture(rng: np.random.Generator, h: int, w: int, warp) -> np.ndarray:
         return warp(_pattern(rng, h, w), h, w)
     name = str(rng.choice(sorted(PHOTOS)))
     out = warp(load_photo(name), h, w)
-    if _is_grey(name):
+    if PHOTOS[name].grey:
         c0, c1 = _random_colour(rng, 0.005, 0.2), _random_colour(rng, 0.2, 1.0)
         return (c0 + (c1 - c0) * out[..., :1]).astype(np.float32)
     gains = np.exp(rng.normal(0.0, 0.2, 3)).astype(np.float32) * np.float32(_log_uniform(rng, 0.5, 1.4))
@@ -664,4 +659,4 @@ def build_scene(spec: SceneSpec) -> Scene:
     builders = {"layers": _layers_scene, "planes": _planes_scene, "stereo": _stereo_scene}
     if spec.kind not in builders:
         raise ValueError(f"unknown scene kind {spec.kind!r}; expected one of {KINDS}")
-    return Scene(builders[spec.kind](rng, spec), pad=spec.pad, info={"kind": spec.kind})
+    return Scene(builders[spec.kind](rng, spec), pad=spec.pad)

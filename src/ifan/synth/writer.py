@@ -46,8 +46,10 @@ CONVENTIONS = {
               "(a dual-pixel value is the sum of its two photodiodes; each view has C's exposure)",
     "coc": "signed circle-of-confusion radius in output pixels: > 0 behind the focus plane (Z > S), "
            "< 0 in front; coc = K (1 - S / Z) with K = f^2 / (2 N (S - f) pixel_pitch)",
-    "disparity": "x_L - x_R of a scene point in pixels = kappa * coc (kappa ~ 0.85, from the aperture "
-                 "profile): same sign as coc, flips across the focus plane",
+    "disparity": "x_L - x_R of a scene point in pixels = -kappa * coc (kappa ~ 0.8-0.87, from the aperture "
+                 "profile): > 0 in front of the focus plane, < 0 behind, like a stereo pair converged on it",
+    "views": "L is the image through the left half of the aperture (as the photographer sees the scene): "
+             "behind the focus plane its light lands left of the sharp image",
     "depth": "metres, of the visible surface (nearest layer with coverage >= 0.5)",
 }
 
