@@ -10,7 +10,8 @@ Layout (``NAME`` = ``000000``, ``000001``, ... identical across the five folders
     OUT/{split}_meta/NAME.npz         depth (m), coc (signed blur radius, px), disparity (x_L - x_R, px)
 
 Images are sRGB-encoded PNGs (8-bit by default, or 16-bit) of linear renders; the maps are
-float32 at full resolution. Each file is written atomically and the ``.npz`` last, so its
+float32 at full resolution, rounded to 14 mantissa bits (relative precision 3e-5: 0.0006 px at a
+20 px blur, 0.3 mm at 10 m) so that they deflate 2.5x better. Each file is written atomically and the ``.npz`` last, so its
 presence marks a complete sample: an interrupted run resumes where it stopped, and a larger
 count extends a dataset. Sample ``i`` of a split is drawn from ``(seed, split, i)`` alone, so the
 files do not depend on the number of worker processes.
@@ -114,14 +115,25 @@ def _write_png(path: Path, linear: np.ndarray, bit_depth: int) -> None:
     atomic_write_bytes(path, buf.tobytes())
 
 
+MAP_MANTISSA_BITS = 14
+
+
+def _round_mantissa(x: np.ndarray, bits: int = MAP_MANTISSA_BITS) -> np.ndarray:
+    """float32 values rounded to ``bits`` mantissa bits (to nearest; relative error <= 2**-(bits+1))."""
+    drop = 23 - bits
+    u = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32)
+    rounded = (u + np.uint32(1 << (drop - 1))) & np.uint32((0xFFFFFFFF >> drop) << drop)
+    return rounded.view(np.float32)
+
+
 def _write_maps(path: Path, maps: Mapping[str, np.ndarray]) -> None:
-    """Atomically write an ``.npz`` (``np.load`` reads it) with fast (level-1) deflate."""
+    """Atomically write an ``.npz`` (``np.load`` reads it) of float32 maps (see :func:`_round_mantissa`)."""
 
     def save(tmp: str) -> None:
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
             for key, value in maps.items():
                 with archive.open(f"{key}.npy", "w") as f:
-                    np.lib.format.write_array(f, np.ascontiguousarray(value), allow_pickle=False)
+                    np.lib.format.write_array(f, _round_mantissa(value), allow_pickle=False)
 
     atomic_write(path, save)
 
@@ -179,7 +191,9 @@ def write_dataset(out: str | os.PathLike, counts: Mapping[str, int], config: Syn
         config: image size, blur range, noise and scene mix.
         seed: dataset seed; sample ``i`` of a split depends only on ``(seed, split, i, config)``.
         bit_depth: 8 or 16 (PNG).
-        workers: processes rendering in parallel (each with single-threaded OpenCV/BLAS).
+        workers: processes rendering in parallel (each with single-threaded OpenCV/BLAS). They are
+            spawned, so a script calling this with ``workers > 1`` needs the usual
+            ``if __name__ == "__main__":`` guard.
         progress: show a tqdm progress bar.
 
     Returns:
