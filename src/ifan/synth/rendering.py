@@ -21,7 +21,8 @@ that approximation.
 Within a layer the depth may vary (slanted planes); its signed blur radius is quantised on a
 grid of radii (steps of ``max(0.5 px, 10 %)``) with linear ("hat") weights, and the bins are
 *added*, since a surface does not occlude itself. Convolutions run in the Fourier domain on
-the layer's bounding box; the bins of a layer share one inverse transform.
+the layer's bounding box; the bins of a layer share one inverse transform, and a small single
+kernel (at most 7 x 7 pixels) is applied directly.
 
 The centre view is ``C = (L + R) / 2`` (see :mod:`ifan.synth.psf`); sensor noise, if any, is
 added to L and R before C is formed, so the relation holds for noisy images too.

@@ -11,9 +11,9 @@ Layout (``NAME`` = ``000000``, ``000001``, ... identical across the five folders
 
 Images are sRGB-encoded PNGs (8-bit by default, or 16-bit) of linear renders; the maps are
 float32 at full resolution, rounded to 14 mantissa bits (relative precision 3e-5: 0.0006 px at a
-20 px blur, 0.3 mm at 10 m) so that they deflate 2.5x better. Each file is written atomically and the ``.npz`` last, so its
-presence marks a complete sample: an interrupted run resumes where it stopped, and a larger
-count extends a dataset. Sample ``i`` of a split is drawn from ``(seed, split, i)`` alone, so the
+20 px blur, 0.3 mm at 10 m) so that they deflate 2.5x better. Each file is written atomically
+and the ``.npz`` last, so its presence marks a complete sample: an interrupted run resumes where
+it stopped, and a larger count extends a dataset. Sample ``i`` of a split is drawn from ``(seed, split, i)`` alone, so the
 files do not depend on the number of worker processes.
 """
 
