@@ -25,6 +25,35 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from datetime import datetime
+    from pathlib import Path
+
+    from ifan.train.config import ConfigError, load_config
+    from ifan.train.trainer import train
+
+    if args.resume:
+        run_dir = Path(args.resume)
+        saved = run_dir / "config.yaml"
+        if not saved.is_file():
+            raise ConfigError(f"{run_dir} is not a run folder (no config.yaml)")
+        if args.config:
+            print(f"note: resuming {run_dir} with its saved config.yaml; {args.config} is ignored", file=sys.stderr)
+        cfg = load_config(saved, args.set)
+    else:
+        if not args.config:
+            raise ConfigError("give a recipe (e.g. configs/ifan-lite-cpu.yaml) or --resume RUN_DIR")
+        cfg = load_config(args.config, args.set)
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        run_dir = Path(args.out) if args.out else Path("runs") / f"{Path(args.config).stem}-{stamp}"
+    result = train(cfg, run_dir, resume=bool(args.resume), stop_after=args.stop_after, device=args.device)
+    if result.finished:
+        print(f"finished {result.step} steps; weights: {run_dir / 'model.safetensors'}")
+    else:
+        print(f"stopped at step {result.step}; continue with: ifan train --resume {run_dir}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ifan", description="IFAN single-image defocus deblurring")
     parser.add_argument("--version", action="version", version=_version())
@@ -37,6 +66,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("src", help="source weights: official .pytorch/.pth, a state dict, or ifan safetensors")
     p.add_argument("dst", help="destination .safetensors file")
     p.set_defaults(func=_cmd_convert)
+
+    p = sub.add_parser("train", help="train a model from a YAML recipe (resumable; torchrun for several processes)")
+    p.add_argument("config", nargs="?", help="recipe, e.g. configs/ifan.yaml or configs/ifan-lite-cpu.yaml")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a recipe value, e.g. --set train.steps=1000 (repeatable)")
+    p.add_argument("--out", help="run folder (default: runs/RECIPE-TIMESTAMP)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
+    p.add_argument("--stop-after", type=int, metavar="N", help="stop with a checkpoint after N steps of this call")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.set_defaults(func=_cmd_train)
     return parser
 
 
