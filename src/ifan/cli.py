@@ -54,6 +54,23 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from ifan.evaluate.runner import evaluate, markdown_table
+
+    result = evaluate(args.model, args.dataset, args.root, protocol=args.protocol, out_dir=args.out,
+                      baselines=args.baselines, figures=args.figures, device=args.device,
+                      lpips_weights=args.lpips_weights, limit=args.limit, split=args.split,
+                      save_float=args.save_float)
+    s = result.summary
+    print(f"{s['model']} on {s['dataset']} ({s['images']} images, protocol {s['protocol']}, {s['device']})")
+    print(markdown_table(s))
+    if s["lpips_note"]:
+        print(f"LPIPS: {s['lpips_note']}")
+    if args.out:
+        print(f"wrote {args.out}/per_image.csv, summary.json, summary.md and outputs/")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ifan", description="IFAN single-image defocus deblurring")
     parser.add_argument("--version", action="version", version=_version())
@@ -76,6 +93,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stop-after", type=int, metavar="N", help="stop with a checkpoint after N steps of this call")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("evaluate", help="score a model (and baselines) on a dataset by a stated protocol")
+    p.add_argument("--model", default="ifan-lite", help="model name with bundled weights, or a weights file")
+    p.add_argument("--dataset", required=True, help="DPDD, RealDOF, CUHK, PixelDP or folder")
+    p.add_argument("--root", required=True, help="the dataset folder")
+    p.add_argument("--protocol", default="official", choices=["official", "full"])
+    p.add_argument("--out", help="folder for per_image.csv, summary.json/.md, outputs/ and figures/")
+    p.add_argument("--baselines", action="store_true", help="also score the input itself and Wiener deconvolution")
+    p.add_argument("--figures", action="store_true", help="write input | output | target | defocus-map figures")
+    p.add_argument("--save-float", action="store_true", help="also save outputs as float32 .npy, as scored")
+    p.add_argument("--split", default="test", help="DPDD split (default: test)")
+    p.add_argument("--limit", type=int, help="only the first N images")
+    p.add_argument("--lpips-weights", help="LPIPS weights file(s) (default: $IFAN_LPIPS_WEIGHTS)")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.set_defaults(func=_cmd_evaluate)
     return parser
 
 
