@@ -13,13 +13,7 @@ from ifan.data import AugmentConfig, DatasetError, augment, open_dataset
 from ifan.data.augment import official_gray
 from ifan.io import write_image
 
-
-def make_dpdd(root: Path, split: str = "train", names=("a", "b"), size=(40, 48), bit_depth=8, seed=0):
-    rng = np.random.default_rng(seed)
-    for name in names:
-        for folder in (f"{split}_c/source", f"{split}_c/target", f"{split}_l/source", f"{split}_r/source"):
-            write_image(root / folder / f"{name}.png", rng.random((*size, 3), dtype=np.float32), bit_depth=bit_depth)
-    return root
+from helpers import make_dpdd
 
 
 @pytest.mark.parametrize("bit_depth", [8, 16])

@@ -61,6 +61,52 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from datetime import datetime
+    from pathlib import Path
+
+    from ifan.train.config import ConfigError, load_config
+    from ifan.train.trainer import train
+
+    if args.resume:
+        run_dir = Path(args.resume)
+        saved = run_dir / "config.yaml"
+        if not saved.is_file():
+            raise ConfigError(f"{run_dir} is not a run folder (no config.yaml)")
+        if args.config:
+            print(f"note: resuming {run_dir} with its saved config.yaml; {args.config} is ignored", file=sys.stderr)
+        cfg = load_config(saved, args.set)
+    else:
+        if not args.config:
+            raise ConfigError("give a recipe (e.g. configs/ifan-lite-cpu.yaml) or --resume RUN_DIR")
+        cfg = load_config(args.config, args.set)
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        run_dir = Path(args.out) if args.out else Path("runs") / f"{Path(args.config).stem}-{stamp}"
+    result = train(cfg, run_dir, resume=bool(args.resume), stop_after=args.stop_after, device=args.device)
+    if result.finished:
+        print(f"finished {result.step} steps; weights: {run_dir / 'model.safetensors'}")
+    else:
+        print(f"stopped at step {result.step}; continue with: ifan train --resume {run_dir}")
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from ifan.evaluate.runner import evaluate, markdown_table
+
+    result = evaluate(args.model, args.dataset, args.root, protocol=args.protocol, out_dir=args.out,
+                      baselines=args.baselines, figures=args.figures, device=args.device,
+                      lpips_weights=args.lpips_weights, limit=args.limit, split=args.split,
+                      save_float=args.save_float)
+    s = result.summary
+    print(f"{s['model']} on {s['dataset']} ({s['images']} images, protocol {s['protocol']}, {s['device']})")
+    print(markdown_table(s))
+    if s["lpips_note"]:
+        print(f"LPIPS: {s['lpips_note']}")
+    if args.out:
+        print(f"wrote {args.out}/per_image.csv, summary.json, summary.md and outputs/")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ifan", description="IFAN single-image defocus deblurring")
     parser.add_argument("--version", action="version", version=_version())
@@ -89,6 +135,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preview", metavar="PNG", help="write a figure of a few samples (C, L, R, target, blur map)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_synth)
+
+    p = sub.add_parser("train", help="train a model from a YAML recipe (resumable; torchrun for several processes)")
+    p.add_argument("config", nargs="?", help="recipe, e.g. configs/ifan.yaml or configs/ifan-lite-cpu.yaml")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a recipe value, e.g. --set train.steps=1000 (repeatable)")
+    p.add_argument("--out", help="run folder (default: runs/RECIPE-TIMESTAMP)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
+    p.add_argument("--stop-after", type=int, metavar="N", help="stop with a checkpoint after N steps of this call")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("evaluate", help="score a model (and baselines) on a dataset by a stated protocol")
+    p.add_argument("--model", default="ifan-lite", help="model name with bundled weights, or a weights file")
+    p.add_argument("--dataset", required=True, help="DPDD, RealDOF, CUHK, PixelDP or folder")
+    p.add_argument("--root", required=True, help="the dataset folder")
+    p.add_argument("--protocol", default="official", choices=["official", "full"])
+    p.add_argument("--out", help="folder for per_image.csv, summary.json/.md, outputs/ and figures/")
+    p.add_argument("--baselines", action="store_true", help="also score the input itself and Wiener deconvolution")
+    p.add_argument("--figures", action="store_true", help="write input | output | target | defocus-map figures")
+    p.add_argument("--save-float", action="store_true", help="also save outputs as float32 .npy, as scored")
+    p.add_argument("--split", default="test", help="DPDD split (default: test)")
+    p.add_argument("--limit", type=int, help="only the first N images")
+    p.add_argument("--lpips-weights", help="LPIPS weights file(s) (default: $IFAN_LPIPS_WEIGHTS)")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.set_defaults(func=_cmd_evaluate)
     return parser
 
 

@@ -1,0 +1,252 @@
+"""``ifan evaluate``: score a model (and baselines) on a dataset under a stated protocol.
+
+Protocols (see :mod:`ifan.evaluate.metrics`):
+
+* ``official`` reproduces the authors' evaluation: input, views and target cropped (top-left)
+  to a multiple of 8, the whole image through the network, the output clipped to [0, 1] and
+  scored in float (not quantised); PSNR (data range 1), SSIM as scikit-image's 7x7 uniform
+  window, MAE over the three channels; PixelDP rotated 90 degrees counter-clockwise before the
+  network and the output rotated back.
+* ``full`` scores the full-size output: the input is reflection-padded to a multiple of 8
+  and the output cropped back to the input's size.
+
+Outputs (``--out DIR``)::
+
+    DIR/per_image.csv        method, name, psnr, ssim, mae, lpips, seconds
+    DIR/summary.json         means per method + device, protocol, model, bit depth, dataset
+    DIR/summary.md           the same as a markdown table
+    DIR/outputs/METHOD/NAME.png   every output, at the dataset's bit depth
+    DIR/outputs/METHOD/NAME.npy   with --save-float: the float32 HWC image exactly as scored
+    DIR/figures/NAME.png     input | output | target | defocus map  (with --figures)
+"""
+
+from __future__ import annotations
+
+import csv
+import io as _stdio
+import json
+import math
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ifan.data.datasets import DefocusDataset, open_dataset
+from ifan.evaluate.baselines import get_baseline
+from ifan.evaluate.lpips import load_lpips_or_none
+from ifan.evaluate.metrics import format_score, get_protocol, json_score, score_image, summarize
+from ifan.fileutil import atomic_write_bytes
+from ifan.io import write_image
+from ifan.models.padding import run_any_size
+from ifan.models.zoo import load_model
+
+DATASETS = {"dpdd": "dpdd", "realdof": "realdof", "cuhk": "cuhk", "pixeldp": "pixeldp", "folder": "folder"}
+BASELINE_NAMES = ("input", "wiener")
+
+
+@dataclass
+class EvalResult:
+    """Per-image rows and the summary of one evaluation."""
+
+    rows: list[dict] = field(default_factory=list)
+    summary: dict = field(default_factory=dict)
+
+
+def _hwc(t: torch.Tensor) -> np.ndarray:
+    return t.detach().float().cpu().numpy().transpose(1, 2, 0)
+
+
+def _unrotate(img: np.ndarray, rotated: bool) -> np.ndarray:
+    """Undo the PixelDP rotation (the dataset rotated 90 degrees counter-clockwise)."""
+    return np.ascontiguousarray(np.rot90(img, -1)) if rotated else img
+
+
+def _figure(panels: list[tuple[str, np.ndarray]]) -> np.ndarray:
+    """Side-by-side panels (each HxWx3 in [0, 1]) with a caption strip above each."""
+    from PIL import Image, ImageDraw
+
+    h = max(p.shape[0] for _, p in panels)
+    strip = 18
+    tiles = []
+    for label, img in panels:
+        canvas = np.ones((h + strip, img.shape[1], 3), np.float32)
+        canvas[strip:strip + img.shape[0]] = img
+        pil = Image.fromarray((canvas * 255).round().astype(np.uint8))
+        ImageDraw.Draw(pil).text((4, 3), label, fill=(0, 0, 0))
+        tiles.append(np.asarray(pil, np.float32) / 255)
+        tiles.append(np.ones((h + strip, 4, 3), np.float32))
+    return np.concatenate(tiles[:-1], axis=1)
+
+
+def evaluate(
+    model: str,
+    dataset: str,
+    root: str | Path,
+    protocol: str = "official",
+    out_dir: str | Path | None = None,
+    baselines: bool = False,
+    figures: bool = False,
+    device: str = "cpu",
+    lpips_weights: str | None = None,
+    limit: int | None = None,
+    split: str = "test",
+    progress: bool = True,
+    save_float: bool = False,
+) -> EvalResult:
+    """Evaluate ``model`` (a name with bundled weights or a weights file) on a dataset.
+
+    Args:
+        model: model name or weights path (see :func:`ifan.models.zoo.load_model`).
+        dataset: ``DPDD``, ``RealDOF``, ``CUHK``, ``PixelDP`` or ``folder`` (any case).
+        root: the dataset folder.
+        protocol: ``official`` or ``full``.
+        out_dir: where to write the CSV, summaries, outputs and figures (None: nothing written).
+        baselines: also score the input itself and the Wiener baseline.
+        figures: write input | output | target | defocus-map figures.
+        device: ``cpu`` or ``cuda``.
+        lpips_weights: LPIPS weights (else ``IFAN_LPIPS_WEIGHTS``; without them LPIPS is empty).
+        limit: evaluate only the first N images.
+        split: the DPDD split (``test`` by default).
+        save_float: also save each output as float32 ``.npy``, exactly as it was scored.
+    """
+    proto = get_protocol(protocol)
+    kind = DATASETS.get(dataset.lower())
+    if kind is None:
+        raise ValueError(f"unknown dataset {dataset!r}; expected one of DPDD, RealDOF, CUHK, PixelDP, folder")
+    net = load_model(model, device=device)
+    dual = net.config.dual_pixel_input
+    data: DefocusDataset = open_dataset(kind, root, split=split)
+    if dual and "l" not in data[0]:
+        raise ValueError(f"{model} reads the dual-pixel views, which the {dataset} dataset does not have")
+    lpips, lpips_note = load_lpips_or_none(lpips_weights, device=device)
+    out = Path(out_dir) if out_dir is not None else None
+    methods = ["ifan"] + (list(BASELINE_NAMES) if baselines else [])
+
+    result = EvalResult()
+    bit_depth = 8
+    count = len(data) if limit is None else min(limit, len(data))
+    iterator = range(count)
+    if progress:
+        from tqdm import tqdm
+
+        iterator = tqdm(iterator, desc=f"evaluate {dataset}", unit="img")
+    for i in iterator:
+        item = data[i]
+        bit_depth = max(bit_depth, item["bit_depth"])
+        views = {k: item[k][None].to(device) for k in ("c", "gt", "l", "r") if k in item}
+        crop = proto.crop_multiple is not None
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            res = run_any_size(net, views["c"], views.get("r") if dual else None,
+                               views.get("l") if dual else None, crop=crop)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        seconds = time.perf_counter() - t0
+        c_img = _hwc(views["c"][0])
+        if crop:
+            c_img = proto.crop(c_img)
+        outputs = {"ifan": (proto.prepare_output(res.image[0]).clamp(0, 1), seconds)}
+        for name in methods[1:]:
+            t0 = time.perf_counter()
+            restored = get_baseline(name)(c_img)
+            outputs[name] = (torch.from_numpy(np.ascontiguousarray(restored)).permute(2, 0, 1),
+                             time.perf_counter() - t0)
+        target = _hwc(views["gt"][0]) if "gt" in views else None
+        for method, (image, secs) in outputs.items():
+            img = _hwc(image)
+            row = {"method": method, "name": item["name"], "seconds": secs,
+                   "psnr": None, "ssim": None, "mae": None, "lpips": None}
+            if target is not None:
+                row.update(score_image(img, target, proto, lpips))
+            result.rows.append(row)
+            if out is not None:
+                write_image(out / "outputs" / method / f"{item['name']}.png",
+                            _unrotate(img, item["rotated"]), bit_depth=item["bit_depth"])
+                if save_float:
+                    buf = _stdio.BytesIO()
+                    np.save(buf, img.astype(np.float32))
+                    atomic_write_bytes(out / "outputs" / method / f"{item['name']}.npy", buf.getvalue())
+        if out is not None and figures:
+            from ifan.inference import colorize_defocus
+
+            size = outputs["ifan"][0].shape[-2:]
+            disp = torch.nn.functional.interpolate(res.disparity, size=size, mode="bilinear", align_corners=False)
+            defocus_rgb, _ = colorize_defocus(disp[0, 0].cpu().numpy())
+            panels = [("input", c_img), ("ifan", _hwc(outputs["ifan"][0]))]
+            if target is not None:
+                panels.append(("target", proto.crop(target) if crop else target))
+            panels.append(("defocus map", defocus_rgb))
+            fig = _figure([(label, _unrotate(p, item["rotated"])) for label, p in panels])
+            write_image(out / "figures" / f"{item['name']}.png", fig)
+
+    result.summary = _summarize(result.rows, methods, model, net, dataset, root, proto.name, device, bit_depth,
+                                lpips_note, count)
+    if out is not None:
+        _write_reports(out, result)
+    return result
+
+
+def _summarize(rows, methods, model, net, dataset, root, protocol, device, bit_depth, lpips_note, count) -> dict:
+    per_method = {}
+    for method in methods:
+        mine = [r for r in rows if r["method"] == method]
+        stats = summarize(mine)
+        per_method[method] = {
+            **{k: json_score(v["mean"]) for k, v in stats.items()},
+            "seconds": sum(r["seconds"] for r in mine) / max(len(mine), 1),
+            "images": len(mine),
+            "infinite_psnr": stats["psnr"]["infinite"],
+        }
+    return {
+        "methods": per_method,
+        "model": model,
+        "model_config": net.config.to_dict(),
+        "model_source": getattr(net, "weights_metadata", {}).get("source", ""),
+        "dataset": dataset,
+        "root": str(root),
+        "protocol": protocol,
+        "device": device if device != "cpu" else f"cpu ({platform.processor() or platform.machine()}, "
+                                                   f"{torch.get_num_threads()} threads)",
+        "bit_depth": bit_depth,
+        "images": count,
+        "lpips_note": lpips_note,
+        "torch": torch.__version__,
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+    }
+
+
+def markdown_table(summary: dict) -> str:
+    """The summary as a markdown table (mean PSNR, SSIM, MAE, LPIPS, seconds per image)."""
+    lines = ["| method | PSNR (dB) | SSIM | MAE | LPIPS | s / image |", "|---|---|---|---|---|---|"]
+    for method, m in summary["methods"].items():
+        cells = [format_score(_num(m.get(k)), d) for k, d in (("psnr", 2), ("ssim", 4), ("mae", 4), ("lpips", 4))]
+        lines.append(f"| {method} | " + " | ".join(cells) + f" | {m['seconds']:.3f} |")
+    return "\n".join(lines)
+
+
+def _num(v):
+    if isinstance(v, str):
+        return math.inf if v == "inf" else -math.inf
+    return v
+
+
+def _write_reports(out: Path, result: EvalResult) -> None:
+    buf = _stdio.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=["method", "name", "psnr", "ssim", "mae", "lpips", "seconds"])
+    writer.writeheader()
+    for r in result.rows:
+        writer.writerow({**r, **{k: format_score(r[k], 6) for k in ("psnr", "ssim", "mae", "lpips")},
+                         "seconds": f"{r['seconds']:.4f}"})
+    atomic_write_bytes(out / "per_image.csv", buf.getvalue().encode())
+    atomic_write_bytes(out / "summary.json", json.dumps(result.summary, indent=2).encode())
+    s = result.summary
+    text = [f"# Evaluation: {s['model']} on {s['dataset']}", "",
+            f"- protocol: `{s['protocol']}`; images: {s['images']}; bit depth: {s['bit_depth']}",
+            f"- device: {s['device']}; torch {s['torch']}; {s['date']}", ""]
+    text.append(markdown_table(s))
+    if s["lpips_note"]:
+        text += ["", f"LPIPS: {s['lpips_note']}"]
+    atomic_write_bytes(out / "summary.md", ("\n".join(text) + "\n").encode())

@@ -1,0 +1,371 @@
+"""The training loop: the paper's recipe, resumable bit for bit, on one CPU or many GPUs.
+
+``train(cfg, run_dir)`` checks the data before any compute, builds the model and the
+reblurring network (Xavier init with the recipe's gains), runs RAdam with decoupled weight
+decay, step learning-rate decay and gradient clipping, validates every ``log.val_every``
+steps (PSNR on held-out images), logs to TensorBoard and ``metrics.jsonl``, checkpoints
+atomically (last K kept, best by validation PSNR exported), and writes the final weights as
+ifan safetensors. Under ``torchrun`` it runs DDP; rank 0 logs and writes.
+
+Run folder::
+
+    RUN_DIR/config.yaml                   the resolved recipe
+    RUN_DIR/checkpoints/step_*.pt         resumable state (the last K)
+    RUN_DIR/best.safetensors              weights with the best validation PSNR
+    RUN_DIR/model.safetensors             final weights
+    RUN_DIR/metrics.jsonl                 training losses and validation results
+    RUN_DIR/tb/                           TensorBoard events
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import signal
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+
+from ifan.data.datasets import DefocusDataset, dpdd_files, folder_files
+from ifan.fileutil import atomic_write_bytes
+from ifan.models.ifan import IFAN
+from ifan.models.padding import run_any_size
+from ifan.models.reblur import ReblurNet
+from ifan.models.serialization import save_weights
+from ifan.models.zoo import create_model
+from ifan.train import distributed
+from ifan.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from ifan.train.config import ConfigError, TrainConfig, dump_config
+from ifan.train.losses import LossWeights, ifan_losses
+from ifan.train.sampler import StepBatchSampler
+
+
+class TrainingModule(nn.Module):
+    """The deblurring network and the reblurring network, returning the losses of a batch."""
+
+    def __init__(self, model: IFAN, reblur: ReblurNet | None, weights: LossWeights) -> None:
+        super().__init__()
+        self.model, self.reblur, self.weights = model, reblur, weights
+
+    def forward(self, c: Tensor, gt: Tensor, r: Tensor | None = None, l: Tensor | None = None) -> dict[str, Tensor]:  # noqa: E741
+        out = self.model(c, r, l, aux=True)
+        return ifan_losses(out, gt, c, r, l, self.reblur, self.weights)
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Step decay: ``lr * gamma ** (number of milestones reached)``."""
+    reached = sum(step >= m for m in cfg.train.lr_milestones)
+    return cfg.train.lr * cfg.train.lr_gamma ** reached
+
+
+def build_datasets(cfg: TrainConfig) -> tuple[DefocusDataset, DefocusDataset | None]:
+    """The training and validation sets; every file problem surfaces here, before compute."""
+    root = Path(cfg.data.root).expanduser()
+    if not cfg.data.root:
+        raise ConfigError("data.root is not set: point it at a DPDD-layout folder (e.g. made by `ifan synth`)")
+    if not root.is_dir():
+        raise ConfigError(f"data.root {root} does not exist")
+    views = cfg.losses.dme > 0 or cfg.model == "ifan-dual" or cfg.model_overrides.get("dual_pixel_input", False)
+    if cfg.data.kind == "dpdd":
+        train_files = dpdd_files(root, cfg.data.train_split, views=views)
+    else:
+        train_files = folder_files(root)
+        if not all(f.gt is not None for f in train_files):
+            raise ConfigError(f"{root}: data.kind 'folder' needs source/ and target/ subfolders for training")
+    train_set = DefocusDataset(train_files, crop=cfg.train.patch_size, augment_cfg=cfg.augment, seed=cfg.seed,
+                               cache=cfg.data.cache)
+    val_root = Path(cfg.data.val_root).expanduser() if cfg.data.val_root else root
+    val_set = None
+    if cfg.data.kind == "dpdd" and (val_root / f"{cfg.data.val_split}_c").is_dir():
+        val_files = dpdd_files(val_root, cfg.data.val_split, views=views)
+        if cfg.data.val_count:
+            val_files = val_files[: cfg.data.val_count]
+        val_set = DefocusDataset(val_files)
+    return train_set, val_set
+
+
+def _center_crop(x: Tensor, size: int | None) -> Tensor:
+    if size is None:
+        return x
+    h, w = x.shape[-2:]
+    th, tw = min(size, h), min(size, w)
+    top, left = (h - th) // 2, (w - tw) // 2
+    return x[..., top:top + th, left:left + tw]
+
+
+def _psnr(a: Tensor, b: Tensor) -> float:
+    mse = float(F.mse_loss(a.double(), b.double()))
+    return float("inf") if mse == 0 else 10 * math.log10(1.0 / mse)
+
+
+@torch.no_grad()
+def validate(model: IFAN, val_set: DefocusDataset, device: torch.device, crop: int | None,
+             memory_format: torch.memory_format) -> dict:
+    """Mean PSNR (output clipped to [0, 1]) and the input's PSNR on centre crops; one image grid."""
+    was_training = model.training
+    model.eval()
+    psnrs, inputs, grid = [], [], None
+    for i in range(len(val_set)):
+        item = val_set[i]
+        views = {k: _center_crop(item[k], crop)[None].to(device).contiguous(memory_format=memory_format)
+                 for k in ("c", "gt", "l", "r") if k in item}
+        out = run_any_size(model, views["c"], views.get("r"), views.get("l"))
+        result = out.image.clamp(0, 1)
+        psnrs.append(_psnr(result, views["gt"]))
+        inputs.append(_psnr(views["c"], views["gt"]))
+        if i == 0:
+            disp = F.interpolate(out.disparity, size=result.shape[-2:], mode="bilinear", align_corners=False)
+            disp = (disp - disp.min()) / (disp.max() - disp.min()).clamp_min(1e-8)
+            grid = torch.cat([views["c"], result, views["gt"], disp.expand(-1, 3, -1, -1)], dim=-1)[0].cpu()
+    model.train(was_training)
+    return {"psnr": sum(psnrs) / len(psnrs), "psnr_input": sum(inputs) / len(inputs), "grid": grid}
+
+
+@dataclass
+class TrainResult:
+    """Where a call of :func:`train` ended; ``model`` is this process's replica."""
+
+    run_dir: Path
+    step: int
+    finished: bool
+    best_psnr: float | None
+    model: IFAN
+
+
+class _StopFlag:
+    """Set by SIGINT/SIGTERM: the loop finishes its step, checkpoints and returns."""
+
+    def __init__(self) -> None:
+        self.set = False
+        self._old = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._old[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not in the main thread
+                pass
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.set:  # a second signal: stop at once
+            raise KeyboardInterrupt
+        self.set = True
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)
+
+
+def _writer(run_dir: Path, cfg: TrainConfig, start_step: int):
+    if not cfg.log.tensorboard:
+        return None
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        warnings.warn("tensorboard is not installed (pip install 'ifan[train]'); TensorBoard logs are off",
+                      stacklevel=2)
+        return None
+    return SummaryWriter(str(run_dir / "tb"), purge_step=start_step or None)
+
+
+def _append_metrics(run_dir: Path, row: dict) -> None:
+    with open(run_dir / "metrics.jsonl", "a") as f:
+        f.write(json.dumps(row) + "\n")
+
+
+def _trim_metrics(run_dir: Path, step: int) -> None:
+    """On resume, drop rows logged after the checkpoint (they will be logged again)."""
+    path = run_dir / "metrics.jsonl"
+    if path.exists():
+        rows = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
+        atomic_write_bytes(path, ("\n".join(rows) + "\n" if rows else "").encode())
+
+
+def _autocast(device: torch.device, precision: str):
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, stop_after: int | None = None,
+          device: str = "auto") -> TrainResult:
+    """Train (or resume training) into ``run_dir``. See the module docstring.
+
+    Args:
+        cfg: the resolved recipe.
+        run_dir: the run folder; with ``resume`` the latest checkpoint in it is loaded.
+        stop_after: stop (with a checkpoint) after this many steps of this invocation.
+        device: ``auto``, ``cpu`` or ``cuda``.
+    """
+    run_dir = Path(run_dir)
+    info = distributed.setup(device)
+    try:
+        return _train(cfg, run_dir, resume, stop_after, info)
+    finally:
+        distributed.teardown()
+
+
+def _train(cfg: TrainConfig, run_dir: Path, resume: bool, stop_after: int | None,
+           info: distributed.DistInfo) -> TrainResult:
+    dev = info.device
+    if cfg.train.precision == "fp16" and dev.type != "cuda":
+        raise ConfigError("train.precision fp16 needs a CUDA device; use fp32 (or bf16 where the CPU has it)")
+    if cfg.train.precision == "bf16" and dev.type == "cpu" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        warnings.warn("this CPU has no native bf16: bf16 training will be much slower than fp32", stacklevel=2)
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    existing = latest_checkpoint(run_dir)
+    if existing is not None and not resume:
+        raise ConfigError(f"{run_dir} already holds a run (checkpoint {existing.name}); resume it with --resume")
+
+    train_set, val_set = build_datasets(cfg)  # data problems surface before any compute
+
+    torch.manual_seed(cfg.seed)
+    model = create_model(cfg.model, **cfg.model_overrides)
+    model.init_weights(cfg.init.gain, cfg.init.filter_gain)
+    reblur = None
+    if cfg.losses.reblur > 0:
+        reblur = ReblurNet(model.config)
+        reblur.init_weights(cfg.init.reblur_gain)
+    weights = LossWeights(cfg.losses.image, cfg.losses.dme, cfg.losses.reblur)
+    module = TrainingModule(model, reblur, weights).to(dev)
+    memory_format = torch.channels_last if cfg.train.channels_last else torch.contiguous_format
+    module = module.to(memory_format=memory_format)
+    params = [p for p in module.parameters() if p.requires_grad]
+    optimizer = torch.optim.RAdam(params, lr=cfg.train.lr, betas=tuple(cfg.train.betas), eps=cfg.train.eps,
+                                  weight_decay=cfg.train.weight_decay, decoupled_weight_decay=True)
+    scaler = torch.amp.GradScaler(dev.type, enabled=cfg.train.precision == "fp16")
+
+    step, best_psnr, elapsed = 0, None, 0.0
+    if resume and existing is not None:
+        state = load_checkpoint(existing)
+        model.load_state_dict(state["model"])
+        if reblur is not None:
+            reblur.load_state_dict(state["reblur"])
+        optimizer.load_state_dict(state["optimizer"])
+        if "scaler" in state:
+            scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(state["torch_rng"])
+        step, best_psnr, elapsed = state["step"], state.get("best_psnr"), state.get("elapsed", 0.0)
+    if info.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(run_dir / "config.yaml", dump_config(cfg).encode())
+        _trim_metrics(run_dir, step)
+
+    net = DistributedDataParallel(module, device_ids=[dev.index] if dev.type == "cuda" else None) \
+        if info.enabled else module
+    sampler = StepBatchSampler(len(train_set), cfg.train.batch_size, cfg.seed, step, cfg.train.steps,
+                               info.rank, info.world_size)
+    loader = DataLoader(train_set, batch_sampler=sampler, num_workers=cfg.data.workers,
+                        pin_memory=dev.type == "cuda", persistent_workers=cfg.data.workers > 0)
+    writer = _writer(run_dir, cfg, step) if info.is_main else None
+    progress = None
+    if info.is_main and cfg.log.progress:
+        from tqdm import tqdm
+
+        progress = tqdm(total=cfg.train.steps, initial=step, unit="step", dynamic_ncols=True, desc="train")
+
+    def snapshot(at_step: int) -> None:
+        state = {
+            "step": at_step,
+            "model": model.state_dict(),
+            "reblur": reblur.state_dict() if reblur is not None else {},
+            "optimizer": optimizer.state_dict(),
+            "scaler": scaler.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "best_psnr": best_psnr,
+            "elapsed": elapsed + (time.perf_counter() - t_start),
+            "config": cfg.to_dict(),
+            "model_config": model.config.to_dict(),
+        }
+        save_checkpoint(run_dir, at_step, state, cfg.log.keep_last)
+
+    def export(path: Path, **meta: str) -> None:
+        save_weights(path, model.config, model.state_dict(), reblur.state_dict() if reblur is not None else None,
+                     source=f"ifan train {run_dir.name}", model_name=cfg.model, **meta)
+
+    t_start, t_window, steps_window = time.perf_counter(), time.perf_counter(), 0
+    ran = 0
+    finished = step >= cfg.train.steps
+    with _StopFlag() as stop:
+        for batch in loader:
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(step, cfg)
+            views = {k: batch[k].to(dev, non_blocking=True).contiguous(memory_format=memory_format)
+                     for k in ("c", "gt", "l", "r") if k in batch}
+            with _autocast(dev, cfg.train.precision):
+                losses = net(views["c"], views["gt"], views.get("r"), views.get("l"))
+            if not torch.isfinite(losses["total"]):
+                raise FloatingPointError(f"the loss became {float(losses['total'])} at step {step + 1}; "
+                                         f"lower train.lr or check the data (last checkpoint kept)")
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(losses["total"]).backward()
+            scaler.unscale_(optimizer)
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.train.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            step += 1
+            ran += 1
+            steps_window += 1
+
+            if info.is_main:
+                if progress is not None:
+                    progress.update(1)
+                    progress.set_postfix(loss=f"{losses['total'].detach().item():.4f}", lr=f"{lr_at(step - 1, cfg):.1e}")
+                if step % cfg.log.log_every == 0 or step == cfg.train.steps:
+                    rate = steps_window / max(time.perf_counter() - t_window, 1e-9)
+                    row = {"step": step, "kind": "train", "lr": lr_at(step - 1, cfg), "steps_per_s": rate,
+                           "grad_norm": grad_norm.item(), **{k: v.detach().item() for k, v in losses.items()}}
+                    _append_metrics(run_dir, row)
+                    if writer is not None:
+                        for k in losses:
+                            writer.add_scalar(f"train/loss_{k}", row[k], step)
+                        writer.add_scalar("train/lr", row["lr"], step)
+                        writer.add_scalar("train/steps_per_s", rate, step)
+                        writer.add_scalar("train/grad_norm", row["grad_norm"], step)
+                    t_window, steps_window = time.perf_counter(), 0
+                if val_set is not None and (step % cfg.log.val_every == 0 or step == cfg.train.steps):
+                    result = validate(model, val_set, dev, cfg.data.val_crop, memory_format)
+                    _append_metrics(run_dir, {"step": step, "kind": "val", "psnr": result["psnr"],
+                                              "psnr_input": result["psnr_input"],
+                                              "elapsed": elapsed + time.perf_counter() - t_start})
+                    if writer is not None:
+                        writer.add_scalar("val/psnr", result["psnr"], step)
+                        writer.add_scalar("val/psnr_input", result["psnr_input"], step)
+                        writer.add_image("val/input_output_target_disparity", result["grid"], step)
+                    if best_psnr is None or result["psnr"] > best_psnr:
+                        best_psnr = result["psnr"]
+                        export(run_dir / "best.safetensors", step=str(step), val_psnr=f"{best_psnr:.4f}")
+                    if progress is not None:
+                        progress.write(f"step {step}: val PSNR {result['psnr']:.3f} dB "
+                                       f"(input {result['psnr_input']:.3f} dB, best {best_psnr:.3f} dB)")
+
+            finished = step >= cfg.train.steps
+            want_stop = distributed.broadcast_flag(stop.set or (stop_after is not None and ran >= stop_after),
+                                                   info)
+            if info.is_main and (step % cfg.log.ckpt_every == 0 or finished or want_stop):
+                snapshot(step)
+            distributed.barrier(info)
+            if want_stop or finished:
+                break
+
+    if progress is not None:
+        progress.close()
+    if info.is_main:
+        if finished:
+            total = elapsed + time.perf_counter() - t_start
+            export(run_dir / "model.safetensors", step=str(step), train_seconds=f"{total:.0f}",
+                   best_val_psnr=f"{best_psnr:.4f}" if best_psnr is not None else "")
+        if writer is not None:
+            writer.close()
+    return TrainResult(run_dir=run_dir, step=step, finished=finished, best_psnr=best_psnr, model=model)

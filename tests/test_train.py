@@ -1,0 +1,196 @@
+"""Training: typed configs, the optimizer, losses switched off, bit-exact resume, DDP, feedback."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from ifan.cli import main as cli_main
+from ifan.data import DatasetError
+from ifan.models.zoo import load_model
+from ifan.train.config import ConfigError, TrainConfig, from_dict, load_config
+from ifan.train.trainer import lr_at, train
+
+from helpers import make_dpdd
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tiny_config(data_root: Path, **train_overrides) -> dict:
+    """A recipe small enough for CI: ch 2, N 2, 32 px crops."""
+    return {
+        "model": "ifan",
+        "model_overrides": {"channels": 2, "iterations": 2, "reblur_iterations": 2},
+        "seed": 3,
+        "data": {"root": str(data_root), "val_count": 1, "val_crop": 32},
+        "train": {"steps": 6, "batch_size": 2, "patch_size": 32, "lr": 1e-3, "lr_milestones": [4],
+                  "channels_last": False, **train_overrides},
+        "log": {"log_every": 1, "val_every": 3, "ckpt_every": 1, "keep_last": 2, "progress": False},
+    }
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("dpdd")
+    make_dpdd(root, "train", names=("a", "b", "c"), size=(40, 48))
+    make_dpdd(root, "val", names=("v",), size=(40, 48), seed=1)
+    return root
+
+
+def test_recipes_load_with_the_papers_numbers():
+    cfg = load_config(ROOT / "configs" / "ifan.yaml")
+    assert (cfg.model, cfg.train.batch_size, cfg.train.patch_size, cfg.train.steps) == ("ifan", 8, 256, 600_000)
+    assert cfg.train.lr == 1e-4 and cfg.train.weight_decay == 0.01 and cfg.train.betas == [0.9, 0.999]
+    assert cfg.train.lr_milestones == [500_000, 550_000] and cfg.train.lr_gamma == 0.5
+    assert cfg.train.grad_clip == 0.5
+    assert (cfg.init.gain, cfg.init.filter_gain, cfg.init.reblur_gain) == (1.0, 1.5, 1.0)
+    assert (cfg.losses.image, cfg.losses.dme, cfg.losses.reblur) == (1.0, 1.0, 1.0)
+    assert lr_at(499_999, cfg) == 1e-4 and lr_at(500_000, cfg) == 5e-5 and lr_at(550_000, cfg) == 2.5e-5
+    lite = load_config(ROOT / "configs" / "ifan-lite-cpu.yaml")
+    assert lite.model == "ifan-lite"
+
+
+def test_unknown_keys_and_wrong_types_are_named(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train:\n  stepz: 10\n")
+    with pytest.raises(ConfigError, match="unknown key.*in train: stepz"):
+        load_config(bad)
+    bad.write_text("train:\n  steps: ten\n")
+    with pytest.raises(ConfigError, match="train.steps: expected an integer"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="train.lr: expected a number"):
+        load_config(None, ["train.lr=fast"])
+    with pytest.raises(ConfigError, match="augment.gray_p must be a probability"):
+        load_config(None, ["augment.gray_p=2"])
+    with pytest.raises(ConfigError, match="losses.dme needs dual-pixel views"):
+        load_config(None, ["data.kind=folder"])
+    cfg = load_config(None, ["train.steps=12", "train.betas=[0.8, 0.99]", "data.val_count=null"])
+    assert cfg.train.steps == 12 and cfg.train.betas == [0.8, 0.99] and cfg.data.val_count is None
+
+
+def test_radam_matches_torch_optimizer_update_rule():
+    """torch.optim.RAdam(decoupled_weight_decay=True) is torch-optimizer's RAdam (restated here)."""
+    torch.manual_seed(0)
+    p = torch.randn(5, requires_grad=True)
+    ref = p.detach().clone()
+    opt = torch.optim.RAdam([p], lr=1e-2, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01,
+                            decoupled_weight_decay=True)
+    m, v = torch.zeros(5), torch.zeros(5)
+    b1, b2, lr, wd = 0.9, 0.999, 1e-2, 0.01
+    n_max = 2 / (1 - b2) - 1
+    for t in range(1, 12):
+        g = torch.randn(5)
+        p.grad = g.clone()
+        opt.step()
+        m, v = b1 * m + (1 - b1) * g, b2 * v + (1 - b2) * g * g
+        n_sma = n_max - 2 * t * b2**t / (1 - b2**t)
+        ref = ref - wd * lr * ref
+        if n_sma >= 5:
+            r = math.sqrt((1 - b2**t) * (n_sma - 4) / (n_max - 4) * (n_sma - 2) / n_sma * n_max / (n_max - 2))
+            ref = ref - lr * r / (1 - b1**t) * m / (v.sqrt() + 1e-8)
+        else:
+            ref = ref - lr / (1 - b1**t) * m
+        torch.testing.assert_close(p.detach(), ref, atol=1e-7, rtol=1e-6)
+
+
+def _weights(path: Path) -> dict:
+    return load_model(path).state_dict()
+
+
+def test_killed_and_resumed_run_ends_bit_identical(data_root, tmp_path):
+    cfg = from_dict(TrainConfig, tiny_config(data_root))
+    straight = train(cfg, tmp_path / "straight", device="cpu")
+    assert straight.finished and straight.step == 6
+    first = train(cfg, tmp_path / "resumed", stop_after=2, device="cpu")
+    assert not first.finished and first.step == 2
+    second = train(cfg, tmp_path / "resumed", resume=True, stop_after=3, device="cpu")
+    assert second.step == 5
+    final = train(cfg, tmp_path / "resumed", resume=True, device="cpu")
+    assert final.finished and final.step == 6
+    a, b = _weights(tmp_path / "straight" / "model.safetensors"), _weights(tmp_path / "resumed" / "model.safetensors")
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    # metrics: one row per step, no duplicates after the resumes; validation rows present
+    rows = [json.loads(x) for x in (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()]
+    train_steps = [r["step"] for r in rows if r["kind"] == "train"]
+    assert train_steps == [1, 2, 3, 4, 5, 6]
+    assert [r["step"] for r in rows if r["kind"] == "val"] == [3, 6]
+    assert all(math.isfinite(r["psnr"]) for r in rows if r["kind"] == "val")
+    # last K checkpoints only; TensorBoard events written
+    assert sorted(p.name for p in (tmp_path / "resumed" / "checkpoints").iterdir()) == \
+        ["step_000000005.pt", "step_000000006.pt"]
+    assert list((tmp_path / "resumed" / "tb").glob("events.out.tfevents.*"))
+
+
+def test_refuses_to_overwrite_a_run_and_reports_missing_data(data_root, tmp_path):
+    cfg = from_dict(TrainConfig, tiny_config(data_root, steps=1))
+    train(cfg, tmp_path / "run", device="cpu")
+    with pytest.raises(ConfigError, match="already holds a run"):
+        train(cfg, tmp_path / "run", device="cpu")
+    missing = from_dict(TrainConfig, tiny_config(tmp_path / "nowhere"))
+    with pytest.raises(ConfigError, match="does not exist"):
+        train(missing, tmp_path / "run2", device="cpu")
+    (tmp_path / "broken").mkdir()
+    make_dpdd(tmp_path / "broken", "train", names=("a", "b"))
+    (tmp_path / "broken" / "train_r" / "source" / "a.png").unlink()
+    with pytest.raises(DatasetError, match="train_r/source lacks 1 file"):
+        train(from_dict(TrainConfig, tiny_config(tmp_path / "broken")), tmp_path / "run3", device="cpu")
+    assert not (tmp_path / "run3").exists()  # nothing written before the data check
+
+
+def test_losses_can_be_switched_off_for_data_without_views(tmp_path):
+    from ifan.io import write_image
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    for sub in ("source", "target"):
+        for n in ("a", "b"):
+            write_image(tmp_path / "pairs" / sub / f"{n}.png", rng.random((40, 40, 3), dtype=np.float32))
+    raw = tiny_config(tmp_path / "pairs", steps=2)
+    raw["data"]["kind"] = "folder"
+    raw["losses"] = {"dme": 0.0, "reblur": 0.0}
+    result = train(from_dict(TrainConfig, raw), tmp_path / "run", device="cpu")
+    assert result.finished
+    rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert "dme" not in rows[0] and "reblur" not in rows[0] and rows[0]["image"] > 0
+
+
+def test_cli_train_resume_and_overrides(data_root, tmp_path, capsys):
+    recipe = tmp_path / "tiny.yaml"
+    import yaml
+
+    recipe.write_text(yaml.safe_dump(tiny_config(data_root, steps=3)))
+    run = tmp_path / "run"
+    assert cli_main(["train", str(recipe), "--out", str(run), "--stop-after", "1", "--device", "cpu"]) == 0
+    assert "continue with: ifan train --resume" in capsys.readouterr().out
+    assert cli_main(["train", "--resume", str(run), "--set", "train.steps=4", "--device", "cpu"]) == 0
+    assert "finished 4 steps" in capsys.readouterr().out
+    assert load_config(run / "config.yaml").train.steps == 4
+    assert cli_main(["train", str(tmp_path / "nope.yaml")]) == 1
+
+
+def test_two_processes_with_gloo_stay_identical_and_match_one_process(data_root, tmp_path):
+    raw = tiny_config(data_root, steps=3, batch_size=4)
+    raw["log"].update(val_every=100)
+    cfg = from_dict(TrainConfig, raw)
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join([str(ROOT / "src"), str(ROOT / "tests")]))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           str(ROOT / "tests" / "ddp_worker.py"), json.dumps(cfg.to_dict()), str(tmp_path)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
+    r1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
+    for k in r0:
+        assert torch.equal(r0[k], r1[k]), f"replicas differ at {k}"
+    torch.set_num_threads(1)
+    single = train(cfg, tmp_path / "single", device="cpu").model.state_dict()
+    worst = max(float((single[k] - r0[k]).abs().max()) for k in r0)
+    assert worst < 1e-5, f"DDP and single-process weights differ by {worst}"
