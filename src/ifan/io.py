@@ -229,6 +229,23 @@ def _add_png_metadata(png: bytes, icc_profile: bytes | None, exif: bytes | None)
     return png[:33] + extra + png[33:]
 
 
+def encode_png_pixels(pixels: np.ndarray, compress_level: int = 6) -> bytes:
+    """Integer pixels -> PNG bytes with OpenCV (8 or 16 bits; grey, RGB or RGBA ``(H, W[, C])``).
+
+    ``compress_level`` is zlib's 0-9: level 1 encodes a 512x512 image ~3x faster than level 6
+    for files ~20% larger (what ``ifan synth`` uses).
+    """
+    arr = np.ascontiguousarray(pixels)
+    if arr.dtype not in (np.uint8, np.uint16):
+        raise ImageWriteError(f"PNG pixels must be uint8 or uint16, got {arr.dtype}")
+    if arr.ndim == 3:
+        arr = cv2.cvtColor(arr, cv2.COLOR_RGBA2BGRA if arr.shape[2] == 4 else cv2.COLOR_RGB2BGR)
+    ok, buf = cv2.imencode(".png", arr, [cv2.IMWRITE_PNG_COMPRESSION, int(compress_level)])
+    if not ok:
+        raise ImageWriteError("OpenCV could not encode the PNG")
+    return buf.tobytes()
+
+
 def encode_image(
     rgb: np.ndarray,
     fmt: str,
@@ -262,13 +279,14 @@ def encode_image(
     arr = _quantize(np.stack(planes, axis=2) if len(planes) > 1 else planes[0], bit_depth)
 
     if bit_depth == 16:
+        if fmt == "png":
+            return _add_png_metadata(encode_png_pixels(arr), icc_profile, exif)
         if arr.ndim == 3:
             arr = cv2.cvtColor(arr, cv2.COLOR_RGBA2BGRA if arr.shape[2] == 4 else cv2.COLOR_RGB2BGR)
-        ok, buf = cv2.imencode(".png" if fmt == "png" else ".tiff", arr)
+        ok, buf = cv2.imencode(".tiff", arr)
         if not ok:
-            raise ImageWriteError(f"OpenCV could not encode a 16-bit {fmt}")
-        data = buf.tobytes()
-        return _add_png_metadata(data, icc_profile, exif) if fmt == "png" else data
+            raise ImageWriteError("OpenCV could not encode a 16-bit TIFF")
+        return buf.tobytes()
 
     mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[1 if arr.ndim == 2 else arr.shape[2]]
     pil = PILImage.fromarray(arr, mode=mode)
