@@ -107,6 +107,15 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from ifan.demo import run_demo
+
+    result = run_demo(args.out, model=args.model, image=args.image, sharp=args.sharp, device=args.device)
+    print(f"deblurred {args.image or 'the bundled example'} with {result.model} in {result.seconds:.1f} s")
+    print(f"wrote {result.out_dir}/input.png, deblurred.png, defocus.png and {result.figure}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ifan", description="IFAN single-image defocus deblurring")
     parser.add_argument("--version", action="version", version=_version())
@@ -160,6 +169,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lpips-weights", help="LPIPS weights file(s) (default: $IFAN_LPIPS_WEIGHTS)")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("demo", help="deblur the bundled example (or --image) and write a comparison figure")
+    p.add_argument("--out", default="outputs/demo", help="output folder (default: outputs/demo)")
+    p.add_argument("--model", help="model name or weights file (default: the bundled model)")
+    p.add_argument("--image", help="a photo to use instead of the bundled example")
+    p.add_argument("--sharp", help="a sharp reference of the same size, shown in the crop row")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.set_defaults(func=_cmd_demo)
     return parser
 
 

@@ -38,6 +38,7 @@ from ifan.data.datasets import DefocusDataset, open_dataset
 from ifan.evaluate.baselines import get_baseline
 from ifan.evaluate.lpips import load_lpips_or_none
 from ifan.evaluate.metrics import format_score, get_protocol, json_score, score_image, summarize
+from ifan.figures import captioned_row
 from ifan.fileutil import atomic_write_bytes
 from ifan.io import write_image
 from ifan.models.padding import run_any_size
@@ -62,23 +63,6 @@ def _hwc(t: torch.Tensor) -> np.ndarray:
 def _unrotate(img: np.ndarray, rotated: bool) -> np.ndarray:
     """Undo the PixelDP rotation (the dataset rotated 90 degrees counter-clockwise)."""
     return np.ascontiguousarray(np.rot90(img, -1)) if rotated else img
-
-
-def _figure(panels: list[tuple[str, np.ndarray]]) -> np.ndarray:
-    """Side-by-side panels (each HxWx3 in [0, 1]) with a caption strip above each."""
-    from PIL import Image, ImageDraw
-
-    h = max(p.shape[0] for _, p in panels)
-    strip = 18
-    tiles = []
-    for label, img in panels:
-        canvas = np.ones((h + strip, img.shape[1], 3), np.float32)
-        canvas[strip:strip + img.shape[0]] = img
-        pil = Image.fromarray((canvas * 255).round().astype(np.uint8))
-        ImageDraw.Draw(pil).text((4, 3), label, fill=(0, 0, 0))
-        tiles.append(np.asarray(pil, np.float32) / 255)
-        tiles.append(np.ones((h + strip, 4, 3), np.float32))
-    return np.concatenate(tiles[:-1], axis=1)
 
 
 def evaluate(
@@ -179,7 +163,7 @@ def evaluate(
             if target is not None:
                 panels.append(("target", proto.crop(target) if crop else target))
             panels.append(("defocus map", defocus_rgb))
-            fig = _figure([(label, _unrotate(p, item["rotated"])) for label, p in panels])
+            fig = captioned_row([(label, _unrotate(p, item["rotated"])) for label, p in panels])
             write_image(out / "figures" / f"{item['name']}.png", fig)
 
     result.summary = _summarize(result.rows, methods, model, net, dataset, root, proto.name, device, bit_depth,
