@@ -304,7 +304,8 @@ class TilePlan:
 
     def __str__(self) -> str:
         budget = "unlimited" if self.budget is None else format_bytes(self.budget)
-        lines = [f"image {self.width}x{self.height} (padded {self.padded[1]}x{self.padded[0]}), memory budget {budget}",
+        lines = [f"image {self.width}x{self.height} (padded {self.padded[1]}x{self.padded[0]}), "
+                 f"memory available to this run {budget}",
                  f"  whole image: estimated peak {format_bytes(self.whole_estimate)}"
                  + ("" if self.tiled else " -> run whole")]
         if self.tiled:
@@ -609,6 +610,7 @@ class Deblurrer:
             or CUDA allocated memory; default: what is in use now plus 60 % of what is available.
         overlap: minimum tile overlap in pixels.
         tile_size: force square tiles of this side (for tests and experiments).
+        blend_margin: fraction of each overlap, at a tile's edge, that gets no weight in the blend.
 
     Example:
         >>> from ifan import create_model
@@ -619,7 +621,8 @@ class Deblurrer:
 
     def __init__(self, model: IFAN, device: str | torch.device | None = "auto", precision: str = DEFAULT_PRECISION,
                  channels_last: bool = True, compile: bool = False, max_memory: int | str | None = None,
-                 overlap: int = DEFAULT_OVERLAP, tile_size: int | None = None) -> None:
+                 overlap: int = DEFAULT_OVERLAP, tile_size: int | None = None,
+                 blend_margin: float = DEFAULT_MARGIN) -> None:
         if not isinstance(model, IFAN):
             raise TypeError(f"expected an ifan IFAN model, got {type(model).__name__}")
         if model.config.dual_pixel_input:
@@ -635,6 +638,9 @@ class Deblurrer:
         self.max_memory = None if max_memory is None else parse_size(max_memory)
         self.overlap = overlap
         self.tile_size = tile_size
+        if not 0 <= blend_margin < 0.5:
+            raise ValueError(f"blend_margin must be in [0, 0.5), got {blend_margin}")
+        self.blend_margin = blend_margin
         self._forward = torch.compile(self.model, dynamic=False) if compile else self.model
         self.compiled = compile
         self.memory = memory_model(model.config, self.autocast_dtype, channels_last, self.device.type)
@@ -693,8 +699,16 @@ class Deblurrer:
         return None if avail is None else int(DEFAULT_BUDGET_FRACTION * avail)
 
     def plan(self, h: int, w: int, defocus: bool = False) -> TilePlan:
-        """The plan for an ``h x w`` image under the current budget (see :func:`plan_tiles`)."""
-        return plan_tiles(h, w, self.budget(), memory=self.memory, overlap=self.overlap, tile=self.tile_size,
+        """The plan for an ``h x w`` image under the current budget (see :func:`plan_tiles`).
+
+        Raises:
+            MemoryBudgetError: the budget is used up already, or even the smallest tiles do not fit.
+        """
+        budget = self.budget()
+        if budget is not None and budget <= 0:
+            raise MemoryBudgetError(f"the memory budget {format_bytes(self.max_memory or 0)} is too small: this "
+                                    f"process already uses {format_bytes((self.max_memory or 0) - budget)}")
+        return plan_tiles(h, w, budget, memory=self.memory, overlap=self.overlap, tile=self.tile_size,
                           defocus=defocus, host_accumulators=self.device.type == "cuda")
 
     # -- running --------------------------------------------------------------------------------
@@ -744,8 +758,8 @@ class Deblurrer:
             return DeblurResult(image, None if disp is None else disp[..., :h, :w].to(home), plan)
 
         th, tw = plan.tile
-        wy = blend_weights(plan.rows, th, plan.padded[0])
-        wx = blend_weights(plan.cols, tw, plan.padded[1])
+        wy = blend_weights(plan.rows, th, plan.padded[0], self.blend_margin)
+        wx = blend_weights(plan.cols, tw, plan.padded[1], self.blend_margin)
         # the result in HWC (channels-last) so that numpy callers get it without a copy
         out = torch.zeros(1, h, w, 3, dtype=torch.float32, device=home).permute(0, 3, 1, 2)
         out_map = torch.zeros(1, 1, h, w, dtype=torch.float32, device=home) if defocus else None
