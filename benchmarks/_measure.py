@@ -40,14 +40,18 @@ def reset_peak_rss() -> bool:
         return False
 
 
-def run_child(module_args: list[str], timeout: float | None = None) -> dict:
-    """Run ``python benchmarks/<script> --child ...`` and parse the JSON it prints last."""
+def run_child(module_args: list[str], timeout: float | None = None, keep_stderr: bool = False) -> dict:
+    """Run ``python benchmarks/<script> --child ...`` and parse the JSON it prints last
+    (with ``keep_stderr``, the child's stderr is added under ``"stderr"``)."""
     env = dict(os.environ)
     env["PYTHONPATH"] = str(SRC) + os.pathsep + env.get("PYTHONPATH", "")
     proc = subprocess.run([sys.executable, *module_args], capture_output=True, text=True, env=env, timeout=timeout)
     if proc.returncode != 0:
         raise RuntimeError(f"child {module_args} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    if keep_stderr:
+        result["stderr"] = proc.stderr
+    return result
 
 
 def machine() -> dict:

@@ -10,8 +10,10 @@ Modes:
 
 * ``reference``: ``model(x, aux=True)`` under ``no_grad``, NCHW, float32, with IAC computed by
   unfolding (as the official code does), i.e. a straightforward eager forward of the network.
-* ``lean_nchw``: ``Deblurrer(channels_last=False)``: the lean filter path alone.
-* ``fp32``: ``Deblurrer(precision="fp32")``: strict float32, lean path, channels_last (the default).
+* ``lean_nchw``: ``Deblurrer(channels_last=False, cpu_heap=False)``: the lean filter path alone.
+* ``fp32_mmap``: ``Deblurrer(cpu_heap=False)``: lean path and channels_last, glibc's default allocation.
+* ``fp32``: ``Deblurrer(precision="fp32")``: strict float32, lean path, channels_last, large
+  allocations from the heap while running (the defaults).
 * ``fp32_compile``: the same under ``torch.compile`` (first-call compile time reported apart).
 * ``auto``: ``Deblurrer(precision="auto")``: bf16 autocast where the CPU has native bf16, else the
   same as ``fp32`` (then skipped, and said so).
@@ -38,7 +40,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _measure as M  # noqa: E402
 
-MODES = ["reference", "lean_nchw", "fp32", "fp32_compile", "auto"]
+MODES = ["reference", "lean_nchw", "fp32_mmap", "fp32", "fp32_compile", "auto"]
 
 
 def build_model(name: str):
@@ -82,7 +84,8 @@ def worker(args) -> None:
         with torch.no_grad():
             model(torch.rand(1, 3, 64, 64), aux=True)
     else:
-        kwargs = {"lean_nchw": {"channels_last": False}, "fp32": {"precision": "fp32"},
+        kwargs = {"lean_nchw": {"channels_last": False, "cpu_heap": False}, "fp32_mmap": {"cpu_heap": False},
+                  "fp32": {"precision": "fp32"},
                   "fp32_compile": {"precision": "fp32", "compile": True}, "auto": {"precision": "auto"},
                   "bf16_accuracy": {"precision": "bf16"}}[mode]
         d = Deblurrer(model, device="cpu", **kwargs)

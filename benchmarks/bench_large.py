@@ -67,7 +67,8 @@ def main() -> None:
             weights, desc = Path(args.model), f"{args.model} (trained weights)"
         out = Path(tmp) / "out"
         r = M.run_child([__file__, "--child", "--image", str(image), "--out", str(out), "--weights", str(weights),
-                         "--max-memory", args.max_memory])
+                         "--max-memory", args.max_memory], keep_stderr=True)
+        print(r["stderr"])
         result = read_image(out / "big_deblurred.jpg")
         assert result.size == (h, w), result.size
         r.update(model=desc, size=[h, w], max_memory=args.max_memory, output_size=list(result.size),

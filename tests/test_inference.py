@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image as PILImage
 
-from ifan import create_model
+from ifan import create_model, inference
 from ifan.inference import (
     Deblurrer,
     MemoryBudgetError,
@@ -354,3 +354,28 @@ def test_cuda_matches_cpu(precision, min_psnr):
     assert psnr(tiled, out) > min_psnr - 10
     t = gpu.deblur(torch.from_numpy(rgb).permute(2, 0, 1).cuda())
     assert t.is_cuda and t.shape == (3, 96, 96)
+
+
+# --- CPU allocation ----------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(inference._LIBC is None, reason="glibc only")
+def test_heap_allocation_reuses_freed_blocks_without_page_faults():
+    import resource
+
+    def faults_of_second_allocation() -> int:
+        torch.empty(16 * 2**20).fill_(1.0)  # 64 MiB, touched, freed
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        torch.empty(16 * 2**20).fill_(2.0)
+        return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+    pages = 64 * 2**20 // 4096
+    assert faults_of_second_allocation() > pages // 2  # glibc's mmap: faulted in again
+    with inference.heap_allocation():
+        with inference.heap_allocation():  # nested users share one setting
+            assert faults_of_second_allocation() < pages // 10
+        assert inference._heap_users == 1
+    assert inference._heap_users == 0
+    assert faults_of_second_allocation() > pages // 2  # defaults restored
+    with inference.heap_allocation(enabled=False):
+        assert inference._heap_users == 0

@@ -30,12 +30,15 @@ dual-pixel supervision (a model trained on images alone) it is only a relative b
 
 from __future__ import annotations
 
+import ctypes
 import math
 import os
 import re
+import sys
+import threading
 import warnings
 from collections.abc import Callable
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,7 +53,7 @@ from ifan.models.zoo import DEFAULT_MODEL
 
 PRECISIONS = frozenset({"fp32", "auto", "bf16", "fp16"})
 DEFAULT_PRECISION = "fp32"  # "auto" (bf16 on CPUs with native bf16) once measured on trained weights
-DEFAULT_OVERLAP = 64  # pixels; chosen from benchmarks/bench_tiling.py (docs/benchmarks.md)
+DEFAULT_OVERLAP = 128  # pixels; chosen from benchmarks/bench_tiling.py sweep (docs/benchmarks.md)
 DEFAULT_MARGIN = 0.25  # fraction of each overlap given zero weight at a tile's edge
 DEFAULT_BUDGET_FRACTION = 0.6  # of the memory available when no budget is given
 
@@ -127,6 +130,56 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype | Non
 # ----------------------------------------------------------------------------------------------
 # Memory
 # ----------------------------------------------------------------------------------------------
+
+# glibc serves blocks above its mmap threshold (at most 32 MiB) with a fresh mmap each time and
+# unmaps them on free, so every large activation is page-faulted in again: measured here, one 1280x720
+# forward of the default model took 1.1 million minor faults and 3.5 s of kernel time (of 15 s CPU).
+# While a Deblurrer runs, large blocks come from the heap instead and the heap is not trimmed, so
+# freed activations are reused without faults; afterwards the heap is trimmed and the settings restored.
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
+_GLIBC_DEFAULT_TRIM, _GLIBC_DEFAULT_MMAP_MAX = 128 * 1024, 65536
+_heap_lock = threading.Lock()
+_heap_users = 0
+
+
+def _glibc():
+    try:
+        libc = ctypes.CDLL(None)
+        libc.gnu_get_libc_version  # noqa: B018 - raises AttributeError off glibc
+        return libc
+    except (OSError, AttributeError):
+        return None
+
+
+_LIBC = _glibc() if sys.platform.startswith("linux") else None
+
+
+@contextmanager
+def heap_allocation(enabled: bool = True):
+    """Serve large CPU allocations from glibc's heap (no mmap, no trim) inside the block; trim and
+    restore glibc's defaults when the last user leaves. A no-op off glibc or when not ``enabled``.
+
+    This is process-wide: other threads allocate the same way meanwhile. glibc's dynamic mmap
+    threshold stays fixed at its current value afterwards (a side effect of ``mallopt``).
+    """
+    global _heap_users
+    if not enabled or _LIBC is None:
+        yield
+        return
+    with _heap_lock:
+        _heap_users += 1
+        if _heap_users == 1:
+            _LIBC.mallopt(_M_MMAP_MAX, 0)
+            _LIBC.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1)
+    try:
+        yield
+    finally:
+        with _heap_lock:
+            _heap_users -= 1
+            if _heap_users == 0:
+                _LIBC.mallopt(_M_MMAP_MAX, _GLIBC_DEFAULT_MMAP_MAX)
+                _LIBC.mallopt(_M_TRIM_THRESHOLD, _GLIBC_DEFAULT_TRIM)
+                _LIBC.malloc_trim(0)
 
 _SIZE_UNITS = {"": 1, "b": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40,
                "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40,
@@ -611,6 +664,9 @@ class Deblurrer:
         overlap: minimum tile overlap in pixels.
         tile_size: force square tiles of this side (for tests and experiments).
         blend_margin: fraction of each overlap, at a tile's edge, that gets no weight in the blend.
+        cpu_heap: on CPU with glibc, serve large allocations from the heap while running
+            (:func:`heap_allocation`: no page faults on reused activations; process-wide while
+            it lasts).
 
     Example:
         >>> from ifan import create_model
@@ -622,7 +678,7 @@ class Deblurrer:
     def __init__(self, model: IFAN, device: str | torch.device | None = "auto", precision: str = DEFAULT_PRECISION,
                  channels_last: bool = True, compile: bool = False, max_memory: int | str | None = None,
                  overlap: int = DEFAULT_OVERLAP, tile_size: int | None = None,
-                 blend_margin: float = DEFAULT_MARGIN) -> None:
+                 blend_margin: float = DEFAULT_MARGIN, cpu_heap: bool = True) -> None:
         if not isinstance(model, IFAN):
             raise TypeError(f"expected an ifan IFAN model, got {type(model).__name__}")
         if model.config.dual_pixel_input:
@@ -641,6 +697,7 @@ class Deblurrer:
         if not 0 <= blend_margin < 0.5:
             raise ValueError(f"blend_margin must be in [0, 0.5), got {blend_margin}")
         self.blend_margin = blend_margin
+        self.cpu_heap = cpu_heap and self.device.type == "cpu" and _LIBC is not None
         self._forward = torch.compile(self.model, dynamic=False) if compile else self.model
         self.compiled = compile
         self.memory = memory_model(model.config, self.autocast_dtype, channels_last, self.device.type)
@@ -677,6 +734,8 @@ class Deblurrer:
                  "channels_last" if self.channels_last else "NCHW", "lean IAC"]
         if self.compiled:
             parts.append("torch.compile")
+        if self.cpu_heap:
+            parts.append("heap allocation")
         if self.device.type == "cpu":
             feats = cpu_features()
             parts.append(f"cpu={feats['capability']} native_bf16={feats['native_bf16']} threads={feats['threads']}")
@@ -749,6 +808,11 @@ class Deblurrer:
         plan = plan or self.plan(h, w, defocus)
         if (plan.height, plan.width) != (h, w):
             raise ValueError(f"the plan is for {plan.width}x{plan.height}, the image is {w}x{h}")
+        with heap_allocation(self.cpu_heap):
+            return self._run(rgb, defocus, plan, progress)
+
+    def _run(self, rgb: Tensor, defocus: bool, plan: TilePlan, progress: ProgressCallback | None) -> DeblurResult:
+        h, w = rgb.shape[-2:]
         home = rgb.device
         if not plan.tiled:
             image, disp = self._network(pad_to_multiple(rgb.float())[0], defocus)
