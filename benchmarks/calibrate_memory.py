@@ -5,7 +5,8 @@ against ch.
 
     PYTHONPATH=src python benchmarks/calibrate_memory.py [--sizes 256x256 512x768 720x1280]
 
-Prints a table and writes benchmarks/results/calibrate_memory.json.
+With ``--cpu-heap 1`` the heap allocation mode is measured instead (its estimate includes
+HEAP_MEMORY_FACTOR). Prints a table and writes benchmarks/results/calibrate_memory_<mmap|heap>.json.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ def child(args: argparse.Namespace) -> None:
     import torch
 
     from ifan import create_model
-    from ifan.inference import Deblurrer, plan_tiles
+    from ifan.inference import HEAP_MEMORY_FACTOR, Deblurrer, plan_tiles
 
     torch.manual_seed(0)
     model = create_model("ifan", channels=args.channels, iterations=args.iterations)
@@ -33,7 +34,9 @@ def child(args: argparse.Namespace) -> None:
     d.run(torch.rand(1, 3, 64, 64))  # warm up oneDNN and the allocator on a small input
     h, w = args.height, args.width
     x = torch.rand(1, 3, h, w)
-    plan = plan_tiles(h, w, None, memory=d.memory)
+    plan = plan_tiles(h, w, None, memory=d.memory, defocus=args.defocus,
+                      heap_factor=HEAP_MEMORY_FACTOR if args.cpu_heap else None)
+    assert plan.heap == bool(args.cpu_heap) and not plan.tiled
     gc.collect()
     M.reset_peak_rss()
     before = M.rss_bytes()
@@ -43,7 +46,7 @@ def child(args: argparse.Namespace) -> None:
     peak = M.peak_rss_bytes()
     del res
     print(json.dumps({"before": before, "peak": peak, "increase": peak - before, "seconds": seconds,
-                      "estimate": d.memory.estimate(h, w)}))
+                      "estimate": plan.estimate}))
 
 
 def main() -> None:
@@ -55,6 +58,8 @@ def main() -> None:
     p.add_argument("--formats", type=int, nargs="+", default=[1, 0], help="channels_last on (1) / off (0)")
     p.add_argument("--precision", default="fp32")
     p.add_argument("--defocus", action="store_true")
+    p.add_argument("--cpu-heap", type=int, default=0, help="1: measure the heap allocation mode (its plan estimate "
+                                                            "includes HEAP_MEMORY_FACTOR)")
     p.add_argument("--height", type=int)
     p.add_argument("--width", type=int)
     p.add_argument("--sizes", nargs="+", default=["256x256", "512x768", "720x1280", "1080x1920"])
@@ -74,7 +79,8 @@ def main() -> None:
                 h, w = (int(v) for v in size.split("x"))
                 r = M.run_child([__file__, "--child", "--channels", str(ch), "--iterations", str(n),
                                  "--channels-last", str(cl), "--precision", args.precision,
-                                 "--height", str(h), "--width", str(w)] + (["--defocus"] if args.defocus else []))
+                                 "--height", str(h), "--width", str(w), "--cpu-heap", str(args.cpu_heap)]
+                                + (["--defocus"] if args.defocus else []))
                 px = (-(-h // 8) * 8) * (-(-w // 8) * 8)
                 xs.append(px)
                 ys.append(r["increase"])
@@ -95,7 +101,11 @@ def main() -> None:
             b, a = np.polyfit([c for c, _ in pts], [v for _, v in pts], 1)
             print(f"{'NHWC' if cl else 'NCHW'}: per_pixel ~= {a:.1f} + {b:.2f} * ch bytes")
             records.append({"per_pixel_vs_ch": True, "channels_last": bool(cl), "base": a, "per_ch": b})
-    M.write_json("calibrate_memory.json", {"machine": M.machine(), "precision": args.precision,
+    mode = "heap" if args.cpu_heap else "mmap"
+    worst = max(r["increase"] / r["estimate"] for r in records if "increase" in r)
+    print(f"allocation mode {mode}: largest measured / estimated = {worst:.2f}")
+    M.write_json(f"calibrate_memory_{mode}.json", {"machine": M.machine(), "precision": args.precision,
+                                           "allocation": mode, "worst_measured_over_estimate": worst,
                                            "defocus": args.defocus, "records": records, "table": table})
 
 

@@ -359,23 +359,55 @@ def test_cuda_matches_cpu(precision, min_psnr):
 # --- CPU allocation ----------------------------------------------------------------------------
 
 
+_HEAP_PROBE = """
+import resource, torch
+from ifan import inference
+
+def faults_of_second_allocation():
+    torch.empty(20 * 2**20).fill_(1.0)  # 80 MiB, touched, freed (larger: an aligned 64 MiB block fits in it)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    torch.empty(16 * 2**20).fill_(2.0)
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+torch.set_num_threads(1)
+counts = [faults_of_second_allocation()]
+with inference.heap_allocation():
+    with inference.heap_allocation():  # nested users share one setting
+        counts.append(faults_of_second_allocation())
+    counts.append(inference._heap_users)
+counts.append(inference._heap_users)
+counts.append(faults_of_second_allocation())
+print(*counts)
+"""
+
+
 @pytest.mark.skipif(inference._LIBC is None, reason="glibc only")
 def test_heap_allocation_reuses_freed_blocks_without_page_faults():
-    import resource
+    # in a fresh process: how glibc serves a block depends on the allocation history
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
 
-    def faults_of_second_allocation() -> int:
-        torch.empty(16 * 2**20).fill_(1.0)  # 64 MiB, touched, freed
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-        torch.empty(16 * 2**20).fill_(2.0)
-        return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
-
+    env = {**os.environ, "PYTHONPATH": str(Path(inference.__file__).parents[1])}
+    out = subprocess.run([sys.executable, "-c", _HEAP_PROBE], capture_output=True, text=True, env=env, check=True)
+    before, inside, users_inner, users_after, after = (int(v) for v in out.stdout.split())
     pages = 64 * 2**20 // 4096
-    assert faults_of_second_allocation() > pages // 2  # glibc's mmap: faulted in again
-    with inference.heap_allocation():
-        with inference.heap_allocation():  # nested users share one setting
-            assert faults_of_second_allocation() < pages // 10
-        assert inference._heap_users == 1
-    assert inference._heap_users == 0
-    assert faults_of_second_allocation() > pages // 2  # defaults restored
-    with inference.heap_allocation(enabled=False):
-        assert inference._heap_users == 0
+    assert before > pages // 2  # glibc's default: a fresh mmap, faulted in again
+    assert inside < pages // 10  # heap mode: the freed block is reused as it is
+    assert (users_inner, users_after) == (1, 0)
+    assert after > pages // 2  # defaults restored
+
+
+def test_plan_takes_the_heap_mode_where_it_fits():
+    mem = MemoryModel(fixed=0, per_pixel=100.0)
+    whole = mem.estimate(1000, 1000)
+    roomy = plan_tiles(1000, 1000, budget=2 * whole, memory=mem, heap_factor=1.75)
+    assert roomy.heap and not roomy.tiled and roomy.estimate == int(1.75 * whole)
+    # fits whole without the heap mode only: tiling in heap mode would run on > 1.25 x the pixels
+    tight = plan_tiles(1000, 1000, budget=int(1.1 * whole), memory=mem, heap_factor=1.75, overlap=128)
+    assert not tight.heap and not tight.tiled
+    assert "C library's default" in str(tight) and "heap" in str(roomy)
+    big = plan_tiles(4000, 6000, budget=600 * 2**20, memory=mem, heap_factor=1.75, overlap=64)
+    assert big.heap and big.tiled and big.estimate <= 600 * 2**20
+    assert not plan_tiles(1000, 1000, budget=None, memory=mem).heap  # not offered: never taken

@@ -134,8 +134,9 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype | Non
 # glibc serves blocks above its mmap threshold (at most 32 MiB) with a fresh mmap each time and
 # unmaps them on free, so every large activation is page-faulted in again: measured here, one 1280x720
 # forward of the default model took 1.1 million minor faults and 3.5 s of kernel time (of 15 s CPU).
-# While a Deblurrer runs, large blocks come from the heap instead and the heap is not trimmed, so
-# freed activations are reused without faults; afterwards the heap is trimmed and the settings restored.
+# While a Deblurrer runs, large blocks come from the heap instead and the heap is not trimmed during a
+# forward, so freed activations are reused without faults; it is trimmed after each tile and at the
+# end (when glibc's settings are restored), so that the fragmentation of one forward does not add up.
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
 _GLIBC_DEFAULT_TRIM, _GLIBC_DEFAULT_MMAP_MAX = 128 * 1024, 65536
 _heap_lock = threading.Lock()
@@ -152,6 +153,12 @@ def _glibc():
 
 
 _LIBC = _glibc() if sys.platform.startswith("linux") else None
+
+
+def trim_heap() -> None:
+    """Give the free pages of glibc's heap back to the system (``malloc_trim``); a no-op off glibc."""
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
 
 
 @contextmanager
@@ -249,6 +256,13 @@ _PER_PIXEL = {True: (130.0, 21.0), False: (40.0, 29.0)}  # channels_last -> (bas
 _FIXED_BYTES = 64 * 2**20
 _DEFOCUS_BYTES_PER_PIXEL = 8.0  # the upsampled disparity and its scaled copy (float32)
 _SAFETY = 1.15
+# The heap allocation mode (heap_allocation) keeps freed pages resident during a forward, so its peak
+# is higher and less regular: measured 0.8-1.36 x the float32 estimate above (calibrate_memory.py
+# --cpu-heap 1); plans in that mode reserve HEAP_MEMORY_FACTOR x the estimate. It made the forward
+# 1.26-1.41 x faster (bench_inference.py, fp32 vs fp32_mmap), so a heap plan is preferred unless the
+# plan without it runs on HEAP_SPEEDUP x fewer pixels.
+HEAP_MEMORY_FACTOR = 1.75
+HEAP_SPEEDUP = 1.25
 _CUDA_SAFETY = 1.3  # not calibrated on a GPU: more headroom for cuDNN workspaces
 
 
@@ -310,7 +324,7 @@ def _axis_layout(extent: int, count: int, overlap: int) -> tuple[int, tuple[int,
 
 @dataclass(frozen=True)
 class TilePlan:
-    """How one image is run: whole, or as a grid of equal overlapping tiles.
+    """How one image is run: whole, or as a grid of equal overlapping tiles, and how memory is allocated.
 
     Coordinates are in the image padded to multiples of 8 (``padded``); tiles that reach past
     the image's bottom or right edge are cut there and reflection-padded like the whole image.
@@ -322,8 +336,9 @@ class TilePlan:
         rows, cols: tile starts along each axis.
         overlap: the minimum overlap asked for (pixels).
         budget: bytes the run may use (None = unlimited).
-        whole_estimate: estimated peak bytes of a whole-image run.
+        whole_estimate: estimated peak bytes of a whole-image run (in the chosen allocation mode).
         tile_estimate: estimated peak bytes of the tiled run (one tile + the blend buffers).
+        heap: run with :func:`heap_allocation` (faster on CPU, needs ``HEAP_MEMORY_FACTOR`` x the memory).
     """
 
     height: int
@@ -336,6 +351,7 @@ class TilePlan:
     budget: int | None
     whole_estimate: int
     tile_estimate: int
+    heap: bool = False
     notes: tuple[str, ...] = field(default=())
 
     @property
@@ -345,6 +361,11 @@ class TilePlan:
     @property
     def num_tiles(self) -> int:
         return len(self.rows) * len(self.cols)
+
+    @property
+    def area(self) -> int:
+        """Pixels the network runs on in total (tiles overlap)."""
+        return self.num_tiles * self.tile[0] * self.tile[1]
 
     @property
     def estimate(self) -> int:
@@ -366,6 +387,8 @@ class TilePlan:
             lines.append(f"  tiles: {len(self.rows)} x {len(self.cols)} = {self.num_tiles} of {tw}x{th}, overlap >= "
                          f"{self.overlap} px, estimated peak {format_bytes(self.tile_estimate)}")
             lines.append(f"  tile rows at y = {list(self.rows)}, columns at x = {list(self.cols)}")
+        lines.append("  allocation: " + ("heap (no page faults on reused activations)" if self.heap
+                                         else "the C library's default"))
         lines.extend(f"  note: {n}" for n in self.notes)
         return "\n".join(lines)
 
@@ -375,9 +398,31 @@ def accumulator_bytes(h: int, w: int, defocus: bool) -> int:
     return 4 * h * w * (4 if defocus else 3)
 
 
+def _best_grid(H8: int, W8: int, fits: Callable[[int, int], bool], overlap: int, min_side: int):
+    """The grid (more than one tile) of least total area whose tiles fit: (th, rows, tw, cols) or None."""
+    best = None
+    for nh in range(1, H8 // MULTIPLE + 1):
+        th, rows = _axis_layout(H8, nh, overlap)
+        if nh > 1 and th < min_side:
+            break
+        if not fits(th, min(W8, min_side)):
+            continue
+        for nw in range(1, W8 // MULTIPLE + 1):
+            tw, cols = _axis_layout(W8, nw, overlap)
+            if nw > 1 and tw < min_side:
+                break
+            if nh * nw > 1 and fits(th, tw):
+                cost = (nh * th * nw * tw, nh * nw)
+                if best is None or cost < best[0]:
+                    best = (cost, th, rows, tw, cols)
+                break  # more columns only cost more area
+    return None if best is None else best[1:]
+
+
 def plan_tiles(h: int, w: int, budget: int | None, config: IFANConfig | None = None, *,
                memory: MemoryModel | None = None, overlap: int = DEFAULT_OVERLAP, tile: int | None = None,
-               defocus: bool = False, host_accumulators: bool = False) -> TilePlan:
+               defocus: bool = False, host_accumulators: bool = False,
+               heap_factor: float | None = None) -> TilePlan:
     """Choose between a whole-image run and the cheapest grid of tiles that fits ``budget``.
 
     Args:
@@ -390,9 +435,13 @@ def plan_tiles(h: int, w: int, budget: int | None, config: IFANConfig | None = N
         defocus: the defocus map is wanted too (one more blend buffer).
         host_accumulators: blend buffers live elsewhere (host memory for a GPU run) and do not
             count against ``budget``.
+        heap_factor: the heap allocation mode is available and needs this multiple of the
+            forward's estimate (None: not available).
 
     Among grids whose tiles fit, the one with the least total tile area is chosen (so tiles are
     as large as needed, not as large as possible); each tile side is at least ``2 * overlap + 32``.
+    With ``heap_factor``, the best plan in heap mode is taken unless the best plan without it
+    computes ``HEAP_SPEEDUP`` times fewer pixels.
 
     Raises:
         MemoryBudgetError: not even the smallest tile fits.
@@ -409,13 +458,23 @@ def plan_tiles(h: int, w: int, budget: int | None, config: IFANConfig | None = N
     memory = memory or memory_model(config or IFANConfig())
     overlap = _ceil8(overlap)
     H8, W8 = _ceil8(h), _ceil8(w)
-    whole = memory.estimate(H8, W8, defocus)
     acc = 0 if host_accumulators else accumulator_bytes(h, w, defocus)
+    min_side = _ceil8(2 * overlap + 32)
 
-    def plan(th: int, rows: tuple[int, ...], tw: int, cols: tuple[int, ...], notes=()) -> TilePlan:
+    def make(th, rows, tw, cols, heap: bool, notes=()) -> TilePlan:
+        factor = heap_factor if heap else 1.0
+        whole = int(factor * memory.estimate(H8, W8, defocus))
         tiled = len(rows) * len(cols) > 1
-        est = memory.estimate(th, tw, defocus) + acc if tiled else whole
-        return TilePlan(h, w, (H8, W8), (th, tw), rows, cols, overlap, budget, whole, est, tuple(notes))
+        est = int(factor * memory.estimate(th, tw, defocus)) + acc if tiled else whole
+        return TilePlan(h, w, (H8, W8), (th, tw), rows, cols, overlap, budget, whole, est, heap, tuple(notes))
+
+    def best_for(heap: bool) -> TilePlan | None:
+        factor = heap_factor if heap else 1.0
+        if budget is None or factor * memory.estimate(H8, W8, defocus) <= budget:
+            return make(H8, (0,), W8, (0,), heap)
+        grid = _best_grid(H8, W8, lambda th, tw: factor * memory.estimate(th, tw, defocus) + acc <= budget,
+                          overlap, min_side)
+        return None if grid is None else make(*grid, heap=heap)
 
     if tile is not None:
         side = max(MULTIPLE, _ceil8(tile))
@@ -424,36 +483,21 @@ def plan_tiles(h: int, w: int, budget: int | None, config: IFANConfig | None = N
         counts = [1 if ext <= side else math.ceil((ext - overlap) / (side - overlap)) for ext in (H8, W8)]
         (th, rows), (tw, cols) = (_axis_layout(ext, n, overlap) for ext, n in zip((H8, W8), counts))
         # _axis_layout gives the shortest equal tiles for that count, never longer than ``side``
-        return plan(th, rows, tw, cols, ["tile size forced"])
-    if budget is None or whole <= budget:
-        return plan(H8, (0,), W8, (0,))
+        heap = heap_factor is not None and (budget is None or make(th, rows, tw, cols, True).estimate <= budget)
+        return make(th, rows, tw, cols, heap, ["tile size forced"])
 
-    min_side = _ceil8(2 * overlap + 32)
-    best = None
-    for nh in range(1, H8 // MULTIPLE + 1):
-        th, rows = _axis_layout(H8, nh, overlap)
-        if nh > 1 and th < min_side:
-            break
-        if memory.estimate(th, min(W8, min_side), defocus) + acc > budget:
-            continue
-        for nw in range(1, W8 // MULTIPLE + 1):
-            tw, cols = _axis_layout(W8, nw, overlap)
-            if nw > 1 and tw < min_side:
-                break
-            if nh * nw > 1 and memory.estimate(th, tw, defocus) + acc <= budget:
-                cost = (nh * th * nw * tw, nh * nw)
-                if best is None or cost < best[0]:
-                    best = (cost, th, rows, tw, cols)
-                break
-    if best is None:
+    plain = best_for(False)
+    fast = best_for(True) if heap_factor is not None else None
+    if fast is not None and (plain is None or fast.area <= HEAP_SPEEDUP * plain.area):
+        return fast
+    if plain is None:
         need = memory.estimate(min(H8, min_side), min(W8, min_side), defocus) + acc
         raise MemoryBudgetError(
             f"{w}x{h} image: the memory budget {format_bytes(budget)} is too small; the smallest tiles "
             f"({min_side}x{min_side}) need about {format_bytes(need)}"
             + (f", {format_bytes(acc)} of it for the blend buffers" if acc else "")
         )
-    _, th, rows, tw, cols = best
-    return plan(th, rows, tw, cols)
+    return plain
 
 
 def blend_weights(starts: tuple[int, ...], length: int, extent: int, margin: float = DEFAULT_MARGIN) -> Tensor:
@@ -768,7 +812,8 @@ class Deblurrer:
             raise MemoryBudgetError(f"the memory budget {format_bytes(self.max_memory or 0)} is too small: this "
                                     f"process already uses {format_bytes((self.max_memory or 0) - budget)}")
         return plan_tiles(h, w, budget, memory=self.memory, overlap=self.overlap, tile=self.tile_size,
-                          defocus=defocus, host_accumulators=self.device.type == "cuda")
+                          defocus=defocus, host_accumulators=self.device.type == "cuda",
+                          heap_factor=HEAP_MEMORY_FACTOR if self.cpu_heap else None)
 
     # -- running --------------------------------------------------------------------------------
 
@@ -808,7 +853,7 @@ class Deblurrer:
         plan = plan or self.plan(h, w, defocus)
         if (plan.height, plan.width) != (h, w):
             raise ValueError(f"the plan is for {plan.width}x{plan.height}, the image is {w}x{h}")
-        with heap_allocation(self.cpu_heap):
+        with heap_allocation(plan.heap and self.cpu_heap):
             return self._run(rgb, defocus, plan, progress)
 
     def _run(self, rgb: Tensor, defocus: bool, plan: TilePlan, progress: ProgressCallback | None) -> DeblurResult:
@@ -839,6 +884,8 @@ class Deblurrer:
                 if out_map is not None:
                     out_map[..., y0:y1, x0:x1] += disp[..., : y1 - y0, : x1 - x0].to(home) * weight
                 del image, disp
+                if plan.heap and self.cpu_heap:
+                    trim_heap()  # each tile starts from a trimmed heap: fragmentation does not add up
                 done += 1
                 if progress:
                     progress(done, total)
