@@ -244,23 +244,24 @@ def available_ram() -> int | None:
         return None
 
 
-# Calibration (benchmarks/calibrate_memory.py; table in docs/benchmarks.md): the peak RSS growth of
-# one whole-image Deblurrer.run on CPU (lean filter path, float32, after a small warm-up run), measured
-# in fresh child processes for ch 8/16/32 at 256x256, 768x512, 1280x720 and 1920x1080. Per config the
-# growth is close to linear in the padded pixel count: per-pixel slopes 297/425/773 B (NHWC) and
-# 222/558/924 B (NCHW) for ch 8/16/32; small inputs cost relatively more (allocator and oneDNN
-# scratch). The constants below make ``(fixed + (base + per_ch * ch) * pixels)`` an upper envelope of
-# every measured point once multiplied by _SAFETY; bf16 (not measurable here) reuses the float32 numbers,
-# which over-estimates it.
+# Calibration (benchmarks/calibrate_memory.py; tables in docs/benchmarks.md): the peak RSS growth of
+# one whole-image Deblurrer.run on CPU (lean filter path, float32, glibc's default allocation, after a
+# small warm-up run), measured in fresh child processes for ch 8/16/32 at 256x256, 768x512, 1280x720 and
+# 1920x1080. Per config the growth is linear in the padded pixel count: fitted slopes 202/395/773 B per
+# pixel (NHWC) and 223/448/894 B (NCHW) for ch 8/16/32, fixed parts under 30 MiB. The constants below
+# (set from a first, noisier calibration) keep ``_SAFETY * (fixed + (base + per_ch * ch) * pixels)``
+# above every measured point: measured / estimated is at most 0.82. bf16 (not measurable here) reuses
+# the float32 numbers, which over-estimates it.
 _PER_PIXEL = {True: (130.0, 21.0), False: (40.0, 29.0)}  # channels_last -> (base, per_ch) bytes/pixel
 _FIXED_BYTES = 64 * 2**20
 _DEFOCUS_BYTES_PER_PIXEL = 8.0  # the upsampled disparity and its scaled copy (float32)
 _SAFETY = 1.15
-# The heap allocation mode (heap_allocation) keeps freed pages resident during a forward, so its peak
-# is higher and less regular: measured 0.8-1.36 x the float32 estimate above (calibrate_memory.py
-# --cpu-heap 1); plans in that mode reserve HEAP_MEMORY_FACTOR x the estimate. It made the forward
-# 1.26-1.41 x faster (bench_inference.py, fp32 vs fp32_mmap), so a heap plan is preferred unless the
-# plan without it runs on HEAP_SPEEDUP x fewer pixels.
+# The heap allocation mode (heap_allocation) keeps freed pages resident during a forward, so its peak is
+# higher and grows faster than linearly: 1.0-1.9 x the default mode's measured peak (1.88 x for ch 32 at
+# 1920x1080; calibrate_memory.py --cpu-heap 1). Plans in that mode reserve HEAP_MEMORY_FACTOR x the
+# estimate above: measured / reserved is at most 0.88. The mode made the forward 1.26-1.41 x faster
+# (bench_inference.py, fp32 vs fp32_mmap), so a heap plan is preferred unless the plan without it runs
+# on HEAP_SPEEDUP x fewer pixels.
 HEAP_MEMORY_FACTOR = 1.75
 HEAP_SPEEDUP = 1.25
 _CUDA_SAFETY = 1.3  # not calibrated on a GPU: more headroom for cuDNN workspaces
