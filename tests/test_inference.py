@@ -258,10 +258,14 @@ def test_tiled_run_with_odd_size_fills_every_pixel(model):
 
 
 def test_budget_drives_the_plan(model):
-    d = Deblurrer(model, device="cpu", max_memory="64T")
+    d = Deblurrer(model, device="cpu", max_memory="64T", cpu_heap=False)
     assert not d.plan(4000, 6000).tiled
-    rss_now = d.budget()
-    assert rss_now is not None and rss_now > 0
+    assert not d.plan(400, 600).heap
+    room = d.budget()
+    assert room is not None and 0 < room < 64 * 2**40  # what the process holds now is taken off
+    small = Deblurrer(model, device="cpu", max_memory="1M")
+    with pytest.raises(MemoryBudgetError, match="already uses"):
+        small.plan(100, 100)
 
 
 # --- defocus map -------------------------------------------------------------------------------
@@ -411,3 +415,7 @@ def test_plan_takes_the_heap_mode_where_it_fits():
     big = plan_tiles(4000, 6000, budget=600 * 2**20, memory=mem, heap_factor=1.75, overlap=64)
     assert big.heap and big.tiled and big.estimate <= 600 * 2**20
     assert not plan_tiles(1000, 1000, budget=None, memory=mem).heap  # not offered: never taken
+    # heap forwards stay within the calibrated size: a large image is tiled for it, even without a budget
+    huge = plan_tiles(4000, 6000, budget=None, memory=mem, heap_factor=1.75)
+    assert huge.heap and huge.tiled and huge.tile[0] * huge.tile[1] <= inference.HEAP_MAX_PIXELS
+    assert huge.area <= 1.25 * 4000 * 6000

@@ -264,6 +264,9 @@ _SAFETY = 1.15
 # on HEAP_SPEEDUP x fewer pixels.
 HEAP_MEMORY_FACTOR = 1.75
 HEAP_SPEEDUP = 1.25
+# Calibrated up to 1920x1080 and checked on 1600x2064 tiles (bench_large.py); larger forwards in heap
+# mode are avoided (the planner tiles instead) since its overhead grows with the size.
+HEAP_MAX_PIXELS = 2**22
 _CUDA_SAFETY = 1.3  # not calibrated on a GPU: more headroom for cuDNN workspaces
 
 
@@ -441,8 +444,8 @@ def plan_tiles(h: int, w: int, budget: int | None, config: IFANConfig | None = N
 
     Among grids whose tiles fit, the one with the least total tile area is chosen (so tiles are
     as large as needed, not as large as possible); each tile side is at least ``2 * overlap + 32``.
-    With ``heap_factor``, the best plan in heap mode is taken unless the best plan without it
-    computes ``HEAP_SPEEDUP`` times fewer pixels.
+    With ``heap_factor``, the best plan in heap mode (forwards of at most ``HEAP_MAX_PIXELS``) is
+    taken unless the best plan without it computes ``HEAP_SPEEDUP`` times fewer pixels.
 
     Raises:
         MemoryBudgetError: not even the smallest tile fits.
@@ -471,10 +474,14 @@ def plan_tiles(h: int, w: int, budget: int | None, config: IFANConfig | None = N
 
     def best_for(heap: bool) -> TilePlan | None:
         factor = heap_factor if heap else 1.0
-        if budget is None or factor * memory.estimate(H8, W8, defocus) <= budget:
+        max_pixels = HEAP_MAX_PIXELS if heap else math.inf
+        if H8 * W8 <= max_pixels and (budget is None or factor * memory.estimate(H8, W8, defocus) <= budget):
             return make(H8, (0,), W8, (0,), heap)
-        grid = _best_grid(H8, W8, lambda th, tw: factor * memory.estimate(th, tw, defocus) + acc <= budget,
-                          overlap, min_side)
+
+        def fits(th: int, tw: int) -> bool:
+            return th * tw <= max_pixels and (budget is None or factor * memory.estimate(th, tw, defocus) + acc <= budget)
+
+        grid = _best_grid(H8, W8, fits, overlap, min_side)
         return None if grid is None else make(*grid, heap=heap)
 
     if tile is not None:
@@ -484,7 +491,8 @@ def plan_tiles(h: int, w: int, budget: int | None, config: IFANConfig | None = N
         counts = [1 if ext <= side else math.ceil((ext - overlap) / (side - overlap)) for ext in (H8, W8)]
         (th, rows), (tw, cols) = (_axis_layout(ext, n, overlap) for ext, n in zip((H8, W8), counts))
         # _axis_layout gives the shortest equal tiles for that count, never longer than ``side``
-        heap = heap_factor is not None and (budget is None or make(th, rows, tw, cols, True).estimate <= budget)
+        heap = heap_factor is not None and th * tw <= HEAP_MAX_PIXELS and (
+            budget is None or make(th, rows, tw, cols, True).estimate <= budget)
         return make(th, rows, tw, cols, heap, ["tile size forced"])
 
     plain = best_for(False)
