@@ -141,7 +141,9 @@ def memory(args) -> None:
             p = psnr(outputs[label], outputs["unlimited"])
             r.update(budget=label, psnr_vs_whole=p)
             records.append(r)
-            rows.append([label, "whole" if r["tiles"] == 1 else f"{r['tiles']} x {r['tile'][1]}x{r['tile'][0]}",
+            heap = "heap" if "allocation: heap" in r["plan"] else "default"
+            rows.append([label, ("whole" if r["tiles"] == 1 else f"{r['tiles']} x {r['tile'][1]}x{r['tile'][0]}")
+                         + f", {heap} allocation",
                          f"{r['estimate'] / 2**30:.2f}", f"{r['peak_rss'] / 2**30:.2f}",
                          f"{(r['peak_rss'] - r['rss_before']) / 2**30:.2f}", f"{r['seconds']:.1f}",
                          "-" if budget is None else f"{p:.1f}"])
