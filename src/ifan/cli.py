@@ -116,6 +116,69 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_deblur(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from ifan.batch import collect_inputs, deblur_file
+    from ifan.inference import Deblurrer, parse_size
+    from ifan.models.official import CheckpointError
+
+    collected = collect_inputs(args.inputs)
+    for message in collected.errors:
+        print(f"ifan deblur: error: {message}", file=sys.stderr)
+    if not collected.files:
+        print("ifan deblur: error: nothing to deblur", file=sys.stderr)
+        return 1
+    try:
+        deblurrer = Deblurrer.from_pretrained(
+            args.model, device=args.device, precision=args.precision, compile=args.compile,
+            max_memory=None if args.max_memory is None else parse_size(args.max_memory),
+            overlap=args.overlap, tile_size=args.tile)
+    except (FileNotFoundError, CheckpointError, ValueError) as err:
+        print(f"ifan deblur: error: model {args.model!r}: {err}", file=sys.stderr)
+        return 1
+    quiet = args.quiet
+    if args.verbose:
+        print(f"model {args.model}: {deblurrer.describe()}", file=sys.stderr)
+    protected = frozenset(f.path.resolve() for f in collected.files)
+    counts = {"done": 0, "skipped": 0, "failed": len(collected.errors)}
+    overall = tqdm(collected.files, desc="images", unit="img", disable=quiet or None, position=0)
+    for item in overall:
+        tiles = tqdm(total=1, desc=item.path.name, unit="tile", leave=False, disable=quiet or None, position=1)
+
+        def progress(done: int, total: int, bar=tiles) -> None:
+            bar.total = total
+            bar.n = done
+            bar.refresh()
+
+        def on_plan(plan) -> None:
+            if args.verbose:
+                tqdm.write(f"{item.path}: {plan}", file=sys.stderr)
+
+        report = deblur_file(deblurrer, item, args.output, fmt=args.format, defocus_map=args.defocus_map,
+                             defocus_raw=args.defocus_raw, overwrite=args.overwrite, protected=protected,
+                             max_pixels=args.max_pixels, quality=args.quality, on_plan=on_plan, progress=progress)
+        tiles.close()
+        counts[report.status] += 1
+        if report.status == "failed":
+            tqdm.write(f"ifan deblur: error: {report.message}", file=sys.stderr)
+        elif not quiet:
+            tqdm.write(report.message, file=sys.stderr)
+    overall.close()
+    summary = f"{counts['done']} deblurred, {counts['skipped']} skipped, {counts['failed']} failed"
+    print(f"ifan deblur: {summary}", file=sys.stderr)
+    return 1 if counts["failed"] else 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from ifan.export import export_onnx
+
+    report = export_onnx(args.model, args.onnx, height=args.height, width=args.width, opset=args.opset,
+                         check=not args.no_check)
+    print(report)
+    return 0 if report.ok else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ifan", description="IFAN single-image defocus deblurring")
     parser.add_argument("--version", action="version", version=_version())
@@ -128,6 +191,48 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("src", help="source weights: official .pytorch/.pth, a state dict, or ifan safetensors")
     p.add_argument("dst", help="destination .safetensors file")
     p.set_defaults(func=_cmd_convert)
+
+    from ifan.inference import DEFAULT_OVERLAP, DEFAULT_PRECISION, PRECISIONS
+    from ifan.io import DEFAULT_MAX_PIXELS, WRITE_FORMATS
+    from ifan.models.zoo import DEFAULT_MODEL
+
+    p = sub.add_parser(
+        "deblur", help="deblur images, folders or globs",
+        description="Deblur photos of any size. photo.jpg -> photo_deblurred.jpg beside it, or under -o OUT "
+                    "(folders keep their structure); existing outputs are skipped unless --overwrite.")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders (searched recursively) or globs")
+    p.add_argument("-o", "--output", metavar="OUT", help="output folder (default: beside each input)")
+    p.add_argument("--model", default=DEFAULT_MODEL, help=f"model name or weights file (default: {DEFAULT_MODEL})")
+    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda or cuda:N")
+    p.add_argument("--max-memory", metavar="SIZE",
+                   help="peak memory to stay under, e.g. 4G (GiB) or 4GB; larger images are tiled "
+                        "(default: memory in use + 60%% of what is available)")
+    p.add_argument("--defocus-map", action="store_true", help="also write NAME_defocus.png (colour-mapped |disparity|)")
+    p.add_argument("--defocus-raw", choices=["npy", "png16"],
+                   help="also write the signed defocus map in pixels: NAME_defocus.npy (float32) or "
+                        "NAME_defocus16.png (uint16 = 32768 + 256 * pixels)")
+    p.add_argument("--format", choices=sorted(WRITE_FORMATS), help="output format (default: the input's)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs (never an input)")
+    p.add_argument("--precision", default=DEFAULT_PRECISION, choices=sorted(PRECISIONS),
+                   help="fp32 (default); auto = bf16 on CPUs with native bf16 / fp16 on CUDA; bf16; fp16 (CUDA)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the network (pays off on many same-size tiles)")
+    p.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP, help=f"minimum tile overlap in pixels (default {DEFAULT_OVERLAP})")
+    p.add_argument("--tile", type=int, metavar="PX", help="force square tiles of this side (default: from the memory plan)")
+    p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
+                   help=f"refuse larger images as possible decompression bombs (default {DEFAULT_MAX_PIXELS})")
+    p.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality (default 95)")
+    p.add_argument("-v", "--verbose", action="store_true", help="show the device, precision and each memory plan")
+    p.add_argument("-q", "--quiet", action="store_true", help="only errors and the summary")
+    p.set_defaults(func=_cmd_deblur)
+
+    p = sub.add_parser("export", help="export a model to ONNX (needs the optional extra ifan[onnx])")
+    p.add_argument("model", help="model name with bundled weights, or a weights file")
+    p.add_argument("--onnx", required=True, metavar="OUT.onnx", help="the ONNX file to write")
+    p.add_argument("--height", type=int, default=256, help="example input height for tracing (multiple of 8)")
+    p.add_argument("--width", type=int, default=256, help="example input width for tracing (multiple of 8)")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    p.add_argument("--no-check", action="store_true", help="skip the onnxruntime parity check")
+    p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("synth", help="render a synthetic dual-pixel defocus dataset in the DPDD layout")
     p.add_argument("--out", help="output folder (an interrupted run resumes; larger counts extend it)")
@@ -193,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (FileNotFoundError, ValueError, OSError) as err:
+    except (FileNotFoundError, ValueError, OSError, ImportError) as err:
         print(f"ifan {args.command}: error: {err}", file=sys.stderr)
         return 1
 

@@ -1,0 +1,237 @@
+"""CPU inference speed: the official way (eager fp32, NCHW, full filter tensor, unfold IAC) against
+ifan's modes, measured in one run with alternating calls; plus the accuracy cost of each mode.
+
+Each mode lives in its own worker process (so each has its own peak RSS); the parent asks the workers
+for one call each in turn, ``--reps`` rounds, and reports medians (and minima: the machine is shared,
+and contention only ever adds time). Accuracy: PSNR of each mode's output (clipped to [0, 1]) against
+the reference output, on a real photo (scikit-image ``coffee``, resized and blurred).
+
+Modes:
+
+* ``reference``: ``model(x, aux=True)`` under ``no_grad``, NCHW, float32, with IAC computed by
+  unfolding (as the official code does), i.e. a straightforward eager forward of the network.
+* ``lean_nchw``: ``Deblurrer(channels_last=False, cpu_heap=False)``: the lean filter path alone.
+* ``fp32_mmap``: ``Deblurrer(cpu_heap=False)``: lean path and channels_last, glibc's default allocation.
+* ``fp32``: ``Deblurrer(precision="fp32")``: strict float32, lean path, channels_last, large
+  allocations from the heap while running (the defaults).
+* ``fp32_compile``: the same under ``torch.compile`` (first-call compile time reported apart).
+* ``auto``: ``Deblurrer(precision="auto")``: bf16 autocast where the CPU has native bf16, else the
+  same as ``fp32`` (then skipped, and said so).
+* ``bf16_accuracy``: where the CPU lacks native bf16, bf16 is emulated (tens of times slower), so
+  only its accuracy is measured, on a smaller crop.
+
+    PYTHONPATH=src python benchmarks/bench_inference.py [--model ifan|ifan-lite|PATH] [--size 720x1280] [--reps 5]
+
+Writes benchmarks/results/bench_inference_<model>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _measure as M  # noqa: E402
+
+MODES = ["reference", "lean_nchw", "fp32_mmap", "fp32", "fp32_compile", "auto"]
+
+
+def build_model(name: str):
+    import torch
+
+    from ifan import create_model
+    from ifan.models.zoo import MODELS, load_model
+
+    if name in MODELS:
+        torch.manual_seed(0)
+        return create_model(name).eval(), f"{name} (random init, seed 0)"
+    return load_model(name), f"{name} (trained weights)"
+
+
+def worker(args) -> None:
+    """Set up one mode, then answer "run" with one timed call and "done" with the peak RSS."""
+    import numpy as np
+    import torch
+
+    from bench_memory import iac_unfold
+    from bench_tiling import test_photo
+    from ifan.inference import Deblurrer
+
+    torch.set_num_threads(args.threads)
+    model, _ = build_model(args.model)
+    h, w = (int(v) for v in args.size.split("x"))
+    rgb = test_photo(h, w)
+    mode = args.worker
+    info = {}
+    if mode == "reference":
+        cfg = model.config
+        model.iac.forward = lambda x, f: iac_unfold(x, f, cfg.iterations, cfg.filter_size)
+        x = torch.from_numpy(rgb).permute(2, 0, 1)[None].contiguous()
+        if cfg.iac_form != "separable":
+            raise SystemExit("the unfold reference implements the separable form only")
+
+        def call():
+            with torch.no_grad():
+                return model(x, aux=True).image.clamp(0, 1)[0].permute(1, 2, 0).numpy()
+
+        with torch.no_grad():
+            model(torch.rand(1, 3, 64, 64), aux=True)
+    else:
+        kwargs = {"lean_nchw": {"channels_last": False, "cpu_heap": False}, "fp32_mmap": {"cpu_heap": False},
+                  "fp32": {"precision": "fp32"},
+                  "fp32_compile": {"precision": "fp32", "compile": True}, "auto": {"precision": "auto"},
+                  "bf16_accuracy": {"precision": "bf16"}}[mode]
+        d = Deblurrer(model, device="cpu", **kwargs)
+        info["describe"] = d.describe()
+
+        def call():
+            return d.deblur(rgb, plan=d.plan(h, w) if d.max_memory else None)
+
+        if mode == "fp32_compile":
+            t = time.perf_counter()
+            call()
+            info["compile_first_call_s"] = time.perf_counter() - t
+        else:
+            d.deblur(np.zeros((64, 64, 3), np.float32))
+    M.reset_peak_rss()
+    info["rss_before"] = M.rss_bytes()
+    print(json.dumps({"ready": True, **info}), flush=True)
+    first = None
+    for line in sys.stdin:
+        if line.strip() == "run":
+            t = time.perf_counter()
+            out = call()
+            seconds = time.perf_counter() - t
+            if first is None:
+                first = out
+            print(json.dumps({"seconds": seconds}), flush=True)
+        elif line.strip() == "done":
+            np.save(args.save, first if first is not None else call())
+            print(json.dumps({"peak_rss": M.peak_rss_bytes()}), flush=True)
+            return
+
+
+class Worker:
+    def __init__(self, mode: str, args, tmp: str) -> None:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join([str(M.SRC), str(Path(__file__).parent), env.get("PYTHONPATH", "")])
+        self.save = str(Path(tmp) / f"{mode}.npy")
+        self.proc = subprocess.Popen(
+            [sys.executable, __file__, "--worker", mode, "--model", args.model, "--size", args.size,
+             "--threads", str(args.threads), "--save", self.save],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+        self.mode, self.times = mode, []
+        self.info = self._read()
+
+    def _read(self) -> dict:
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"worker {self.mode} died (exit {self.proc.wait()})")
+        return json.loads(line)
+
+    def run(self) -> float:
+        self.proc.stdin.write("run\n")
+        self.proc.stdin.flush()
+        t = self._read()["seconds"]
+        self.times.append(t)
+        return t
+
+    def finish(self) -> dict:
+        self.proc.stdin.write("done\n")
+        self.proc.stdin.flush()
+        out = self._read()
+        self.proc.wait()
+        return out
+
+
+def psnr(a, b) -> float:
+    import numpy as np
+
+    mse = float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
+    return math.inf if mse == 0 else 10 * math.log10(1 / mse)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--worker", choices=MODES + ["bf16_accuracy"], help=argparse.SUPPRESS)
+    p.add_argument("--save", help=argparse.SUPPRESS)
+    p.add_argument("--model", default="ifan", help="model name (random init) or a weights file")
+    p.add_argument("--size", default="720x1280", help="HxW")
+    p.add_argument("--reps", type=int, default=5)
+    p.add_argument("--modes", nargs="+", default=MODES, choices=MODES)
+    p.add_argument("--bf16-size", default="256x384", help="HxW of the emulated-bf16 accuracy check")
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args()
+    if args.worker:
+        worker(args)
+        return
+    import numpy as np
+
+    from ifan.inference import cpu_has_native_bf16
+
+    native_bf16 = cpu_has_native_bf16()
+    modes = [m for m in args.modes if not (m == "auto" and not native_bf16)]
+    notes = []
+    if "auto" in args.modes and not native_bf16:
+        notes.append("auto: this CPU has no native bf16, so precision='auto' is float32 = the 'fp32' mode (skipped)")
+    with tempfile.TemporaryDirectory() as tmp:
+        workers = []
+        for mode in modes:
+            print(f"starting {mode} ...", flush=True)
+            workers.append(Worker(mode, args, tmp))
+        for r in range(args.reps):
+            for wk in (workers if r % 2 == 0 else workers[::-1]):  # alternate the order each round
+                wk.run()
+            print(f"round {r + 1}: " + ", ".join(f"{wk.mode} {wk.times[-1]:.2f}s" for wk in workers), flush=True)
+        results = {wk.mode: {**wk.info, **wk.finish(), "times": wk.times} for wk in workers}
+        outputs = {wk.mode: np.load(wk.save) for wk in workers}
+        bf16 = None
+        if not native_bf16:
+            print("bf16 accuracy (emulated) ...", flush=True)
+            acc_args = argparse.Namespace(**{**vars(args), "size": args.bf16_size})
+            pair = {}
+            for mode in ("fp32", "bf16_accuracy"):
+                wk = Worker(mode, acc_args, tmp)
+                wk.run()
+                wk.finish()
+                pair[mode] = np.load(wk.save)
+            bf16 = {"size": args.bf16_size, "psnr_vs_fp32": psnr(pair["bf16_accuracy"], pair["fp32"]),
+                    "max_abs": float(np.abs(pair["bf16_accuracy"] - pair["fp32"]).max()), "time_s": wk.times[0]}
+            notes.append(f"bf16 emulated at {args.bf16_size}: PSNR vs fp32 {bf16['psnr_vs_fp32']:.1f} dB, "
+                         f"max |diff| {bf16['max_abs']:.1e}, {bf16['time_s']:.1f} s per call (emulated: not a speed)")
+    ref = results["reference"] if "reference" in results else None
+    rows = []
+    for mode, r in results.items():
+        med, best = M.median(r["times"]), min(r["times"])
+        r.update(median_s=med, min_s=best, psnr_vs_reference=psnr(outputs[mode], outputs["reference"]) if ref else None)
+        if ref:
+            r.update(speedup_median=M.median(ref["times"]) / med, speedup_min=min(ref["times"]) / best)
+        rows.append([mode, f"{med:.2f}", f"{best:.2f}",
+                     f"{r.get('speedup_median', float('nan')):.2f}x", f"{r.get('speedup_min', float('nan')):.2f}x",
+                     f"{r['peak_rss'] / 2**30:.2f}", f"{(r['peak_rss'] - r['rss_before']) / 2**30:.2f}",
+                     "ref" if mode == "reference" else f"{r['psnr_vs_reference']:.1f}"])
+    table = M.print_table(["mode", "median s", "min s", "speed-up (median)", "speed-up (min)", "peak RSS GiB",
+                           "growth GiB", "PSNR vs ref dB"], rows)
+    for n in notes:
+        print("note:", n)
+    for mode, r in results.items():
+        if "describe" in r:
+            print(f"{mode}: {r['describe']}")
+        if "compile_first_call_s" in r:
+            print(f"{mode}: first call (compiling) {r['compile_first_call_s']:.1f} s")
+    _, desc = build_model(args.model) if args.model.startswith("ifan") else (None, f"{args.model} (trained weights)")
+    name = Path(args.model).stem if not args.model.startswith("ifan") else args.model
+    M.write_json(f"bench_inference_{name}.json", {
+        "machine": M.machine(), "model": desc, "size": args.size, "reps": args.reps, "results": results,
+        "bf16_emulated_accuracy": bf16, "notes": notes, "table": table})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,221 @@
+"""`ifan deblur`: a mixed folder in one command, naming, skipping, and one clear line per bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image as PILImage
+
+from ifan import create_model
+from ifan.batch import InputFile, collect_inputs, output_path
+from ifan.cli import main
+from ifan.io import read_image, write_image
+from ifan.models.serialization import save_weights
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One intra-op thread: these tensors are tiny, and on a shared, oversubscribed machine the thread
+    pool's barriers cost far more than the work (a test took 27 s with 2 threads, 0.6 s with 1)."""
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(saved)
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    torch.manual_seed(0)
+    model = create_model("ifan", channels=2, iterations=2)
+    return str(save_weights(tmp_path_factory.mktemp("w") / "tiny.safetensors", model.config, model.state_dict()))
+
+
+def pattern(h, w, seed=0):
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w]
+    base = np.stack([(xx / w), (yy / h), 0.5 + 0.3 * np.sin(xx / 5.0)], axis=2)
+    return np.clip(base + 0.05 * rng.standard_normal((h, w, 3)), 0, 1).astype(np.float32)
+
+
+def make_shoot(root):
+    """The issue's folder: 16-bit PNG, rotated JPEG, grey, RGBA, 37x53 and a corrupt file."""
+    root.mkdir(parents=True, exist_ok=True)
+    write_image(root / "sixteen.png", pattern(24, 40), bit_depth=16)
+    arr = (pattern(20, 36) * 255).astype(np.uint8)
+    pil = PILImage.fromarray(arr)
+    exif = pil.getexif()
+    exif[0x0112] = 6  # displayed rotated by 90 degrees
+    exif[0x010F] = "TestCam"
+    pil.save(root / "rotated.jpg", exif=exif.tobytes(), quality=95)
+    write_image(root / "grey.png", pattern(30, 20), grayscale=True)
+    alpha = np.linspace(0, 1, 26 * 18, dtype=np.float32).reshape(26, 18)
+    write_image(root / "rgba.png", pattern(26, 18), alpha=alpha)
+    write_image(root / "small.png", pattern(37, 53))
+    good = write_image(root / "tmp.jpg", pattern(64, 64))
+    (root / "corrupt.jpg").write_bytes(good.read_bytes()[:400])
+    good.unlink()
+    return alpha
+
+
+def run(argv, capsys):
+    code = main(argv)
+    captured = capsys.readouterr()
+    return code, captured.err
+
+
+def test_the_issue_folder_in_one_command(tmp_path, weights, capsys):
+    shoot = tmp_path / "shoot"
+    alpha = make_shoot(shoot)
+    out = tmp_path / "out"
+    code, err = run(["deblur", str(shoot), "-o", str(out), "--model", weights, "-q"], capsys)
+    assert code == 1
+    errors = [line for line in err.splitlines() if "error" in line]
+    assert len(errors) == 1 and "corrupt.jpg" in errors[0]
+    assert "5 deblurred, 0 skipped, 1 failed" in err
+
+    img = read_image(out / "sixteen_deblurred.png")
+    assert img.bit_depth == 16 and img.size == (24, 40)
+    img = read_image(out / "rotated_deblurred.jpg")
+    assert img.size == (36, 20)  # upright: the EXIF rotation applied
+    back = PILImage.open(out / "rotated_deblurred.jpg").getexif()
+    assert back.get(0x0112, 1) == 1 and back[0x010F] == "TestCam"
+    img = read_image(out / "grey_deblurred.png")
+    assert img.grayscale and img.size == (30, 20) and PILImage.open(out / "grey_deblurred.png").mode == "L"
+    img = read_image(out / "rgba_deblurred.png")
+    assert img.alpha is not None and np.abs(img.alpha - alpha).max() <= 0.5 / 255 + 1e-6
+    assert read_image(out / "small_deblurred.png").size == (37, 53)
+    assert not (out / "corrupt_deblurred.jpg").exists()
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        ["sixteen_deblurred.png", "rotated_deblurred.jpg", "grey_deblurred.png", "rgba_deblurred.png",
+         "small_deblurred.png"])  # no temporary files left
+
+
+def test_naming_beside_inputs_nested_folders_and_globs(tmp_path, weights, capsys):
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    write_image(tmp_path / "a" / "one.png", pattern(16, 16))
+    write_image(tmp_path / "a" / "b" / "two.jpeg", pattern(16, 24))
+    code, _ = run(["deblur", str(tmp_path / "a" / "one.png"), "--model", weights, "-q"], capsys)
+    assert code == 0 and (tmp_path / "a" / "one_deblurred.png").is_file()
+    code, _ = run(["deblur", str(tmp_path / "a"), "-o", str(tmp_path / "out"), "--model", weights, "-q"], capsys)
+    assert code == 0
+    assert (tmp_path / "out" / "one_deblurred.png").is_file()
+    assert (tmp_path / "out" / "b" / "two_deblurred.jpeg").is_file()
+    assert not (tmp_path / "out" / "one_deblurred_deblurred.png").exists()  # own outputs are not inputs
+    code, _ = run(["deblur", str(tmp_path / "a" / "**" / "*.jpeg"), "-o", str(tmp_path / "g"), "--model", weights,
+                   "--format", "tiff", "-q"], capsys)
+    assert code == 0 and (tmp_path / "g" / "b" / "two_deblurred.tif").is_file()
+
+
+def test_output_path_rule(tmp_path):
+    item = InputFile(tmp_path / "x" / "photo.JPG")
+    assert output_path(item, None) == tmp_path / "x" / "photo_deblurred.JPG"
+    assert output_path(item, tmp_path / "o", "png") == tmp_path / "o" / "photo_deblurred.png"
+    nested = InputFile(tmp_path / "x" / "y" / "p.bmp", base=tmp_path / "x")
+    assert output_path(nested, tmp_path / "o") == tmp_path / "o" / "y" / "p_deblurred.png"  # BMP -> PNG
+    assert output_path(nested, None, suffix="_defocus", ext=".npy") == tmp_path / "x" / "y" / "p_defocus.npy"
+    found = collect_inputs([tmp_path / "nothing-here", str(tmp_path / "*.png")])
+    assert not found.files and len(found.errors) == 2
+
+
+def test_existing_outputs_are_skipped_unless_overwrite(tmp_path, weights, capsys):
+    src = write_image(tmp_path / "p.png", pattern(16, 16))
+    target = tmp_path / "p_deblurred.png"
+    target.write_bytes(b"old")
+    code, err = run(["deblur", str(src), "--model", weights], capsys)
+    assert code == 0 and "skipped" in err and target.read_bytes() == b"old"
+    assert "0 deblurred, 1 skipped, 0 failed" in err
+    code, err = run(["deblur", str(src), "--model", weights, "--overwrite", "-q"], capsys)
+    assert code == 0 and read_image(target).size == (16, 16)
+
+
+def test_an_input_is_never_overwritten(tmp_path, weights, capsys):
+    a = write_image(tmp_path / "a.png", pattern(16, 16))
+    b = write_image(tmp_path / "a_deblurred.png", pattern(16, 16, seed=1))
+    before = b.read_bytes()
+    code, err = run(["deblur", str(a), str(b), "--model", weights, "--overwrite", "-q"], capsys)
+    assert code == 1 and "refusing to write" in err and "it is one of the inputs" in err
+    assert b.read_bytes() == before
+    assert (tmp_path / "a_deblurred_deblurred.png").is_file()  # the other input still done
+
+
+def test_sixteen_bit_into_jpeg_becomes_png(tmp_path, weights, capsys):
+    src = write_image(tmp_path / "deep.png", pattern(16, 16), bit_depth=16)
+    code, err = run(["deblur", str(src), "--model", weights, "--format", "jpg"], capsys)
+    assert code == 0 and "written as PNG" in err
+    assert read_image(tmp_path / "deep_deblurred.png").bit_depth == 16
+
+
+def test_bad_inputs_each_get_one_line_and_the_rest_is_done(tmp_path, weights, capsys):
+    good = write_image(tmp_path / "good.png", pattern(16, 16))
+    one = write_image(tmp_path / "one.png", pattern(1, 1))
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    text = tmp_path / "notes.png"
+    text.write_text("not an image")
+    gif = tmp_path / "anim.gif"
+    PILImage.fromarray((pattern(8, 8) * 255).astype(np.uint8)).save(gif)
+    big = write_image(tmp_path / "big.png", pattern(64, 64))
+    missing = tmp_path / "missing.png"
+    args = [str(p) for p in (good, one, empty, text, gif, big, missing)]
+    code, err = run(["deblur", *args, "--model", weights, "--max-pixels", "1000", "-q"], capsys)
+    assert code == 1
+    lines = [line for line in err.splitlines() if "error" in line]
+    for name, why in [("empty.png", "empty file"), ("notes.png", "not a recognised image"),
+                      ("anim.gif", "unsupported format '.gif'"), ("big.png", "decompression-bomb"),
+                      ("missing.png", "no such file")]:
+        assert sum(name in line and why in line for line in lines) == 1, (name, err)
+    assert "2 deblurred, 0 skipped, 5 failed" in err
+    assert read_image(tmp_path / "one_deblurred.png").size == (1, 1)
+    assert (tmp_path / "good_deblurred.png").is_file()
+
+
+def test_unwritable_output(tmp_path, weights, capsys):
+    src = write_image(tmp_path / "p.png", pattern(16, 16))
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    code, err = run(["deblur", str(src), "-o", str(blocker / "sub"), "--model", weights, "-q"], capsys)
+    assert code == 1 and "cannot write" in err and "1 failed" in err
+
+
+def test_missing_or_mismatched_model_is_one_line(tmp_path, capsys):
+    src = write_image(tmp_path / "p.png", pattern(16, 16))
+    code, err = run(["deblur", str(src), "--model", str(tmp_path / "none.safetensors")], capsys)
+    assert code == 1 and len(err.strip().splitlines()) == 1 and "none.safetensors" in err
+    wrong = create_model("ifan", channels=2, iterations=2).state_dict()
+    wrong["reconstructor.out.0.weight"] = torch.zeros(5, 5, 3, 3)
+    bad = save_weights(tmp_path / "bad.safetensors", create_model("ifan", channels=2, iterations=2).config, wrong)
+    code, err = run(["deblur", str(src), "--model", str(bad)], capsys)
+    assert code == 1 and len(err.strip().splitlines()) == 1 and "shape mismatch" in err
+    garbage = tmp_path / "garbage.safetensors"
+    garbage.write_bytes(b"\x00" * 64)
+    code, err = run(["deblur", str(src), "--model", str(garbage)], capsys)
+    assert code == 1 and len(err.strip().splitlines()) == 1 and "garbage.safetensors" in err
+    assert not (tmp_path / "p_deblurred.png").exists()
+
+
+def test_default_model_without_weights_is_one_clear_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("ifan.models.zoo.bundled_weights_path", lambda name: None)
+    src = write_image(tmp_path / "p.png", pattern(16, 16))
+    code, err = run(["deblur", str(src)], capsys)
+    assert code == 1 and len(err.strip().splitlines()) == 1 and "no weights ship" in err
+
+
+def test_defocus_maps_and_verbose_plan_with_tiling(tmp_path, weights, capsys):
+    src = write_image(tmp_path / "p.png", pattern(100, 72))
+    code, err = run(["deblur", str(src), "--model", weights, "--defocus-map", "--defocus-raw", "npy",
+                     "--tile", "48", "--overlap", "16", "-v", "-q"], capsys)
+    assert code == 0
+    assert "tiles: 3 x 2" in err and "ch=2 N=2" in err
+    colour = read_image(tmp_path / "p_defocus.png")
+    assert colour.size == (100, 72) and not colour.grayscale
+    raw = np.load(tmp_path / "p_defocus.npy")
+    assert raw.shape == (100, 72) and raw.dtype == np.float32
+    code, _ = run(["deblur", str(src), "--model", weights, "--defocus-raw", "png16", "--overwrite", "-q"], capsys)
+    assert code == 0 and read_image(tmp_path / "p_defocus16.png").bit_depth == 16
+
+
+def test_memory_budget_too_small_fails_that_file_only(tmp_path, weights, capsys):
+    src = write_image(tmp_path / "p.png", pattern(64, 64))
+    code, err = run(["deblur", str(src), "--model", weights, "--max-memory", "1M", "-q"], capsys)
+    assert code == 1 and "memory budget" in err and "too small" in err
