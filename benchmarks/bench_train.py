@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
 import statistics
@@ -100,7 +101,7 @@ def main() -> None:
     meta = {"date": time.strftime("%Y-%m-%d %H:%M"), "python": platform.python_version(),
             "torch": torch.__version__, "cpu": platform.processor() or platform.machine(),
             "cpu_capability": torch.backends.cpu.get_cpu_capability(), "threads": args.threads,
-            "rounds": args.rounds, "timed_steps": args.steps}
+            "rounds": args.rounds, "timed_steps": args.steps, "load_average_1min": os.getloadavg()[0]}
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
     print(f"\nwrote {args.json}")
