@@ -313,8 +313,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda or cuda:N")
     p.add_argument("--max-memory", metavar="SIZE", help="peak memory of a run, as for `ifan deblur`; larger images are tiled")
-    p.add_argument("--max-upload", default=f"{DEFAULT_MAX_UPLOAD // 10**6}MB", metavar="SIZE",
-                   help=f"largest upload accepted, e.g. 50MB or 20MiB (default {DEFAULT_MAX_UPLOAD // 10**6}MB)")
+    p.add_argument("--max-upload", default=f"{DEFAULT_MAX_UPLOAD // 2**20}MiB", metavar="SIZE",
+                   help=f"largest upload accepted, e.g. 20MiB or 20MB (default {DEFAULT_MAX_UPLOAD // 2**20}MiB)")
     p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
                    help=f"largest image accepted, in pixels (default {DEFAULT_MAX_PIXELS})")
     p.add_argument("--workdir", metavar="DIR",

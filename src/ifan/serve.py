@@ -40,7 +40,7 @@ from ifan.io import ImageReadError, read_image, write_image, write_like
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7860
-DEFAULT_MAX_UPLOAD = 50 * 10**6  # bytes
+DEFAULT_MAX_UPLOAD = 50 * 2**20  # bytes
 DEFAULT_MAX_PIXELS = 40_000_000
 DEFAULT_QUEUE_SIZE = 16
 PREVIEW_SIDE = 2048  # longest side of the images shown in the slider and the defocus view
@@ -98,8 +98,9 @@ class Job:
                 f"100 % crops: {side}x{side} px at x={left}, y={top}, where the estimated defocus is largest.")
 
 
-def _fmt_mb(n: int) -> str:
-    return f"{n / 1e6:.3g} MB" if n >= 10**6 else f"{n / 1e3:.3g} kB"
+def _fmt_size(n: int) -> str:
+    """``50 MiB``, ``2.5 KiB`` (binary units, as Gradio's own upload-limit message)."""
+    return f"{n / 2**20:.3g} MiB" if n >= 2**20 else f"{n / 2**10:.3g} KiB"
 
 
 def _preview(rgb: np.ndarray, side: int) -> np.ndarray:
@@ -152,8 +153,8 @@ class DeblurService:
         except OSError as err:
             raise UploadError(f"{name}: cannot read the upload ({err.strerror or err})") from err
         if nbytes > self.limits.max_upload_bytes:
-            raise UploadError(f"{name} is {_fmt_mb(nbytes)}; this server accepts files up to "
-                              f"{_fmt_mb(self.limits.max_upload_bytes)} (ifan serve --max-upload)")
+            raise UploadError(f"{name} is {_fmt_size(nbytes)}; this server accepts files up to "
+                              f"{_fmt_size(self.limits.max_upload_bytes)} (ifan serve --max-upload)")
         with self._lock:
             report(0.0, "reading the image")
             try:
@@ -211,7 +212,7 @@ def build_page(service: DeblurService, model_label: str, examples: list[Path] | 
     with gr.Blocks(title="ifan: defocus deblurring", analytics_enabled=False,
                    delete_cache=(KEEP_SECONDS // 4, KEEP_SECONDS)) as page:
         gr.Markdown(f"## Defocus deblurring with IFAN\nModel {model_label}. Files up to "
-                    f"{_fmt_mb(limits.max_upload_bytes)} and {limits.max_pixels / 1e6:g} MP; one photo is "
+                    f"{_fmt_size(limits.max_upload_bytes)} and {limits.max_pixels / 1e6:g} MP; one photo is "
                     "deblurred at a time and others wait in the queue.")
         with gr.Row():
             with gr.Column(scale=1):
@@ -245,7 +246,7 @@ def build_page(service: DeblurService, model_label: str, examples: list[Path] | 
             except UploadError as err:
                 raise gr.Error(str(err)) from None
             kind = f"{job.bit_depth}-bit {job.output.suffix.lstrip('.').upper()}"
-            size = _fmt_mb(job.output.stat().st_size)
+            size = _fmt_size(job.output.stat().st_size)
             return ((str(job.before), str(job.after)), job.summary(),
                     gr.DownloadButton(f"Download {job.output.name} ({kind}, {size})", value=str(job.output),
                                       visible=True),
