@@ -71,7 +71,7 @@ class Job:
         defocus: the colour-mapped defocus map at full size (``NAME_defocus.png``).
         before, after, defocus_preview: 8-bit PNGs at most :data:`PREVIEW_SIDE` on a side.
         crop_before, crop_after: the same window of input and result at 100 %.
-        crop_box: ``(top, left, side)`` of that window (where the defocus is largest).
+        crop_box: ``(top, left, side)`` of that window (where |defocus| x local contrast is largest).
     """
 
     name: str
@@ -95,7 +95,7 @@ class Job:
                else "the whole image at once")
         top, left, side = self.crop_box
         return (f"**{self.name}**: {w}x{h} px, {self.bit_depth}-bit; deblurred {how} in {self.seconds:.1f} s. "
-                f"100 % crops: {side}x{side} px at x={left}, y={top}, where the estimated defocus is largest.")
+                f"100 % crops: {side}x{side} px at x={left}, y={top}, where defocus and detail are largest.")
 
 
 def _fmt_size(n: int) -> str:
@@ -182,7 +182,8 @@ class DeblurService:
             defocus_rgb, _ = colorize_defocus(defocus)
             defocus_file = write_image(job / f"{Path(name).stem}_defocus.png", defocus_rgb)
             side = min(CROP_SIDE, h, w)
-            top, left = most_defocused_box(defocus, side)
+            detail = np.hypot(*np.gradient(img.rgb.mean(axis=2)))  # a blurred sky shows no change: aim at detail
+            top, left = most_defocused_box(np.abs(defocus) * detail, side)
             window = (slice(top, top + side), slice(left, left + side))
             files = {
                 "before": _preview(img.rgb, PREVIEW_SIDE), "after": _preview(deblurred, PREVIEW_SIDE),
@@ -211,7 +212,7 @@ def build_page(service: DeblurService, model_label: str, examples: list[Path] | 
     limits = service.limits
     with gr.Blocks(title="ifan: defocus deblurring", analytics_enabled=False,
                    delete_cache=(KEEP_SECONDS // 4, KEEP_SECONDS)) as page:
-        gr.Markdown(f"## Defocus deblurring with IFAN\nModel {model_label}. Files up to "
+        gr.Markdown(f"## ifan: defocus deblurring\nModel {model_label}. Files up to "
                     f"{_fmt_size(limits.max_upload_bytes)} and {limits.max_pixels / 1e6:g} MP; one photo is "
                     "deblurred at a time and others wait in the queue.")
         with gr.Row():
