@@ -9,6 +9,7 @@ page's screenshot is kept as ``serve_test.png`` in the test's tmp folder and, wh
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import shutil
 import socket
@@ -122,12 +123,27 @@ def browser():
         chromium.close()
 
 
-def test_serves_only_its_own_files_to_local_hosts(server):
+def _call_deblur(server: Server, path: Path) -> str:
+    """The event stream of one call of the page's deblur function through Gradio's HTTP API."""
+    body = json.dumps({"data": [{"path": str(path), "meta": {"_type": "gradio.FileData"}}]}).encode()
+    request = urllib.request.Request(f"{server.url}gradio_api/call/deblur", data=body,
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as r:
+        event = json.load(r)["event_id"]
+    with urllib.request.urlopen(f"{server.url}gradio_api/call/deblur/{event}", timeout=60) as r:
+        return r.read().decode()
+
+
+def test_serves_and_reads_only_its_own_files_for_local_hosts(server, tmp_path):
     assert _status(server.url) == 200
     assert _status(server.url, {"Host": "attacker.example"}) == 403
     for path in ("/etc/passwd", str(server.weights), str(server.cwd)):
         assert _status(f"{server.url}gradio_api/file={path}") == 403
     assert _status(f"{server.url}gradio_api/file=https://example.com/a.png") == 403
+    private = write_image(tmp_path / "private.png", pattern(16, 16))  # an image that was never uploaded
+    events = _call_deblur(server, private)
+    assert "event: error" in events and "not uploaded by a user" in events
+    assert not list(server.workdir.rglob("private*"))
 
 
 def test_upload_deblur_and_download_in_chromium(server, browser, tmp_path):

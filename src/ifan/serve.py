@@ -16,6 +16,7 @@ Three layers:
 
 from __future__ import annotations
 
+import html
 import ipaddress
 import os
 import re
@@ -239,13 +240,22 @@ def build_page(service: DeblurService, model_label: str, examples: list[Path] | 
             defocus = gr.Image(label="Estimated defocus (bright = more blur)", interactive=False,
                                height=CROP_SIDE + 40, elem_id="defocus", buttons=["fullscreen"])
 
-        def deblur(path: str | None, progress=gr.Progress()):
-            if not path:
-                raise gr.Error("Upload a photo (or pick the example) first.")
+        def fail(message: str):
+            return gr.Error(html.escape(message), print_exception=False)
+
+        def deblur(photo: dict | None, progress=gr.Progress()):
+            # The upload comes unprocessed (Gradio would open it with Pillow before the limits are checked),
+            # so its path is checked here: only files in the working folder are read.
+            path = Path((photo or {}).get("path") or "")
+            if not path.name:
+                raise fail("Upload a photo (or pick the example) first.")
+            if not path.resolve().is_relative_to(service.workdir):
+                raise fail("That file was not uploaded to this server.")
             try:
-                job = service.process(path, progress=lambda fraction, text: progress(fraction, desc=text))
+                job = service.process(path, name=photo.get("orig_name"),
+                                      progress=lambda fraction, text: progress(fraction, desc=text))
             except UploadError as err:
-                raise gr.Error(str(err)) from None
+                raise fail(str(err)) from None
             kind = f"{job.bit_depth}-bit {job.output.suffix.lstrip('.').upper()}"
             size = _fmt_size(job.output.stat().st_size)
             return ((str(job.before), str(job.after)), job.summary(),
@@ -254,8 +264,8 @@ def build_page(service: DeblurService, model_label: str, examples: list[Path] | 
                     gr.DownloadButton(f"Download {job.defocus.name}", value=str(job.defocus), visible=True),
                     str(job.crop_before), str(job.crop_after), str(job.defocus_preview))
 
-        run.click(deblur, inputs=photo, outputs=[slider, info, download, download_map, crop_before, crop_after,
-                                                  defocus], concurrency_limit=1, api_name="deblur")
+        outputs = [slider, info, download, download_map, crop_before, crop_after, defocus]
+        run.click(deblur, inputs=photo, outputs=outputs, preprocess=False, concurrency_limit=1, api_name="deblur")
     page.queue(default_concurrency_limit=1, max_size=DEFAULT_QUEUE_SIZE)
     return page
 
@@ -333,6 +343,9 @@ def create_app(service: DeblurService, model_label: str, local_only: bool = True
         app, page, path="/", allowed_paths=[str(service.workdir)], max_file_size=service.limits.max_upload_bytes,
         footer_links=[], run_history=False, enable_monitoring=False, mcp_server=False, ssr_mode=False, pwa=False,
         css=_CSS)
+    # Gradio refuses input paths outside its upload folder only once a page counts as launched, which
+    # mount_gradio_app never records: without this, an API call could name any image file on the disk.
+    page.has_launched = True
     return RequestGuard(app, local_only)
 
 
@@ -370,11 +383,7 @@ def serve(deblurrer: Deblurrer, model_label: str, host: str = DEFAULT_HOST, port
     folder.mkdir(parents=True, exist_ok=True)
     _quiet_environment(folder)
     import uvicorn
-    from PIL import Image as PILImage
 
-    # Gradio opens each upload with Pillow (header only) before the service checks the limits; without
-    # this, a file over Pillow's own bomb limit would fail there with no clear message.
-    PILImage.MAX_IMAGE_PIXELS = None
     local = is_loopback(host)
     if not local:
         print(f"ifan serve: warning: listening on {host}, so other machines can reach this page; it has no login",
