@@ -176,6 +176,7 @@ def test_cli_serves_a_weights_file(model, tmp_path, monkeypatch):
     monkeypatch.setattr("ifan.serve.require_gradio", lambda: None)
     monkeypatch.setattr("ifan.serve.serve", lambda deblurrer, label, host, port, **kw: seen.update(
         label=label, host=host, port=port, **kw))
-    assert main(["serve", "--model", str(weights), "--port", "9999", "--max-upload", "2MB", "--max-pixels", "1000"]) == 0
+    argv = ["serve", "--model", str(weights), "--port", "9999", "--max-upload", "2MB", "--max-pixels", "1000"]
+    assert main(argv) == 0
     assert seen == {"label": "tiny.safetensors", "host": "127.0.0.1", "port": 9999, "workdir": None,
                     "limits": Limits(max_upload_bytes=2_000_000, max_pixels=1000)}

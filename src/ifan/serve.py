@@ -178,20 +178,23 @@ class DeblurService:
                 raise UploadError(f"{name}: out of memory ({err or 'allocation failed'}); start the server with a "
                                   "smaller --max-memory so that large images are tiled") from None
             report(0.9, "writing the result")
-            job = self._new_job_dir()
-            output = write_like(output_path(InputFile(job / name), None), deblurred, img)
-            defocus_rgb, _ = colorize_defocus(defocus)
-            defocus_file = write_image(job / f"{Path(name).stem}_defocus.png", defocus_rgb)
             side = min(CROP_SIDE, h, w)
             detail = np.hypot(*np.gradient(img.rgb.mean(axis=2)))  # a blurred sky shows no change: aim at detail
             top, left = most_defocused_box(np.abs(defocus) * detail, side)
             window = (slice(top, top + side), slice(left, left + side))
-            files = {
-                "before": _preview(img.rgb, PREVIEW_SIDE), "after": _preview(deblurred, PREVIEW_SIDE),
-                "defocus_preview": _preview(defocus_rgb, PREVIEW_SIDE),
-                "crop_before": img.rgb[window], "crop_after": deblurred[window],
-            }
-            paths = {key: write_image(job / "view" / f"{key}.png", rgb) for key, rgb in files.items()}
+            defocus_rgb, _ = colorize_defocus(defocus)
+            try:
+                job = self._new_job_dir()
+                output = write_like(output_path(InputFile(job / name), None), deblurred, img)
+                defocus_file = write_image(job / f"{Path(name).stem}_defocus.png", defocus_rgb)
+                views = {
+                    "before": _preview(img.rgb, PREVIEW_SIDE), "after": _preview(deblurred, PREVIEW_SIDE),
+                    "defocus_preview": _preview(defocus_rgb, PREVIEW_SIDE),
+                    "crop_before": img.rgb[window], "crop_after": deblurred[window],
+                }
+                paths = {key: write_image(job / "view" / f"{key}.png", rgb) for key, rgb in views.items()}
+            except OSError as err:  # ImageWriteError too: a full disk, a removed working folder
+                raise UploadError(f"{name}: the result could not be written ({err})") from None
             report(1.0, "done")
             return Job(name, (h, w), img.bit_depth, output, defocus_file, crop_box=(top, left, side), plan=plan,
                        seconds=seconds, **paths)
@@ -222,7 +225,8 @@ def build_page(service: DeblurService, model_label: str, examples: list[Path] | 
                                  height=360, elem_id="photo")
                 run = gr.Button("Deblur", variant="primary", elem_id="run")
                 if examples:
-                    gr.Examples([[str(p)] for p in examples], inputs=photo, label="Bundled example", elem_id="examples")
+                    gr.Examples([[str(p)] for p in examples], inputs=photo, label="Bundled example",
+                                elem_id="examples")
             with gr.Column(scale=2):
                 slider = gr.ImageSlider(label="Before / after", type="filepath", elem_id="slider",
                                         buttons=["fullscreen"], interactive=False)
@@ -244,8 +248,9 @@ def build_page(service: DeblurService, model_label: str, examples: list[Path] | 
             return gr.Error(html.escape(message), print_exception=False)
 
         def deblur(photo: dict | None, progress=gr.Progress()):
-            # The upload comes unprocessed (Gradio would open it with Pillow before the limits are checked),
-            # so its path is checked here: only files in the working folder are read.
+            # Unprocessed (preprocess=False): Gradio would open the file with Pillow before the limits are
+            # checked. It has still copied it into its upload folder, refusing other paths; the service
+            # reads nothing outside the working folder whatever a later Gradio does.
             path = Path((photo or {}).get("path") or "")
             if not path.name:
                 raise fail("Upload a photo (or pick the example) first.")
