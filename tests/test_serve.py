@@ -64,6 +64,13 @@ def test_16bit_png_gives_the_deblurrers_output_at_16_bits(service, tmp_path):
     assert not list((tmp_path / "in").glob("*_deblurred*"))  # nothing next to the input
 
 
+def test_previews_are_downscaled_and_the_download_is_not(service, tmp_path, monkeypatch):
+    monkeypatch.setattr("ifan.serve.PREVIEW_SIDE", 32)
+    job = service.process(write_image(tmp_path / "p.png", pattern(48, 64)))
+    assert read_image(job.before).size == read_image(job.after).size == read_image(job.defocus_preview).size == (24, 32)
+    assert read_image(job.output).size == read_image(job.defocus).size == (48, 64)
+
+
 def test_jpeg_stays_jpeg_and_bmp_becomes_png(service, tmp_path):
     jpg = write_image(tmp_path / "a.jpg", pattern(20, 28))
     assert service.process(jpg).output.name == "a_deblurred.jpg"
