@@ -179,6 +179,24 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ifan.inference import Deblurrer, parse_size
+    from ifan.serve import Limits, require_gradio, serve
+
+    limits = Limits(max_upload_bytes=parse_size(args.max_upload), max_pixels=args.max_pixels)
+    require_gradio()
+    try:
+        deblurrer = Deblurrer.from_pretrained(
+            args.model, device=args.device, max_memory=None if args.max_memory is None else parse_size(args.max_memory))
+    except (FileNotFoundError, ValueError) as err:  # CheckpointError is a ValueError
+        print(f"ifan serve: error: model {args.model!r}: {err}", file=sys.stderr)
+        return 1
+    serve(deblurrer, Path(args.model).name, args.host, args.port, workdir=args.workdir, limits=limits)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ifan", description="IFAN single-image defocus deblurring")
     parser.add_argument("--version", action="version", version=_version())
@@ -282,6 +300,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sharp", help="a sharp reference of the same size, shown in the crop row")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.set_defaults(func=_cmd_demo)
+
+    from ifan.serve import DEFAULT_HOST, DEFAULT_MAX_PIXELS, DEFAULT_MAX_UPLOAD, DEFAULT_PORT
+
+    p = sub.add_parser(
+        "serve", help="a local web page that deblurs photos (needs the optional extra ifan[demo])",
+        description="Serve a page to upload a photo (or pick the bundled example), watch the progress, compare "
+                    "before/after and at 100%, see the defocus map and download the result at full size and "
+                    "bit depth. Listens on 127.0.0.1 only unless --host says otherwise.")
+    p.add_argument("--model", default=DEFAULT_MODEL, help=f"model name or weights file (default: {DEFAULT_MODEL})")
+    p.add_argument("--host", default=DEFAULT_HOST, help=f"address to listen on (default {DEFAULT_HOST}: this machine only)")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
+    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda or cuda:N")
+    p.add_argument("--max-memory", metavar="SIZE", help="peak memory of a run, as for `ifan deblur`; larger images are tiled")
+    p.add_argument("--max-upload", default=f"{DEFAULT_MAX_UPLOAD // 2**20}MiB", metavar="SIZE",
+                   help=f"largest upload accepted, e.g. 20MiB or 20MB (default {DEFAULT_MAX_UPLOAD // 2**20}MiB)")
+    p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
+                   help=f"largest image accepted, in pixels (default {DEFAULT_MAX_PIXELS})")
+    p.add_argument("--workdir", metavar="DIR",
+                   help="working folder for uploads and results (default: a new temporary folder, removed on exit)")
+    p.set_defaults(func=_cmd_serve)
     return parser
 
 

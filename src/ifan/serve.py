@@ -1,0 +1,414 @@
+"""``ifan serve``: a local web page that deblurs photos (needs the optional extra ``ifan[demo]``).
+
+Three layers:
+
+* :class:`DeblurService`, the functional core (no web library): checks an uploaded file against
+  the :class:`Limits`, deblurs it with the memory plan of ``ifan deblur`` (tiled when large), and
+  writes the full-size, full-bit-depth result, the defocus map, previews and 100 % crops into
+  its working folder, one job at a time.
+* :func:`build_page`, a thin Gradio page over it: upload or example, progress, before/after
+  slider, crops side by side at 100 %, defocus map, downloads; a queue runs one job at a time.
+* :func:`serve`, which mounts the page in a FastAPI app behind :class:`RequestGuard` and runs it
+  with uvicorn on 127.0.0.1 by default. Gradio's analytics, share links, run history,
+  monitoring, MCP and server-side rendering are off; every file it serves lies in the working
+  folder.
+"""
+
+from __future__ import annotations
+
+import html
+import ipaddress
+import os
+import re
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote
+
+import numpy as np
+
+from ifan.batch import InputFile, output_path
+from ifan.demo import example_path, most_defocused_box
+from ifan.inference import Deblurrer, TilePlan, colorize_defocus
+from ifan.io import ImageReadError, read_image, write_image, write_like
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 7860
+DEFAULT_MAX_UPLOAD = 50 * 2**20  # bytes
+DEFAULT_MAX_PIXELS = 40_000_000
+DEFAULT_QUEUE_SIZE = 16
+PREVIEW_SIDE = 2048  # longest side of the images shown in the slider and the defocus view
+CROP_SIDE = 320  # side of the 100 % crops
+KEEP_SECONDS = 3600  # jobs and cached files older than this are deleted
+
+Progress = Callable[[float, str], None]
+
+
+class UploadError(ValueError):
+    """An upload that cannot be processed (over a limit, not an image, out of memory); the message is for the user."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one upload may be: file size in bytes and pixel count."""
+
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD
+    max_pixels: int = DEFAULT_MAX_PIXELS
+
+
+@dataclass
+class Job:
+    """The files one deblurred upload produced, all in the job's folder.
+
+    Attributes:
+        output: the result at full size and the input's bit depth and format (``NAME_deblurred.EXT``).
+        defocus: the colour-mapped defocus map at full size (``NAME_defocus.png``).
+        before, after, defocus_preview: 8-bit PNGs at most :data:`PREVIEW_SIDE` on a side.
+        crop_before, crop_after: the same window of input and result at 100 %.
+        crop_box: ``(top, left, side)`` of that window (where |defocus| x local contrast is largest).
+    """
+
+    name: str
+    size: tuple[int, int]
+    bit_depth: int
+    output: Path
+    defocus: Path
+    before: Path
+    after: Path
+    defocus_preview: Path
+    crop_before: Path
+    crop_after: Path
+    crop_box: tuple[int, int, int]
+    plan: TilePlan
+    seconds: float
+
+    def summary(self) -> str:
+        """One Markdown line: size, bit depth, how it was run, time."""
+        h, w = self.size
+        how = (f"{self.plan.num_tiles} tiles of {self.plan.tile[1]}x{self.plan.tile[0]} px" if self.plan.tiled
+               else "the whole image at once")
+        top, left, side = self.crop_box
+        return (f"**{self.name}**: {w}x{h} px, {self.bit_depth}-bit; deblurred {how} in {self.seconds:.1f} s. "
+                f"100 % crops: {side}x{side} px at x={left}, y={top}, where defocus and detail are largest.")
+
+
+def _fmt_size(n: int) -> str:
+    """``50 MiB``, ``2.5 KiB`` (binary units, as Gradio's own upload-limit message)."""
+    return f"{n / 2**20:.3g} MiB" if n >= 2**20 else f"{n / 2**10:.3g} KiB"
+
+
+def _preview(rgb: np.ndarray, side: int) -> np.ndarray:
+    import cv2
+
+    h, w = rgb.shape[:2]
+    scale = side / max(h, w)
+    if scale >= 1:
+        return rgb
+    return cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+
+
+class DeblurService:
+    """Deblur uploads into ``workdir/jobs/<job>/``, one at a time, within :class:`Limits`.
+
+    Args:
+        deblurrer: the model, device and memory budget (its plan tiles large images).
+        workdir: the server's working folder.
+        limits: upload size and pixel limits.
+    """
+
+    def __init__(self, deblurrer: Deblurrer, workdir: str | os.PathLike, limits: Limits = Limits()) -> None:
+        self.deblurrer = deblurrer
+        self.workdir = Path(workdir).resolve()
+        self.jobs = self.workdir / "jobs"
+        self.limits = limits
+        self._lock = threading.Lock()
+
+    def _new_job_dir(self) -> Path:
+        self.jobs.mkdir(parents=True, exist_ok=True)
+        cutoff = time.time() - KEEP_SECONDS
+        for old in self.jobs.iterdir():
+            if old.is_dir() and old.stat().st_mtime < cutoff:
+                shutil.rmtree(old, ignore_errors=True)
+        job = self.jobs / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
+        job.mkdir()
+        return job
+
+    def process(self, path: str | os.PathLike, name: str | None = None, progress: Progress | None = None) -> Job:
+        """Deblur the image file ``path`` (``name``: what the user called it; default its file name).
+
+        Raises:
+            UploadError: the file is over a limit, not a readable image, or does not fit in memory.
+        """
+        path = Path(path)
+        name = re.sub(r"[^\w.-]", "_", Path(name or path.name).name).lstrip(".") or "upload.png"
+        report = progress or (lambda fraction, text: None)
+        try:
+            nbytes = path.stat().st_size
+        except OSError as err:
+            raise UploadError(f"{name}: cannot read the upload ({err.strerror or err})") from err
+        if nbytes > self.limits.max_upload_bytes:
+            raise UploadError(f"{name} is {_fmt_size(nbytes)}; this server accepts files up to "
+                              f"{_fmt_size(self.limits.max_upload_bytes)} (ifan serve --max-upload)")
+        with self._lock:
+            report(0.0, "reading the image")
+            try:
+                img = read_image(path, max_pixels=self.limits.max_pixels)
+            except ImageReadError as err:
+                raise UploadError(str(err).replace(str(path), name, 1)) from None
+            h, w = img.size
+            try:
+                plan = self.deblurrer.plan(h, w, defocus=True)
+
+                def on_tile(done: int, total: int) -> None:
+                    report(0.05 + 0.85 * done / total, f"deblurring: tile {done} of {total}" if total > 1
+                           else "deblurring")
+
+                report(0.05, "deblurring" if not plan.tiled else f"deblurring: tile 0 of {plan.num_tiles}")
+                start = time.perf_counter()
+                deblurred, defocus = self.deblurrer.deblur(img.rgb, return_defocus=True, plan=plan, progress=on_tile)
+                seconds = time.perf_counter() - start
+            except MemoryError as err:
+                raise UploadError(f"{name}: out of memory ({err or 'allocation failed'}); start the server with a "
+                                  "smaller --max-memory so that large images are tiled") from None
+            report(0.9, "writing the result")
+            side = min(CROP_SIDE, h, w)
+            detail = np.hypot(*np.gradient(img.rgb.mean(axis=2)))  # a blurred sky shows no change: aim at detail
+            top, left = most_defocused_box(np.abs(defocus) * detail, side)
+            window = (slice(top, top + side), slice(left, left + side))
+            defocus_rgb, _ = colorize_defocus(defocus)
+            try:
+                job = self._new_job_dir()
+                output = write_like(output_path(InputFile(job / name), None), deblurred, img)
+                defocus_file = write_image(job / f"{Path(name).stem}_defocus.png", defocus_rgb)
+                views = {
+                    "before": _preview(img.rgb, PREVIEW_SIDE), "after": _preview(deblurred, PREVIEW_SIDE),
+                    "defocus_preview": _preview(defocus_rgb, PREVIEW_SIDE),
+                    "crop_before": img.rgb[window], "crop_after": deblurred[window],
+                }
+                paths = {key: write_image(job / "view" / f"{key}.png", rgb) for key, rgb in views.items()}
+            except OSError as err:  # ImageWriteError too: a full disk, a removed working folder
+                raise UploadError(f"{name}: the result could not be written ({err})") from None
+            report(1.0, "done")
+            return Job(name, (h, w), img.bit_depth, output, defocus_file, crop_box=(top, left, side), plan=plan,
+                       seconds=seconds, **paths)
+
+
+# ----------------------------------------------------------------------------------------------
+# The page
+# ----------------------------------------------------------------------------------------------
+
+_CSS = """
+.actual-size img { object-fit: none !important; image-rendering: pixelated; }
+"""
+
+
+def build_page(service: DeblurService, model_label: str, examples: list[Path] | None = None):
+    """The Gradio page over ``service`` (a ``gr.Blocks`` with its queue set to one job at a time)."""
+    import gradio as gr
+
+    limits = service.limits
+    with gr.Blocks(title="ifan: defocus deblurring", analytics_enabled=False,
+                   delete_cache=(KEEP_SECONDS // 4, KEEP_SECONDS)) as page:
+        gr.Markdown(f"## ifan: defocus deblurring\nModel {model_label}. Files up to "
+                    f"{_fmt_size(limits.max_upload_bytes)} and {limits.max_pixels / 1e6:g} MP; one photo is "
+                    "deblurred at a time and others wait in the queue.")
+        with gr.Row():
+            with gr.Column(scale=1):
+                photo = gr.Image(label="Photo", type="filepath", image_mode=None, sources=["upload"],
+                                 height=360, elem_id="photo")
+                run = gr.Button("Deblur", variant="primary", elem_id="run")
+                if examples:
+                    gr.Examples([[str(p)] for p in examples], inputs=photo, label="Bundled example",
+                                elem_id="examples")
+            with gr.Column(scale=2):
+                slider = gr.ImageSlider(label="Before / after", type="filepath", elem_id="slider",
+                                        buttons=["fullscreen"], interactive=False)
+                info = gr.Markdown(elem_id="info")
+                with gr.Row():
+                    download = gr.DownloadButton("Download the result", visible=False, variant="primary",
+                                                 elem_id="download")
+                    download_map = gr.DownloadButton("Download the defocus map", visible=False,
+                                                     elem_id="download-map")
+        with gr.Row(equal_height=True):
+            crop_before = gr.Image(label="Input at 100 %", interactive=False, elem_classes="actual-size",
+                                   height=CROP_SIDE + 40, elem_id="crop-before", buttons=[])
+            crop_after = gr.Image(label="Deblurred at 100 %", interactive=False, elem_classes="actual-size",
+                                  height=CROP_SIDE + 40, elem_id="crop-after", buttons=[])
+            defocus = gr.Image(label="Estimated defocus (bright = more blur)", interactive=False,
+                               height=CROP_SIDE + 40, elem_id="defocus", buttons=["fullscreen"])
+
+        def fail(message: str):
+            return gr.Error(html.escape(message), print_exception=False)
+
+        def deblur(photo: dict | None, progress=gr.Progress()):
+            # Unprocessed (preprocess=False): Gradio would open the file with Pillow before the limits are
+            # checked. It has still copied it into its upload folder, refusing other paths; the service
+            # reads nothing outside the working folder whatever a later Gradio does.
+            path = Path((photo or {}).get("path") or "")
+            if not path.name:
+                raise fail("Upload a photo (or pick the example) first.")
+            if not path.resolve().is_relative_to(service.workdir):
+                raise fail("That file was not uploaded to this server.")
+            try:
+                job = service.process(path, name=photo.get("orig_name"),
+                                      progress=lambda fraction, text: progress(fraction, desc=text))
+            except UploadError as err:
+                raise fail(str(err)) from None
+            kind = f"{job.bit_depth}-bit {job.output.suffix.lstrip('.').upper()}"
+            size = _fmt_size(job.output.stat().st_size)
+            return ((str(job.before), str(job.after)), job.summary(),
+                    gr.DownloadButton(f"Download {job.output.name} ({kind}, {size})", value=str(job.output),
+                                      visible=True),
+                    gr.DownloadButton(f"Download {job.defocus.name}", value=str(job.defocus), visible=True),
+                    str(job.crop_before), str(job.crop_after), str(job.defocus_preview))
+
+        outputs = [slider, info, download, download_map, crop_before, crop_after, defocus]
+        run.click(deblur, inputs=photo, outputs=outputs, preprocess=False, concurrency_limit=1, api_name="deblur")
+    page.queue(default_concurrency_limit=1, max_size=DEFAULT_QUEUE_SIZE)
+    return page
+
+
+# ----------------------------------------------------------------------------------------------
+# The server
+# ----------------------------------------------------------------------------------------------
+
+_LOCAL_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+# /gradio_api/file=<URL> makes Gradio fetch that URL and /proxy=<URL> forwards to Spaces: neither is wanted here
+_OUTBOUND = re.compile(r"/(?:proxy=|file[=/]\s*[a-z][a-z0-9+.-]+:)", re.IGNORECASE)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (a name or an address) only listens on this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _host_name(header: str) -> str:
+    """The name in a ``Host`` header, without the port (``[::1]:80`` -> ``::1``)."""
+    if header.startswith("["):
+        return header[1:].split("]", 1)[0]
+    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
+
+
+class RequestGuard:
+    """ASGI middleware: refuses requests that would make the server fetch a URL, and, when
+    ``local_only``, requests whose ``Host`` is not this machine (DNS rebinding)."""
+
+    def __init__(self, app, local_only: bool) -> None:
+        self.app = app
+        self.local_only = local_only
+
+    def refusal(self, scope) -> str | None:
+        """Why a request is refused, or None."""
+        if _OUTBOUND.search(unquote(scope.get("path", ""))):
+            return "this server fetches no URLs"
+        if self.local_only:
+            host = dict(scope.get("headers") or []).get(b"host", b"").decode("latin-1")
+            if _host_name(host).lower() not in _LOCAL_NAMES:
+                return f"unexpected Host {host!r}: this server answers only on localhost"
+        return None
+
+    async def __call__(self, scope, receive, send):
+        reason = self.refusal(scope) if scope["type"] in ("http", "websocket") else None
+        if reason is None:
+            await self.app(scope, receive, send)
+        elif scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1008})
+        else:
+            body = reason.encode()
+            await send({"type": "http.response.start", "status": 403,
+                        "headers": [(b"content-type", b"text/plain; charset=utf-8"),
+                                    (b"content-length", str(len(body)).encode())]})
+            await send({"type": "http.response.body", "body": body})
+
+
+def create_app(service: DeblurService, model_label: str, local_only: bool = True):
+    """The ASGI app: the page at ``/`` behind :class:`RequestGuard`.
+
+    Gradio's upload and cache folders must point into ``service.workdir`` before this is called
+    (:func:`serve` sets ``GRADIO_TEMP_DIR`` and ``GRADIO_EXAMPLES_CACHE``).
+    """
+    import gradio as gr
+    from fastapi import FastAPI
+
+    page = build_page(service, model_label, examples=[example_path()])
+    app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+    app = gr.mount_gradio_app(
+        app, page, path="/", allowed_paths=[str(service.workdir)], max_file_size=service.limits.max_upload_bytes,
+        footer_links=[], run_history=False, enable_monitoring=False, mcp_server=False, ssr_mode=False, pwa=False,
+        css=_CSS)
+    # Gradio refuses input paths outside its upload folder only once a page counts as launched, which
+    # mount_gradio_app never records: without this, an API call could name any image file on the disk.
+    page.has_launched = True
+    return RequestGuard(app, local_only)
+
+
+def _quiet_environment(workdir: Path) -> None:
+    """Point Gradio's folders into ``workdir`` and turn off its and Hugging Face Hub's network use."""
+    os.environ.update({
+        "GRADIO_ANALYTICS_ENABLED": "False",
+        "GRADIO_TEMP_DIR": str(workdir / "uploads"),
+        "GRADIO_EXAMPLES_CACHE": str(workdir / "examples"),
+        "GRADIO_SHARE": "False",
+        "HF_HUB_OFFLINE": "1",
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+    })
+
+
+def require_gradio() -> None:
+    """Raise ImportError naming the extra to install when Gradio (or uvicorn) is missing."""
+    import importlib.util
+
+    if importlib.util.find_spec("gradio") is None or importlib.util.find_spec("uvicorn") is None:
+        raise ImportError("Gradio is not installed; the web page needs the extra: pip install 'ifan[demo]'")
+
+
+def serve(deblurrer: Deblurrer, model_label: str, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *,
+          workdir: str | os.PathLike | None = None, limits: Limits = Limits()) -> None:
+    """Serve the page for ``deblurrer`` until interrupted (Ctrl+C or SIGTERM).
+
+    Args:
+        model_label: how the page names the model (its name or weights file).
+        workdir: the working folder (default: a new temporary folder, removed on exit).
+    """
+    require_gradio()
+    own = workdir is None
+    folder = Path(tempfile.mkdtemp(prefix="ifan-serve-") if own else workdir).resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    _quiet_environment(folder)
+    import uvicorn
+
+    local = is_loopback(host)
+    if not local:
+        print(f"ifan serve: warning: listening on {host}, so other machines can reach this page; it has no login",
+              file=sys.stderr)
+    cfg = deblurrer.config
+    label = f"`{model_label}` (ch {cfg.channels}, N {cfg.iterations}, {deblurrer.device})"
+
+    def stop(signum, frame):  # uvicorn shuts down gracefully, then re-raises SIGTERM here
+        raise SystemExit(0)
+
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, stop) if main_thread else None
+    try:
+        app = create_app(DeblurService(deblurrer, folder, limits), label, local_only=local)
+        shown = f"[{host}]" if ":" in host else host
+        print(f"ifan serve: http://{shown}:{port}/  (model {model_label}, working folder {folder}; Ctrl+C stops)",
+              file=sys.stderr, flush=True)
+        uvicorn.run(app, host=host, port=port, log_level="warning")
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
+        if own:
+            shutil.rmtree(folder, ignore_errors=True)

@@ -1,0 +1,189 @@
+"""`ifan serve`'s core without a browser: limits, bit depth, tiling, one job at a time, the request guard."""
+
+from __future__ import annotations
+
+import importlib.util
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from ifan import create_model
+from ifan.cli import main
+from ifan.inference import Deblurrer
+from ifan.io import read_image, write_image
+from ifan.models.serialization import save_weights
+from ifan.serve import DeblurService, Limits, RequestGuard, UploadError, is_loopback
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(saved)
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return create_model("ifan", channels=2, iterations=2)
+
+
+@pytest.fixture
+def service(model, tmp_path):
+    return DeblurService(Deblurrer(model, device="cpu"), tmp_path / "work")
+
+
+def pattern(h, w, seed=0):
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w]
+    base = np.stack([xx / w, yy / h, 0.5 + 0.3 * np.sin(xx / 5.0)], axis=2)
+    return np.clip(base + 0.05 * rng.standard_normal((h, w, 3)), 0, 1).astype(np.float32)
+
+
+def test_16bit_png_gives_the_deblurrers_output_at_16_bits(service, tmp_path):
+    src = write_image(tmp_path / "in" / "photo.png", pattern(48, 64), bit_depth=16)
+    steps = []
+    job = service.process(src, progress=lambda fraction, text: steps.append((fraction, text)))
+
+    assert job.output.name == "photo_deblurred.png" and job.output.parent.parent == service.jobs
+    out = read_image(job.output)
+    assert out.bit_depth == 16 and out.size == (48, 64)
+    expected = service.deblurrer.deblur(read_image(src).rgb)
+    np.testing.assert_array_equal(np.round(out.rgb * 65535), np.round(np.clip(expected, 0, 1) * 65535))
+    assert read_image(job.defocus).size == (48, 64)
+    assert read_image(job.crop_before).size == read_image(job.crop_after).size == (48, 48)
+    assert read_image(job.before).size == read_image(job.after).size == (48, 64)
+    assert job.crop_box[2] == 48 and not job.plan.tiled
+    assert steps[0][0] == 0.0 and steps[-1] == (1.0, "done")
+    assert [f for f, _ in steps] == sorted(f for f, _ in steps)
+    assert "64x48 px, 16-bit" in job.summary()
+    assert not list((tmp_path / "in").glob("*_deblurred*"))  # nothing next to the input
+
+
+def test_previews_are_downscaled_and_the_download_is_not(service, tmp_path, monkeypatch):
+    monkeypatch.setattr("ifan.serve.PREVIEW_SIDE", 32)
+    job = service.process(write_image(tmp_path / "p.png", pattern(48, 64)))
+    assert read_image(job.before).size == read_image(job.after).size == read_image(job.defocus_preview).size == (24, 32)
+    assert read_image(job.output).size == read_image(job.defocus).size == (48, 64)
+
+
+def test_jpeg_stays_jpeg_and_bmp_becomes_png(service, tmp_path):
+    jpg = write_image(tmp_path / "a.jpg", pattern(20, 28))
+    assert service.process(jpg).output.name == "a_deblurred.jpg"
+    bmp = tmp_path / "b.bmp"
+    from PIL import Image
+
+    Image.fromarray((pattern(20, 28) * 255).astype(np.uint8)).save(bmp)
+    job = service.process(bmp, name="holiday.bmp")
+    assert job.output.name == "holiday_deblurred.png" and read_image(job.output).bit_depth == 8
+
+
+def test_the_users_file_name_cannot_leave_the_job_folder(service, tmp_path):
+    src = write_image(tmp_path / "x.png", pattern(16, 16))
+    job = service.process(src, name="../../etc/.evil name.png")
+    assert job.output.parent.parent == service.jobs and job.output.name == "evil_name_deblurred.png"
+
+
+def test_limits_give_clear_messages(model, tmp_path):
+    big = write_image(tmp_path / "big.png", pattern(40, 50))
+    service = DeblurService(Deblurrer(model, device="cpu"), tmp_path / "w", Limits(max_upload_bytes=2048))
+    with pytest.raises(UploadError, match=r"upload\.png is [\d.]+ KiB; this server accepts files up to 2 KiB"):
+        service.process(big, name="upload.png")
+
+    service = DeblurService(Deblurrer(model, device="cpu"), tmp_path / "w", Limits(max_pixels=1999))
+    with pytest.raises(UploadError) as err:
+        service.process(big, name="upload.png")
+    message = str(err.value)
+    assert message.startswith("upload.png: 50x40") and "exceeds the limit" in message and "--max-pixels" in message
+    assert str(tmp_path) not in message
+
+    junk = tmp_path / "junk.png"
+    junk.write_bytes(b"not an image at all")
+    with pytest.raises(UploadError, match="junk.png: not a recognised image"):
+        service.process(junk)
+    assert not service.jobs.exists() or not any(service.jobs.iterdir())
+
+
+def test_large_images_are_tiled_with_the_deblur_plan(model, tmp_path):
+    deblurrer = Deblurrer(model, device="cpu", tile_size=48, overlap=16)
+    service = DeblurService(deblurrer, tmp_path / "w")
+    src = write_image(tmp_path / "wide.png", pattern(56, 96))
+    texts = []
+    job = service.process(src, progress=lambda fraction, text: texts.append(text))
+    plan = job.plan
+    assert plan.tiled and plan.tiles() == deblurrer.plan(56, 96, defocus=True).tiles()
+    assert f"deblurring: tile {plan.num_tiles} of {plan.num_tiles}" in texts
+    assert f"{plan.num_tiles} tiles of {plan.tile[1]}x{plan.tile[0]} px" in job.summary()
+    expected = deblurrer.deblur(read_image(src).rgb, plan=job.plan)
+    np.testing.assert_array_equal(read_image(job.output).rgb, np.round(np.clip(expected, 0, 1) * 255) / 255)
+
+
+def test_one_job_at_a_time(service, tmp_path):
+    running, most = [0], [0]
+    inner = service.deblurrer.deblur
+
+    def deblur(*args, **kwargs):
+        running[0] += 1
+        most[0] = max(most[0], running[0])
+        time.sleep(0.2)
+        try:
+            return inner(*args, **kwargs)
+        finally:
+            running[0] -= 1
+
+    service.deblurrer.deblur = deblur
+    srcs = [write_image(tmp_path / f"{i}.png", pattern(16, 24, seed=i)) for i in range(3)]
+    threads = [threading.Thread(target=service.process, args=(p,)) for p in srcs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert most[0] == 1 and len(list(service.jobs.iterdir())) == 3
+
+
+def scope(path="/", host="127.0.0.1:7860"):
+    return {"type": "http", "path": path, "headers": [(b"host", host.encode())]}
+
+
+def test_request_guard():
+    local, anywhere = RequestGuard(None, local_only=True), RequestGuard(None, local_only=False)
+    for host in ("127.0.0.1:7860", "localhost:7860", "[::1]:7860", "localhost"):
+        assert local.refusal(scope(host=host)) is None
+    assert "unexpected Host" in local.refusal(scope(host="attacker.example:7860"))
+    assert anywhere.refusal(scope(host="192.168.1.5:7860")) is None
+    for path in ("/gradio_api/file=https://example.com/a.png", "/gradio_api/file=http%3A//example.com/a",
+                 "/gradio_api/file/https://example.com", "/gradio_api/proxy=https://x.hf.space/a"):
+        assert local.refusal(scope(path)) == "this server fetches no URLs"
+        assert anywhere.refusal(scope(path)) == "this server fetches no URLs"
+    assert local.refusal(scope("/gradio_api/file=/tmp/ifan-serve-1/jobs/a.png")) is None
+    assert is_loopback("127.0.0.1") and is_loopback("localhost") and is_loopback("::1")
+    assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.5") and not is_loopback("example.com")
+
+
+def test_cli_names_the_extra_when_gradio_is_missing(monkeypatch, capsys):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "gradio" else real(name, *a))
+    assert main(["serve"]) == 1
+    assert "pip install 'ifan[demo]'" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(importlib.util.find_spec("gradio") is None, reason="Gradio is not installed (ifan[demo])")
+def test_cli_reports_a_model_that_cannot_be_loaded(tmp_path, capsys):
+    assert main(["serve", "--model", str(tmp_path / "missing.safetensors")]) == 1
+    assert "ifan serve: error: model" in capsys.readouterr().err
+
+
+def test_cli_serves_a_weights_file(model, tmp_path, monkeypatch):
+    weights = save_weights(tmp_path / "tiny.safetensors", model.config, model.state_dict())
+    seen = {}
+    monkeypatch.setattr("ifan.serve.require_gradio", lambda: None)
+    monkeypatch.setattr("ifan.serve.serve", lambda deblurrer, label, host, port, **kw: seen.update(
+        label=label, host=host, port=port, **kw))
+    argv = ["serve", "--model", str(weights), "--port", "9999", "--max-upload", "2MB", "--max-pixels", "1000"]
+    assert main(argv) == 0
+    assert seen == {"label": "tiny.safetensors", "host": "127.0.0.1", "port": 9999, "workdir": None,
+                    "limits": Limits(max_upload_bytes=2_000_000, max_pixels=1000)}
