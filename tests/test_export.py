@@ -18,16 +18,6 @@ ort = pytest.importorskip("onnxruntime", reason="the optional extra ifan[onnx] (
 from ifan.export import ExportWrapper, export_onnx  # noqa: E402
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: these tensors are tiny, and on a shared, oversubscribed machine the thread
-    pool's barriers cost far more than the work (a test took 27 s with 2 threads, 0.6 s with 1)."""
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
-
-
 @pytest.fixture(scope="module")
 def tiny():
     torch.manual_seed(0)

@@ -60,16 +60,6 @@ def reference_lpips(x: torch.Tensor, y: torch.Tensor, trunk, heads) -> torch.Ten
     return total
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """These images are tiny: on a shared 2-core machine, waking a second thread costs more than the
-    convolutions (0.4 s vs 0.02 s per call measured)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def weights():
     return random_weights(0)

@@ -18,14 +18,6 @@ from ifan.models.serialization import save_weights
 from ifan.serve import DeblurService, Limits, RequestGuard, UploadError, is_loopback
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
-
-
 @pytest.fixture(scope="module")
 def model():
     torch.manual_seed(0)

@@ -168,7 +168,6 @@ def test_upload_deblur_and_download_in_chromium(server, browser, tmp_path):
 
     got = read_image(saved)
     assert got.bit_depth == 16 and got.size == (48, 64)
-    torch.set_num_threads(1)
     expected = Deblurrer.from_pretrained(str(server.weights), device="cpu").deblur(read_image(src).rgb)
     np.testing.assert_array_equal(np.round(got.rgb * 65535), np.round(np.clip(expected, 0, 1) * 65535))
 

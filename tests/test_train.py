@@ -190,7 +190,6 @@ def test_two_processes_with_gloo_stay_identical_and_match_one_process(data_root,
     r1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
     for k in r0:
         assert torch.equal(r0[k], r1[k]), f"replicas differ at {k}"
-    torch.set_num_threads(1)
     single = train(cfg, tmp_path / "single", device="cpu").model.state_dict()
     worst = max(float((single[k] - r0[k]).abs().max()) for k in r0)
     assert worst < 1e-5, f"DDP and single-process weights differ by {worst}"
