@@ -28,8 +28,13 @@ BLUR_BINS = [(0, 5), (5, 10), (10, 15), (15, 21)]
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
-    return float("inf") if mse == 0 else 10 * np.log10(1 / mse)
+    """PSNR of two ``(H, W, 3)`` images in [0, 1], by ``ifan.evaluate.metrics.psnr``."""
+    import torch
+
+    from ifan.evaluate.metrics import psnr as psnr_batch
+
+    as_batch = lambda x: torch.from_numpy(np.ascontiguousarray(x, np.float64)).permute(2, 0, 1)[None]  # noqa: E731
+    return float(psnr_batch(as_batch(a), as_batch(b))[0])
 
 
 def main() -> int:
