@@ -36,7 +36,8 @@ def _parse_size(text: str) -> tuple[int, int]:
 def single_process(config, scenes: int, seed: int, out: Path) -> dict:
     """Per-scene timings (s) in this process, by stage and kind."""
     from ifan.synth.rendering import render
-    from ifan.synth.scenes import PHOTOS, build_scene, load_photo, load_stereo_motorcycle
+    from ifan.synth.assets import PHOTOS, load_photo, load_stereo_motorcycle
+    from ifan.synth.scenes import build_scene
     from ifan.synth.writer import sample_paths, sample_spec_for, write_sample
 
     for name in PHOTOS:  # loading the photos once per process is not part of a scene's cost
@@ -83,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", default="benchmarks/results/synth.json")
     args = parser.parse_args(argv)
 
-    from ifan.synth.scenes import SynthConfig
+    from ifan.synth.sampling import SynthConfig
     from ifan.synth.writer import write_dataset
 
     config = SynthConfig(width=args.size[0], height=args.size[1], max_blur=args.max_blur)

@@ -92,3 +92,107 @@ def test_transmission_halves_sum_to_the_full_aperture():
 def test_invalid_profiles_are_refused(kwargs):
     with pytest.raises(ValueError):
         ApertureProfile(**kwargs)
+
+
+# ---- the aperture families of ifan 0.2 (docs/synth.md) -----------------------------------------
+
+from ifan.synth.psf import PSF_FAMILIES, sample_profile  # noqa: E402
+
+FAMILY_PROFILES = {f: [sample_profile(np.random.default_rng([3, i]), f, cateye_p=0.5) for i in range(4)]
+                   for f in PSF_FAMILIES}
+
+
+def _moments(k: np.ndarray) -> tuple[float, float, np.ndarray]:
+    half = k.shape[0] // 2
+    yy, xx = np.mgrid[-half:half + 1, -half:half + 1]
+    k = k.astype(np.float64) / k.sum()
+    cx, cy = (k * xx).sum(), (k * yy).sum()
+    cov = np.array([[(k * (xx - cx) ** 2).sum(), (k * (xx - cx) * (yy - cy)).sum()],
+                    [(k * (xx - cx) * (yy - cy)).sum(), (k * (yy - cy) ** 2).sum()]])
+    return cx, cy, cov
+
+
+@pytest.mark.parametrize("family", PSF_FAMILIES)
+@pytest.mark.parametrize("radius", [-9.0, -2.0, 0.7, 3.0, 12.0])
+def test_every_family_is_normalised_centred_and_has_its_documented_disparity(family, radius):
+    for profile in FAMILY_PROFILES[family]:
+        left, right = dual_pixel_kernels(radius, profile)
+        assert left.min() >= 0 and right.min() >= 0
+        assert left.sum() == pytest.approx(1.0, abs=1e-5) and right.sum() == pytest.approx(1.0, abs=1e-5)
+        cx, cy, _ = _moments(center_kernel(radius, profile))
+        assert abs(cx) < 0.02 + 0.003 * abs(radius) and abs(cy) < 0.02 + 0.003 * abs(radius)  # defocus does not shift
+        measured = _centroid_x(left) - _centroid_x(right)
+        assert measured == pytest.approx(float(disparity_from_coc(radius, profile)), abs=0.02 + 0.002 * abs(radius))
+        if profile.mirror_symmetric:
+            np.testing.assert_allclose(right, left[:, ::-1], atol=1e-7)
+        flipped_left, flipped_right = dual_pixel_kernels(-radius, profile)  # crossing the focus plane turns the
+        np.testing.assert_allclose(flipped_left, left[::-1, ::-1], atol=1e-6)  # picture through the centre
+        np.testing.assert_allclose(flipped_right, right[::-1, ::-1], atol=1e-6)
+
+
+@pytest.mark.parametrize("blades", [5, 6, 7, 9])
+def test_polygonal_aperture_has_the_symmetry_of_its_blades(blades):
+    import cv2
+
+    profile = ApertureProfile(edge=0.02, falloff=0.0, split=0.1, blades=blades, rotation=0.3)
+    k = center_kernel(20.0, profile).astype(np.float32)
+    half = k.shape[0] // 2
+    rotated = cv2.warpAffine(k, cv2.getRotationMatrix2D((half, half), 360.0 / blades, 1.0), k.shape[::-1],
+                             flags=cv2.INTER_LINEAR)
+    assert np.abs(rotated - k).sum() < 0.08  # a turn by one blade maps the PSF onto itself (resampling aside)
+    off = cv2.warpAffine(k, cv2.getRotationMatrix2D((half, half), 180.0 / blades, 1.0), k.shape[::-1],
+                         flags=cv2.INTER_LINEAR)
+    assert np.abs(off - k).sum() > 2 * np.abs(rotated - k).sum()  # half a blade does not: straight edges
+    # its area is that of the n-gon inscribed in the blur circle
+    area = (k > 0.5 * np.median(k[k > 0])).sum()
+    assert area == pytest.approx(0.5 * blades * math.sin(2 * math.pi / blades) * 20.0 ** 2, rel=0.08)
+
+
+def test_rim_and_soft_families_move_light_to_the_rim_and_to_the_centre():
+    def spread(profile):  # mean radius of the light, in units of the blur radius
+        k = center_kernel(15.0, profile).astype(np.float64)
+        half = k.shape[0] // 2
+        yy, xx = np.mgrid[-half:half + 1, -half:half + 1]
+        return (k * np.hypot(xx, yy)).sum() / 15.0
+
+    def expected(f):  # mean of rho under the intensity 1 - f rho^2 on the unit disc
+        return (1 / 3 - f / 5) / (1 / 2 - f / 4)
+
+    uniform = spread(ApertureProfile(edge=0.02, falloff=0.0))
+    assert uniform == pytest.approx(expected(0.0), rel=0.02)
+    assert spread(ApertureProfile(edge=0.02, falloff=-0.8)) == pytest.approx(expected(-0.8), rel=0.02)  # bright rim
+    assert spread(ApertureProfile(edge=0.6, falloff=0.8)) < expected(0.8) < uniform - 0.08  # soft centre
+
+
+def test_near_gaussian_family_is_a_gaussian_of_half_the_radius():
+    k = center_kernel(12.0, ApertureProfile(edge=0.1, falloff=0.0, split=0.1, gauss=1.0))
+    _, _, cov = _moments(k)
+    # sigma = r / 2 per axis (the 1.5 r truncation trims ~3 % of the variance; the pixel tent adds 1/6 px^2)
+    assert math.sqrt(cov[0, 0] - 1 / 6) == pytest.approx(6.0, rel=0.05)
+    assert cov[0, 0] == pytest.approx(cov[1, 1], rel=1e-3) and abs(cov[0, 1]) < 1e-3
+
+
+def test_cats_eye_narrows_the_psf_along_its_direction():
+    angle = 0.6
+    k = center_kernel(15.0, ApertureProfile(edge=0.05, falloff=0.0, split=0.1, cateye=0.8, cateye_angle=angle))
+    _, _, cov = _moments(k)
+    d = np.array([math.cos(angle), math.sin(angle)])
+    n = np.array([-d[1], d[0]])
+    assert d @ cov @ d < 0.5 * (n @ cov @ n)  # the lens-shaped pupil is thin along the offset
+    assert n @ cov @ n == pytest.approx(15.0 ** 2 / 4 * (1 - 0.4 ** 2), rel=0.25)  # and nearly full across it
+
+
+def test_disc_family_draws_as_ifan_0_1_did():
+    rng_new, rng_old = np.random.default_rng(5), np.random.default_rng(5)
+    profile = sample_profile(rng_new, "disc")
+    old = ApertureProfile(edge=float(rng_old.uniform(0.03, 0.2)), falloff=float(rng_old.uniform(-0.15, 0.35)),
+                          split=float(rng_old.uniform(0.03, 0.15)))
+    assert profile == old and rng_new.random() == rng_old.random()
+    with pytest.raises(ValueError, match="unknown PSF family"):
+        sample_profile(rng_new, "heart")
+
+
+@pytest.mark.parametrize("kwargs", [dict(blades=2), dict(blades=17), dict(cateye=-0.1), dict(gauss=1.5)])
+def test_invalid_family_parameters_are_refused(kwargs):
+    with pytest.raises(ValueError):
+        ApertureProfile(**kwargs)

@@ -16,7 +16,7 @@ from ifan.data.datasets import open_dataset  # noqa: E402
 from ifan.synth.color import linear_to_srgb, srgb_to_linear  # noqa: E402
 from ifan.synth.optics import ThinLensCamera  # noqa: E402
 from ifan.synth.psf import ApertureProfile, disparity_from_coc  # noqa: E402
-from ifan.synth.scenes import SynthConfig  # noqa: E402
+from ifan.synth.sampling import SynthConfig  # noqa: E402
 from ifan.synth.writer import sample_paths, write_dataset  # noqa: E402
 
 CONFIG = SynthConfig(width=64, height=48, max_blur=10.0)

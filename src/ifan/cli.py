@@ -34,6 +34,15 @@ def _parse_size(text: str) -> tuple[int, int]:
     return w, h
 
 
+def _parse_mix(text: str) -> tuple[tuple[str, float], ...]:
+    """``name=weight,name=weight`` (e.g. ``disc=0.5,polygon=0.5``) as a tuple of pairs."""
+    try:
+        pairs = tuple((name.strip(), float(weight)) for name, weight in (item.split("=") for item in text.split(",")))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected NAME=WEIGHT[,NAME=WEIGHT...], got {text!r}") from None
+    return pairs
+
+
 def _cmd_synth(args: argparse.Namespace) -> int:
     import importlib.util
 
@@ -44,8 +53,22 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     from ifan.io import write_image
     from ifan.synth import SynthConfig, preview_figure, write_dataset
 
+    from dataclasses import replace
+
     width, height = args.size
-    config = SynthConfig(width=width, height=height, max_blur=args.max_blur, noise=args.noise)
+    if args.mixture:
+        config = SynthConfig.mixture(width=width, height=height, max_blur=args.max_blur)
+    else:
+        config = SynthConfig(width=width, height=height, max_blur=args.max_blur, noise=args.noise)
+    chosen = {name: getattr(args, name) for name in ("kinds", "psf", "cateye_p", "gamma_blur_p", "pipeline_p",
+                                                      "sharp_p", "content") if getattr(args, name) is not None}
+    if args.noise:
+        chosen["noise"] = True
+    try:
+        config = replace(config, **chosen)
+    except ValueError as err:
+        print(f"ifan synth: error: {err}", file=sys.stderr)
+        return 2
     if args.preview:
         write_image(args.preview, preview_figure(config, seed=args.seed) / 255.0)
         print(f"wrote {args.preview}")
@@ -264,6 +287,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="rendering processes (default: all CPU cores)")
     p.add_argument("--max-blur", type=float, default=20.0, help="largest blur radius in px (default 20)")
     p.add_argument("--noise", action="store_true", help="add sensor shot and read noise to L and R")
+    p.add_argument("--mixture", action="store_true",
+                   help="the documented training mixture (docs/synth.md: PSF families, cat's eye, gamma-space "
+                        "blur, camera pipeline, portraits, night, sharp samples, rich textures, noise); the "
+                        "options below override its parts")
+    p.add_argument("--kinds", type=_parse_mix, metavar="K=W,...",
+                   help="scene kinds and weights, e.g. layers=0.6,planes=0.25,stereo=0.15,portrait=0,night=0")
+    p.add_argument("--psf", type=_parse_mix, metavar="F=W,...",
+                   help="aperture families and weights: disc, polygon, rim, soft, gaussian (default disc=1)")
+    p.add_argument("--cateye-p", type=float, help="probability of cat's-eye vignetting (default 0)")
+    p.add_argument("--gamma-blur-p", type=float, help="probability of blurring sRGB-encoded values (default 0)")
+    p.add_argument("--pipeline-p", type=float,
+                   help="probability of a camera pipeline: tone, sharpening, resizing, JPEG (default 0)")
+    p.add_argument("--sharp-p", type=float, help="probability of a sample without blur (default 0)")
+    p.add_argument("--content", choices=("classic", "rich"), help="texture mixture (default classic)")
     p.add_argument("--preview", metavar="PNG", help="write a figure of a few samples (C, L, R, target, blur map)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_synth)

@@ -41,3 +41,9 @@ def encode_srgb(linear: np.ndarray, bit_depth: int = 8) -> np.ndarray:
         lut = _ENCODE_LUT[bit_depth] = np.round(srgb * scale).astype(dtype)
     x = np.clip(np.asarray(linear, dtype=np.float32), 0.0, 1.0) * np.float32(2 ** _ENCODE_BITS - 1)
     return lut[(x + np.float32(0.5)).astype(np.int32)]
+
+
+def linear_to_srgb_extended(linear: np.ndarray) -> np.ndarray:
+    """sRGB encoding that keeps values above 1 (highlights): the curve continued past 1, float32."""
+    x = np.maximum(np.asarray(linear, dtype=np.float32), 0.0)
+    return np.where(x <= 0.0031308, 12.92 * x, 1.055 * np.power(x, 1.0 / 2.4) - 0.055).astype(np.float32)

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 
 from ifan.synth.color import linear_to_srgb
-from ifan.synth.scenes import KINDS, SynthConfig, sample_spec
+from ifan.synth.sampling import KINDS, SynthConfig, sample_spec
 from ifan.synth.writer import render_spec
 
 COLUMNS = ("C (input)", "L view", "R view", "target (all in focus)", "L/R anaglyph", "signed blur radius")
@@ -25,9 +25,11 @@ def coc_colours(coc: np.ndarray, max_abs: float) -> np.ndarray:
     return np.where(t >= 0, white + t * (behind - white), white - t * (front - white)).astype(np.float32)
 
 
-def anaglyph(left: np.ndarray, right: np.ndarray) -> np.ndarray:
+def anaglyph(left: np.ndarray, right: np.ndarray, encoding: str = "linear") -> np.ndarray:
     """Red from L, green and blue from R (sRGB): colour fringes show the L-R disparity."""
-    grey_l, grey_r = linear_to_srgb(left).mean(axis=2), linear_to_srgb(right).mean(axis=2)
+    if encoding == "linear":
+        left, right = linear_to_srgb(left), linear_to_srgb(right)
+    grey_l, grey_r = left.mean(axis=2), right.mean(axis=2)
     return np.stack([grey_l, grey_r, grey_r], axis=2)
 
 
@@ -62,8 +64,9 @@ def preview_figure(config: SynthConfig = SynthConfig(width=320, height=240), see
                 break
         out = render_spec(spec)
         m = max(float(np.abs(out.coc).max()), 1e-3)
-        panels = [linear_to_srgb(out.center), linear_to_srgb(out.left), linear_to_srgb(out.right),
-                  linear_to_srgb(out.target), anaglyph(out.left, out.right), coc_colours(out.coc, m)]
+        show = linear_to_srgb if out.encoding == "linear" else (lambda x: x)
+        panels = [show(out.center), show(out.left), show(out.right), show(out.target),
+                  anaglyph(out.left, out.right, out.encoding), coc_colours(out.coc, m)]
         row = np.concatenate([np.round(p * 255).astype(np.uint8) for p in panels], axis=1)
         cam = spec.camera
         lines.append(row)

@@ -8,10 +8,21 @@ L and R kernels trade sides across the focus plane.
 
 Aperture transmission (:class:`ApertureProfile`), with ``rho = |u|``:
 
-* rim: a linear ramp of width ``edge`` (fraction of the radius) centred on ``rho = 1``;
-* radial intensity ``1 - falloff * rho**2`` (``falloff > 0``: brighter centre, ``< 0``: brighter rim);
+* rim: a linear ramp of width ``edge`` (fraction of the radius) centred on the aperture's outline:
+  the unit circle, or with ``blades = n`` (5 to 9) a regular n-gon inscribed in it (straight
+  diaphragm blades, rotated by ``rotation``);
+* radial intensity ``1 - falloff * rho**2`` (``falloff > 0``: brighter centre, soft-centre discs of
+  under-corrected spherical aberration; ``< 0``: brighter rim, over-corrected);
+* cat's eye (``cateye = d > 0``): mechanical vignetting towards the frame edges cuts the aperture
+  with a second unit circle whose centre is ``d`` away in direction ``cateye_angle``; the lens-shaped
+  intersection is re-centred on the origin, so that defocus does not shift the image;
+* near-Gaussian (``gauss = g > 0``): the transmission is blended with ``exp(-2 rho**2)`` (a Gaussian
+  of standard deviation half the radius) by ``g``; ``g = 1`` is a Gaussian truncated at 1.5 radii;
 * the dual-pixel split: the right photodiode weighs ``u`` by ``w(u_x) = clip(1/2 + u_x / (2 split), 0, 1)``,
   the left one by ``w(-u_x)``. Since ``w(t) + w(-t) = 1``, the two halves add up to the full aperture.
+
+:data:`PSF_FAMILIES` names the documented mixtures of these parameters that ``ifan synth`` draws
+from (:func:`sample_profile`).
 
 Kernels are the transmission integrated against the pixel tent (linear interpolation between
 pixel centres), by bilinear splatting of fine sub-samples: a kernel's sum and centroid are those
@@ -30,6 +41,9 @@ Conventions:
   :data:`LEFT_LANDS_LEFT_BEHIND_FOCUS` records it.
 * Each view's kernel sums to 1 (same exposure as C), and ``C = (L + R) / 2`` exactly: a DP
   pixel's value is the sum of its two photodiodes, each of which receives half the light.
+* ``R`` is ``L`` mirrored in x when the aperture is mirror-symmetric about the vertical axis
+  (:attr:`ApertureProfile.mirror_symmetric`: round, or polygons and cat's eyes aligned with it);
+  otherwise both are computed.
 * The disparity is linear in the blur: ``|disparity| = kappa * |r|`` with ``kappa`` given by
   :func:`disparity_per_coc` (``8 / (3 pi) ~ 0.85`` for a uniform disc with a hard split: the
   centroids of two half discs of radius ``r`` are ``2 * 4 r / (3 pi)`` apart).
@@ -59,11 +73,21 @@ class ApertureProfile:
         edge: width of the rim's soft edge as a fraction of the blur radius, in [0, 1).
         falloff: radial intensity ``1 - falloff * rho**2``, in (-1, 1).
         split: half-width of the soft L/R crossover as a fraction of the radius, in [0, 1].
+        blades: 0 for a round aperture, or the number of straight diaphragm blades (3 to 16).
+        rotation: angle of the polygon (radians).
+        cateye: offset of the vignetting circle as a fraction of the radius, in [0, 1.5]; 0: none.
+        cateye_angle: direction of that offset (radians; towards the frame centre).
+        gauss: weight of the Gaussian blended into the transmission, in [0, 1].
     """
 
     edge: float = 0.1
     falloff: float = 0.15
     split: float = 0.08
+    blades: int = 0
+    rotation: float = 0.0
+    cateye: float = 0.0
+    cateye_angle: float = 0.0
+    gauss: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.edge < 1.0:
@@ -72,14 +96,60 @@ class ApertureProfile:
             raise ValueError(f"ApertureProfile.falloff must be in (-1, 1), got {self.falloff}")
         if not 0.0 <= self.split <= 1.0:
             raise ValueError(f"ApertureProfile.split must be in [0, 1], got {self.split}")
+        if not (self.blades == 0 or 3 <= self.blades <= 16):
+            raise ValueError(f"ApertureProfile.blades must be 0 (round) or 3 to 16, got {self.blades}")
+        if not 0.0 <= self.cateye <= 1.5:
+            raise ValueError(f"ApertureProfile.cateye must be in [0, 1.5], got {self.cateye}")
+        if not 0.0 <= self.gauss <= 1.0:
+            raise ValueError(f"ApertureProfile.gauss must be in [0, 1], got {self.gauss}")
+
+    @property
+    def aperture_extent(self) -> float:
+        """Radius of the support in aperture coordinates (before a cat's eye is re-centred)."""
+        return max(1.0 + self.edge / 2.0, GAUSS_EXTENT if self.gauss > 0 else 0.0)
 
     @property
     def extent(self) -> float:
         """Radius of the transmission's support in units of the blur radius (rim included)."""
-        return 1.0 + self.edge / 2.0
+        if self.cateye == 0:
+            return self.aperture_extent
+        return self.aperture_extent + math.hypot(*_cateye_centroid(self))
+
+    @property
+    def mirror_symmetric(self) -> bool:
+        """True when the transmission is symmetric under ``x -> -x`` (then R is L mirrored)."""
+        def on_axis(angle: float, period: float) -> bool:  # angle is a multiple of period / 2 (mod period)
+            t = (angle / (period / 2.0)) % 1.0
+            return min(t, 1.0 - t) < 1e-9
+
+        polygon_ok = self.blades == 0 or on_axis(self.rotation - math.pi / 2, 2 * math.pi / self.blades)
+        cateye_ok = self.cateye == 0 or on_axis(self.cateye_angle - math.pi / 2, 2 * math.pi)
+        return polygon_ok and cateye_ok
 
     def to_dict(self) -> dict[str, float]:
-        return {k: float(v) for k, v in asdict(self).items()}
+        return {k: (int(v) if k == "blades" else float(v)) for k, v in asdict(self).items()}
+
+
+#: Support of the near-Gaussian part, in radii (its weight there is exp(-4.5) ~ 1 %).
+GAUSS_EXTENT = 1.5
+
+
+def _outline_rho(ux: np.ndarray, uy: np.ndarray, profile: ApertureProfile) -> np.ndarray:
+    """Normalised distance to the aperture's outline: 1 on the circle, or on the n-gon inscribed in it."""
+    if profile.blades == 0:
+        return np.sqrt(ux * ux + uy * uy)
+    n = profile.blades
+    half = math.pi / n
+    normals = profile.rotation + half + 2 * half * np.arange(n)  # edge normals, vertices at rotation + k 2pi/n
+    d = np.max([ux * math.cos(a) + uy * math.sin(a) for a in normals], axis=0)
+    return d / math.cos(half)
+
+
+def _rim(rho: np.ndarray, edge: float) -> np.ndarray:
+    """1 inside, 0 outside the outline ``rho = 1``, with a linear ramp of width ``edge`` across it."""
+    if edge > 0:
+        return np.clip((1.0 - rho) / edge + 0.5, 0.0, 1.0)
+    return np.where(rho < 1.0, 1.0, np.where(rho == 1.0, 0.5, 0.0))
 
 
 def transmission(ux: np.ndarray, uy: np.ndarray, profile: ApertureProfile, view: str = "center") -> np.ndarray:
@@ -93,13 +163,33 @@ def transmission(ux: np.ndarray, uy: np.ndarray, profile: ApertureProfile, view:
     Returns:
         float64 array in [0, 1]; ``left + right == center`` everywhere.
     """
+    if profile.cateye > 0:  # aperture coordinates: the kernel's origin is the vignetted pupil's centroid
+        cx, cy = _cateye_centroid(profile)
+        ux, uy = ux + cx, uy + cy
+    return _aperture(ux, uy, profile, view)
+
+
+@functools.lru_cache(maxsize=256)
+def _cateye_centroid(profile: ApertureProfile) -> tuple[float, float]:
+    """Centroid (aperture coordinates) of the C kernel of a vignetted aperture: the mean of the two
+    views, each normalised to the same exposure (the halves of a vignetted pupil get unequal light)."""
+    n = 512
+    c = (np.arange(n) + 0.5) / n * 2 * profile.aperture_extent - profile.aperture_extent
+    t = sum(v / v.sum() for v in (_aperture(c[None, :], c[:, None], profile, view) for view in ("left", "right")))
+    return float((t * c[None, :]).sum() / t.sum()), float((t * c[:, None]).sum() / t.sum())
+
+
+def _aperture(ux: np.ndarray, uy: np.ndarray, profile: ApertureProfile, view: str) -> np.ndarray:
+    """:func:`transmission` in aperture coordinates (the unvignetted aperture centred on the origin)."""
     rho2 = ux * ux + uy * uy
-    rho = np.sqrt(rho2)
-    if profile.edge > 0:
-        rim = np.clip((1.0 - rho) / profile.edge + 0.5, 0.0, 1.0)
-    else:
-        rim = np.where(rho < 1.0, 1.0, np.where(rho == 1.0, 0.5, 0.0))
-    t = rim * np.maximum(1.0 - profile.falloff * rho2, 0.0)
+    t = _rim(_outline_rho(ux, uy, profile), profile.edge)
+    if profile.cateye > 0:
+        ox, oy = profile.cateye * math.cos(profile.cateye_angle), profile.cateye * math.sin(profile.cateye_angle)
+        t = t * _rim(np.sqrt((ux - ox) ** 2 + (uy - oy) ** 2), profile.edge)
+    t = t * np.maximum(1.0 - profile.falloff * rho2, 0.0)
+    if profile.gauss > 0:
+        gauss = np.exp(-2.0 * rho2) * (rho2 <= GAUSS_EXTENT ** 2)
+        t = (1.0 - profile.gauss) * t + profile.gauss * gauss
     if view == "center":
         return t
     if view not in ("left", "right"):
@@ -194,14 +284,17 @@ def center_kernel(radius: float, profile: ApertureProfile = ApertureProfile()) -
 def disparity_per_coc(profile: ApertureProfile = ApertureProfile()) -> float:
     """``kappa``: size of the L-R disparity per pixel of blur radius (``|disparity| = kappa * |coc|``).
 
-    It is the distance between the centroids of the left and right transmissions in units of
+    It is the distance in x between the centroids of the left and right transmissions in units of
     the radius (``8 / (3 pi) = 0.849`` for a uniform disc split sharply in two).
     """
     n = 1024
     extent = profile.extent
     c = (np.arange(n) + 0.5) / n * 2 * extent - extent
-    t = transmission(c[None, :], c[:, None], profile, "left")
-    return abs(float(2.0 * (t * c[None, :]).sum() / t.sum()))
+    centroids = []
+    for view in ("left", "right"):
+        t = transmission(c[None, :], c[:, None], profile, view)
+        centroids.append(float((t * c[None, :]).sum() / t.sum()))
+    return abs(centroids[0] - centroids[1])
 
 
 def disparity_from_coc(coc: np.ndarray | float, profile: ApertureProfile = ApertureProfile()) -> np.ndarray:
@@ -212,3 +305,40 @@ def disparity_from_coc(coc: np.ndarray | float, profile: ApertureProfile = Apert
     """
     sign = -1.0 if LEFT_LANDS_LEFT_BEHIND_FOCUS else 1.0
     return (sign * disparity_per_coc(profile) * np.asarray(coc, dtype=np.float64)).astype(np.float32)
+
+
+#: The aperture families ``ifan synth`` draws from, with the ranges of their parameters (see
+#: :func:`sample_profile`): ``disc`` soft-edged discs with mild falloff (the original profile),
+#: ``polygon`` 5 to 9 straight blades, ``rim`` bright-rimmed discs (over-corrected spherical
+#: aberration), ``soft`` soft-centred discs (under-corrected), ``gaussian`` near-Gaussian blur.
+PSF_FAMILIES = ("disc", "polygon", "rim", "soft", "gaussian")
+
+
+def sample_profile(rng: np.random.Generator, family: str = "disc", cateye_p: float = 0.0) -> ApertureProfile:
+    """Draw an aperture profile of ``family``; with probability ``cateye_p`` add cat's-eye vignetting.
+
+    ``disc`` draws exactly as ifan 0.1 did (edge 0.03-0.2, falloff -0.15-0.35, split 0.03-0.15), so
+    datasets made without the new options are unchanged.
+    """
+    if family not in PSF_FAMILIES:
+        raise ValueError(f"unknown PSF family {family!r}; expected one of {PSF_FAMILIES}")
+    split = None
+    if family == "disc":
+        edge, falloff = rng.uniform(0.03, 0.2), rng.uniform(-0.15, 0.35)
+        split = rng.uniform(0.03, 0.15)
+        kwargs = {}
+    elif family == "polygon":
+        edge, falloff = rng.uniform(0.02, 0.12), rng.uniform(-0.15, 0.3)
+        kwargs = dict(blades=int(rng.integers(5, 10)), rotation=float(rng.uniform(0.0, 2 * math.pi)))
+    elif family == "rim":
+        edge, falloff, kwargs = rng.uniform(0.02, 0.1), rng.uniform(-0.9, -0.3), {}
+    elif family == "soft":
+        edge, falloff, kwargs = rng.uniform(0.25, 0.7), rng.uniform(0.4, 0.9), {}
+    else:  # gaussian
+        edge, falloff, kwargs = rng.uniform(0.1, 0.5), rng.uniform(0.0, 0.5), dict(gauss=float(rng.uniform(0.7, 1.0)))
+    if split is None:
+        split = rng.uniform(0.03, 0.2)
+    if family != "gaussian" and cateye_p > 0 and rng.random() < cateye_p:
+        kwargs.update(cateye=float(rng.uniform(0.2, 0.9)), cateye_angle=float(rng.uniform(0.0, 2 * math.pi)))
+    return ApertureProfile(edge=float(edge), falloff=float(falloff), split=float(split), **kwargs)
+

@@ -100,6 +100,8 @@ class DualPixelImages:
         coc: ``(H, W)`` float32 signed blur radius (px): > 0 behind the focus plane.
         disparity: ``(H, W)`` float32 L-R disparity ``x_L - x_R`` (px), ``-kappa * coc``: > 0 in front of
             the focus plane, < 0 behind it.
+        encoding: ``"linear"`` (the renderer's output) or ``"srgb"`` (images developed by
+            :func:`ifan.synth.camera.develop`: sRGB-encoded values, as saved).
     """
 
     left: np.ndarray
@@ -109,6 +111,7 @@ class DualPixelImages:
     depth: np.ndarray
     coc: np.ndarray
     disparity: np.ndarray
+    encoding: str = "linear"
 
 
 @dataclass(frozen=True)
@@ -161,18 +164,22 @@ def _bins(radius: np.ndarray) -> list[tuple[float, np.ndarray]]:
     return out
 
 
-def _kernel_spectra(left: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """rfft2 of the L kernel and of its mirror image (R), centred at the origin of a ``shape`` grid.
+def _kernel_spectra(left: np.ndarray, right: np.ndarray, mirrored: bool,
+                    shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """rfft2 of the L and R kernels, centred at the origin of a ``shape`` grid.
 
-    For a real kernel mirrored in x, ``R(ky, kx) = conj(L(-ky, kx))``: R costs no transform.
+    When R is L mirrored in x (``mirrored``), ``R(ky, kx) = conj(L(-ky, kx))``: R costs no transform.
     """
     half = left.shape[0] // 2
-    k = np.zeros(shape, np.float32)
     idx = np.arange(-half, half + 1)
-    k[np.ix_(idx % shape[0], idx % shape[1])] = left
-    spec_l = scipy.fft.rfft2(k)
-    spec_r = np.conj(spec_l[(-np.arange(shape[0])) % shape[0]])
-    return spec_l, spec_r
+    spectra = []
+    for kernel in (left,) if mirrored else (left, right):
+        k = np.zeros(shape, np.float32)
+        k[np.ix_(idx % shape[0], idx % shape[1])] = kernel
+        spectra.append(scipy.fft.rfft2(k))
+    if mirrored:
+        spectra.append(np.conj(spectra[0][(-np.arange(shape[0])) % shape[0]]))
+    return spectra[0], spectra[1]
 
 
 def _blur_layer(layer: Layer, camera: ThinLensCamera, profile: ApertureProfile, pad: int):
@@ -221,7 +228,7 @@ def _blur_layer(layer: Layer, camera: ThinLensCamera, profile: ApertureProfile, 
         if abs(r) < MIN_RADIUS:
             add_l = add_r = spec
         else:
-            spec_l, spec_r = _kernel_spectra(dual_pixel_kernels(r, profile)[0], shape)
+            spec_l, spec_r = _kernel_spectra(*dual_pixel_kernels(r, profile), profile.mirror_symmetric, shape)
             add_l, add_r = spec * spec_l, spec * spec_r
         if acc_l is None:
             acc_l, acc_r = add_l, (add_r if add_r is not add_l else add_r.copy())

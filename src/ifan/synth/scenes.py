@@ -1,6 +1,6 @@
-"""Scenes to render: real photographs as textures, procedural layered scenes, a real RGB-D pair.
+"""Scenes to render: procedural layered scenes, subjects before backgrounds, night, a real RGB-D pair.
 
-Three kinds of scene, all deterministic from a seed:
+Five kinds of scene (:data:`~ifan.synth.sampling.KINDS`), all deterministic from a seed:
 
 * ``"layers"``: dead-leaves scenes: occluding textured shapes (discs, ellipses, rounded
   rectangles, polygons) in fronto-parallel depth groups over a (possibly slanted) background
@@ -10,363 +10,40 @@ Three kinds of scene, all deterministic from a seed:
 * ``"stereo"``: crops of scikit-image's ``stereo_motorcycle`` (Middlebury 2014): a real photo
   with a real depth map (from its ground-truth disparity), split into depth slabs whose hidden
   parts are filled from their surroundings.
+* ``"portrait"``: a subject (head and shoulders, a large blob, or a post) with sharp edges and
+  often hair-like strands, on the focus plane in front of a defocused background; bright subjects
+  on dark backgrounds and the reverse; sometimes objects between them or blurred in front.
+* ``"night"``: a dark background with many point lights (bokeh discs when defocused) and lit
+  windows, often with a dimly lit subject in front.
 
-Textures come from the photographs in :data:`PHOTOS` (all shipped inside scikit-image, see
-their licences there) with random crops, rotations, scales and colour changes, and from
-procedural patterns (1/f noise, stripes, checkers). Bright specular spots (linear values up to
-~10) are sprinkled on some backgrounds; after blurring they saturate into bokeh discs.
-
-:func:`sample_spec` draws everything random about a sample cheaply (kind, camera, aperture
-profile, noise, depth range); :func:`build_scene` builds the layers from a spec.
+Textures come from :mod:`ifan.synth.assets` (photographs shipped offline and procedural
+patterns). Bright specular spots (linear values up to ~10, up to 60 for night lights) saturate
+into bokeh discs once blurred.
 """
 
 from __future__ import annotations
 
-import functools
 import math
-from dataclasses import asdict, dataclass, replace
 
 import cv2
 import numpy as np
 
-from ifan.synth.color import u8_srgb_to_linear
+from ifan.synth.assets import load_stereo_motorcycle, log_uniform, random_colour, texture
+from ifan.synth.color import linear_to_srgb_extended
 from ifan.synth.optics import ThinLensCamera
 from ifan.synth.psf import ApertureProfile, kernel_half_size
-from ifan.synth.rendering import Layer, Scene, SensorNoise
-
-#: Width of the simulated sensor (mm): a full-frame image downscaled to the output width.
-SENSOR_WIDTH_MM = 36.0
-
-KINDS = ("layers", "planes", "stereo")
-
-
-@dataclass(frozen=True)
-class PhotoInfo:
-    """A photograph shipped inside scikit-image (``skimage.data.<loader>()``); ``grey``: one channel."""
-
-    loader: str
-    licence: str
-    source: str
-    grey: bool = False
-
-
-#: Photographs used as textures (all load offline from the scikit-image wheel).
-PHOTOS: dict[str, PhotoInfo] = {
-    "astronaut": PhotoInfo("astronaut", "public domain", "NASA Great Images (Eileen Collins)"),
-    "chelsea": PhotoInfo("chelsea", "CC0", "Stefan van der Walt"),
-    "coffee": PhotoInfo("coffee", "CC0", "Rachel Michetti, courtesy of Pikolo Espresso Bar"),
-    "rocket": PhotoInfo("rocket", "public domain", "SpaceX (DSCOVR launch)"),
-    "hubble_deep_field": PhotoInfo("hubble_deep_field", "public domain", "NASA / HubbleSite"),
-    "immunohistochemistry": PhotoInfo("immunohistochemistry", "no known copyright restrictions",
-                                      "Center for Microscopy And Molecular Imaging"),
-    "camera": PhotoInfo("camera", "CC0", "Lav Varshney", grey=True),
-    "brick": PhotoInfo("brick", "CC0", "CC0Textures (Bricks25)", grey=True),
-    "grass": PhotoInfo("grass", "CC0", "DeviantArt, linolafett (Grass 01)", grey=True),
-    "gravel": PhotoInfo("gravel", "CC0", "CC0Textures (Gravel04)", grey=True),
-    "coins": PhotoInfo("coins", "no known copyright restrictions", "Brooklyn Museum Collection", grey=True),
-    "motorcycle": PhotoInfo("stereo_motorcycle", "Middlebury 2014 stereo data set (cite Scharstein et al., "
-                            "GCPR 2014); no licence stated in scikit-image", "Middlebury College"),
-}
-
-# Middlebury 2014 "Motorcycle" calibration at scikit-image's 4x downsampled resolution (its docstring).
-_MOTORCYCLE_FOCAL_PX = 994.978
-_MOTORCYCLE_BASELINE_M = 0.193001
-_MOTORCYCLE_DOFFS_PX = 31.086
-
-
-@dataclass(frozen=True)
-class SynthConfig:
-    """What every sample of a dataset shares.
-
-    Attributes:
-        width, height: image size in pixels.
-        max_blur: largest |blur radius| (px) a scene may reach; each scene draws its own maximum
-            in ``[0.25, max_blur]``.
-        noise: add sensor shot and read noise (random level per sample) to L and R.
-        kinds: relative frequency of each scene kind (``layers``, ``planes``, ``stereo``).
-    """
-
-    width: int = 512
-    height: int = 512
-    max_blur: float = 20.0
-    noise: bool = False
-    kinds: tuple[tuple[str, float], ...] = (("layers", 0.6), ("planes", 0.25), ("stereo", 0.15))
-
-    def __post_init__(self) -> None:
-        if self.width < 8 or self.height < 8:
-            raise ValueError(f"image size must be at least 8x8, got {self.width}x{self.height}")
-        if not 0 <= self.max_blur <= 64:
-            raise ValueError(f"max_blur must be in [0, 64] px, got {self.max_blur}")
-        unknown = {k for k, _ in self.kinds} - set(KINDS)
-        if unknown or not any(w > 0 for _, w in self.kinds):
-            raise ValueError(f"kinds must give positive weight to some of {KINDS}, got {self.kinds}")
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["kinds"] = {k: float(w) for k, w in self.kinds}
-        return d
-
-
-@dataclass(frozen=True)
-class SceneSpec:
-    """Everything random about one sample except the scene's content (drawn from ``seed``).
-
-    Attributes:
-        kind: one of :data:`KINDS`.
-        width, height: image size (px); ``pad``: canvas margin (px) on each side.
-        seed: seed of the scene's content.
-        camera, profile, noise: optics and sensor.
-        inv_depth_far, inv_depth_near: the scene's inverse-depth range (1/m).
-        focus: position of the focus plane in that range (0 = the far end, 1 = the near end).
-        crop: for ``stereo``: ``(y, x, scale, flip)`` of the crop in the source photo.
-    """
-
-    kind: str
-    width: int
-    height: int
-    pad: int
-    seed: int
-    camera: ThinLensCamera
-    profile: ApertureProfile
-    noise: SensorNoise | None
-    inv_depth_far: float
-    inv_depth_near: float
-    focus: float
-    crop: tuple[float, float, float, bool] | None = None
-
-    def inv_depth(self, v: np.ndarray | float) -> np.ndarray | float:
-        """Inverse depth (1/m) at the normalised position ``v`` (0 = far end, 1 = near end)."""
-        return self.inv_depth_far + v * (self.inv_depth_near - self.inv_depth_far)
-
-    @property
-    def max_abs_coc(self) -> float:
-        """Largest |blur radius| (px) over the scene's depth range."""
-        return float(np.abs(self.camera.coc_radius_px(1.0 / np.array([self.inv_depth_far, self.inv_depth_near]))).max())
-
-    def to_dict(self) -> dict:
-        return {
-            "kind": self.kind, "width": self.width, "height": self.height, "pad": self.pad, "seed": self.seed,
-            "camera": self.camera.to_dict(), "profile": self.profile.to_dict(),
-            "noise": None if self.noise is None else asdict(self.noise),
-            "depth_near_m": 1.0 / self.inv_depth_near, "depth_far_m": 1.0 / self.inv_depth_far,
-            "focus": self.focus, "max_abs_coc_px": self.max_abs_coc,
-            "crop": None if self.crop is None else list(self.crop),
-        }
+from ifan.synth.rendering import Layer, Scene
+from ifan.synth.sampling import KINDS, SceneSpec
 
 
 # ----------------------------------------------------------------------------------------------
-# Photographs
-
-
-def _skimage_data():
-    try:
-        import skimage.data
-    except ImportError as err:  # pragma: no cover - depends on the environment
-        raise ImportError("ifan.synth needs scikit-image for its photo textures and its stereo scene: "
-                          "pip install 'ifan[synth]'") from err
-    return skimage.data
-
-
-@functools.lru_cache(maxsize=None)
-def load_photo(name: str) -> np.ndarray:
-    """A photograph of :data:`PHOTOS` as ``(H, W, 3)`` float32 linear light (read-only, cached)."""
-    if name not in PHOTOS:
-        raise ValueError(f"unknown photo {name!r}; expected one of {sorted(PHOTOS)}")
-    data = _skimage_data()
-    image = data.stereo_motorcycle()[0] if name == "motorcycle" else getattr(data, PHOTOS[name].loader)()
-    if image.ndim == 2:
-        image = np.repeat(image[..., None], 3, axis=2)
-    out = u8_srgb_to_linear(image[..., :3])
-    out.setflags(write=False)
-    return out
-
-
-@functools.lru_cache(maxsize=1)
-def load_stereo_motorcycle() -> tuple[np.ndarray, np.ndarray]:
-    """The left view of Middlebury's Motorcycle and its depth map.
-
-    Returns:
-        ``(rgb, depth)``: ``(500, 741, 3)`` float32 linear light and ``(500, 741)`` float32 depth in
-        metres, ``Z = f B / (d + doffs)`` from the ground-truth disparity ``d``. Pixels without
-        ground truth (occlusions, mostly) take the farther of their nearest valid neighbours on
-        the same row.
-    """
-    left, _, disp = _skimage_data().stereo_motorcycle()
-    disp = np.asarray(disp, dtype=np.float64)
-    if disp.ndim == 3:
-        disp = disp[..., 0]
-    disp = _fill_rows_far(disp)
-    depth = _MOTORCYCLE_FOCAL_PX * _MOTORCYCLE_BASELINE_M / (disp + _MOTORCYCLE_DOFFS_PX)
-    rgb = u8_srgb_to_linear(left)
-    depth = depth.astype(np.float32)
-    rgb.setflags(write=False)
-    depth.setflags(write=False)
-    return rgb, depth
-
-
-def _fill_rows_far(disp: np.ndarray) -> np.ndarray:
-    """Fill non-finite disparities with the smaller (farther) of the nearest valid ones left and right."""
-    valid = np.isfinite(disp)
-    h, w = disp.shape
-    idx = np.where(valid, np.arange(w)[None, :], -1)
-    left_idx = np.maximum.accumulate(idx, axis=1)
-    idx_r = np.where(valid, np.arange(w)[None, :], w)
-    right_idx = np.minimum.accumulate(idx_r[:, ::-1], axis=1)[:, ::-1]
-    rows = np.arange(h)[:, None]
-    big = np.nanmax(disp) + 1.0
-    from_left = np.where(left_idx >= 0, disp[rows, np.clip(left_idx, 0, w - 1)], big)
-    from_right = np.where(right_idx < w, disp[rows, np.clip(right_idx, 0, w - 1)], big)
-    filled = np.where(valid, disp, np.minimum(from_left, from_right))
-    if not np.all(np.isfinite(filled)) or np.any(filled >= big):
-        filled = np.where(np.isfinite(filled) & (filled < big), filled, np.nanmedian(disp))
-    return filled
-
-
-# ----------------------------------------------------------------------------------------------
-# Camera and spec sampling
-
-
-def _log_uniform(rng: np.random.Generator, lo: float, hi: float) -> float:
-    return float(math.exp(rng.uniform(math.log(lo), math.log(hi))))
-
-
-def sample_camera(rng: np.random.Generator, width: int, inv_depth_far: float, inv_depth_near: float,
-                  focus: float, max_blur: float) -> ThinLensCamera:
-    """A thin-lens camera whose largest blur over the given inverse-depth range is ``max_blur`` px.
-
-    The output pixel is a full-frame sensor (36 mm wide) downscaled to ``width`` pixels. The
-    f-number is drawn in [1.4, 8] and the focal length solved for; where it leaves [14, 400] mm
-    it is clipped and the f-number solved instead (clipped to [1, 32], in which case the
-    largest blur differs from ``max_blur``).
-    """
-    pitch_mm = SENSOR_WIDTH_MM / width
-    inv_s = inv_depth_far + focus * (inv_depth_near - inv_depth_far)
-    s_mm = 1000.0 / inv_s
-    spread = max(inv_s - inv_depth_far, inv_depth_near - inv_s)  # 1/m
-    target = max(max_blur, 1e-3)
-    k = target / (s_mm / 1000.0 * spread)  # radius at infinity, px
-    n = _log_uniform(rng, 1.4, 8.0)
-    knp = k * n * pitch_mm
-    f = -knp + math.sqrt(knp * knp + 2.0 * knp * s_mm)
-    if not 14.0 <= f <= 400.0:
-        f = min(max(f, 14.0), min(400.0, 0.5 * s_mm))
-        n = min(max(f * f / (2.0 * k * pitch_mm * (s_mm - f)), 1.0), 32.0)
-    return ThinLensCamera(focal_length_mm=f, f_number=n, focus_distance_m=s_mm / 1000.0,
-                          pixel_pitch_um=pitch_mm * 1000.0)
-
-
-def _stereo_crop(rng: np.random.Generator, width: int, height: int) -> tuple[float, float, float, bool]:
-    src_h, src_w = load_stereo_motorcycle()[1].shape
-    scale = min(src_h / height, src_w / width) * rng.uniform(0.75, 1.0)  # source px per output px
-    y = rng.uniform(0, src_h - height * scale)
-    x = rng.uniform(0, src_w - width * scale)
-    return float(y), float(x), float(scale), bool(rng.random() < 0.5)
-
-
-def sample_spec(rng: np.random.Generator, config: SynthConfig = SynthConfig()) -> SceneSpec:
-    """Draw the kind, camera, aperture profile, noise and depth range of one sample."""
-    names, weights = zip(*config.kinds)
-    p = np.asarray(weights, dtype=np.float64)
-    kind = str(names[rng.choice(len(names), p=p / p.sum())])
-    crop = None
-    if kind == "stereo":
-        crop = _stereo_crop(rng, config.width, config.height)
-        inv_far, inv_near = _stereo_inv_depth_range(crop, config.width, config.height)
-    else:
-        near = _log_uniform(rng, 0.5, 3.0)
-        far = near * _log_uniform(rng, 1.5, 20.0)
-        inv_far, inv_near = 1.0 / far, 1.0 / near
-    u = rng.random()
-    focus = 0.0 if u < 0.15 else 1.0 if u < 0.4 else float(rng.uniform(0.0, 1.0))
-    max_blur = float(rng.uniform(0.25, max(config.max_blur, 0.25)))
-    camera = sample_camera(rng, config.width, inv_far, inv_near, focus, max_blur)
-    profile = ApertureProfile(edge=float(rng.uniform(0.03, 0.2)), falloff=float(rng.uniform(-0.15, 0.35)),
-                              split=float(rng.uniform(0.03, 0.15)))
-    noise = None
-    if config.noise:
-        noise = SensorNoise(full_well_e=_log_uniform(rng, 500.0, 20000.0), read_noise_e=float(rng.uniform(1.0, 6.0)))
-    seed = int(rng.integers(0, 2**63 - 1))
-    spec = SceneSpec(kind, config.width, config.height, 0, seed, camera, profile, noise, inv_far, inv_near, focus,
-                     crop)
-    return replace(spec, pad=kernel_half_size(spec.max_abs_coc, profile) + 1)  # room for the largest kernel
-
-
-def _stereo_inv_depth_range(crop, width: int, height: int) -> tuple[float, float]:
-    y, x, scale, _ = crop
-    depth = load_stereo_motorcycle()[1]
-    window = depth[int(y):int(math.ceil(y + height * scale)), int(x):int(math.ceil(x + width * scale))]
-    return 1.0 / float(window.max()), 1.0 / float(window.min())
-
-
-# ----------------------------------------------------------------------------------------------
-# Textures
-
-
-def _random_colour(rng: np.random.Generator, lo: float = 0.02, hi: float = 0.9) -> np.ndarray:
-    """A random linear RGB colour with a log-uniform brightness."""
-    hue = rng.dirichlet((1.0, 1.0, 1.0)) * 3.0
-    sat = rng.uniform(0.0, 1.0)
-    c = (1.0 - sat) + sat * hue
-    return (c / c.max() * _log_uniform(rng, lo, hi)).astype(np.float32)
-
-
-def _texture(rng: np.random.Generator, h: int, w: int, warp) -> np.ndarray:
-    """A random ``(h, w, 3)`` float32 linear texture: a recoloured photograph (75 %) or a pattern.
-
-    ``warp(src, h, w)`` maps a source image onto the ``h x w`` output (crop, rotation, scale or
-    a plane's homography); colour changes are applied after it, to the pixels actually used.
-    """
-    if rng.random() >= 0.75:
-        return warp(_pattern(rng, h, w), h, w)
-    name = str(rng.choice(sorted(PHOTOS)))
-    out = warp(load_photo(name), h, w)
-    if PHOTOS[name].grey:
-        c0, c1 = _random_colour(rng, 0.005, 0.2), _random_colour(rng, 0.2, 1.0)
-        return (c0 + (c1 - c0) * out[..., :1]).astype(np.float32)
-    gains = np.exp(rng.normal(0.0, 0.2, 3)).astype(np.float32) * np.float32(_log_uniform(rng, 0.5, 1.4))
-    grey = out.mean(axis=2, keepdims=True)
-    out = grey + np.float32(rng.uniform(0.6, 1.3)) * (out - grey)
-    out *= gains
-    return np.clip(out, 0.0, 1.0, out=out)
-
-
-def _pattern(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
-    """A procedural texture: coloured 1/f noise, or anti-aliased stripes or checks."""
-    yy, xx = np.mgrid[:h, :w].astype(np.float32)
-    c0, c1 = _random_colour(rng), _random_colour(rng)
-    u = rng.random()
-    if u < 0.4:
-        fy = np.fft.fftfreq(h)[:, None]
-        fx = np.fft.rfftfreq(w)[None, :]
-        f = np.sqrt(fx * fx + fy * fy)
-        f[0, 0] = 1.0
-        beta = rng.uniform(1.6, 2.4)
-        spectrum = (rng.normal(size=f.shape) + 1j * rng.normal(size=f.shape)) / f ** (beta / 2)
-        spectrum[0, 0] = 0
-        field = np.fft.irfft2(spectrum, s=(h, w)).astype(np.float32)
-        field = (field - field.mean()) / (field.std() + 1e-8)
-        if rng.random() < 0.5:  # hard-edged blobs
-            t = np.clip(field * rng.uniform(2.0, 8.0) + 0.5, 0.0, 1.0)
-        else:
-            t = 1.0 / (1.0 + np.exp(-1.5 * field))
-    else:
-        theta = rng.uniform(0.0, math.pi)
-        period = _log_uniform(rng, 4.0, 64.0)
-        a = (xx * math.cos(theta) + yy * math.sin(theta)) / period
-        s = np.sin(2 * math.pi * a + rng.uniform(0, 2 * math.pi))
-        if u < 0.7:
-            t = np.clip(s * period / (2 * math.pi) + 0.5, 0.0, 1.0)  # anti-aliased stripes
-        else:
-            b = (-xx * math.sin(theta) + yy * math.cos(theta)) / period
-            s2 = np.sin(2 * math.pi * b)
-            t = np.clip(s * s2 * period / math.pi + 0.5, 0.0, 1.0)
-    return (c0 + (c1 - c0) * t[..., None]).astype(np.float32)
+# Geometry: warps, planes and shapes
 
 
 def _affine_warp(rng: np.random.Generator):
     """A random rotation, scale (0.55x to 1.25x texels per pixel), flip and crop, as a ``warp`` for :func:`_texture`."""
     theta = rng.uniform(0.0, 2 * math.pi)
-    s = _log_uniform(rng, 0.55, 1.25)
+    s = log_uniform(rng, 0.55, 1.25)
     flip = -1.0 if rng.random() < 0.5 else 1.0
     t = rng.random(2)
 
@@ -429,7 +106,7 @@ def _plane(rng: np.random.Generator, spec: SceneSpec, shape: tuple[int, int], v_
         return cv2.warpPerspective(src, m, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                                    borderMode=cv2.BORDER_REFLECT_101)
 
-    return _texture(rng, hc, wc, warp), depth
+    return texture(rng, hc, wc, warp, spec.content), depth
 
 
 def _shape_alpha(rng: np.random.Generator, size: float) -> np.ndarray:
@@ -473,7 +150,7 @@ def _add_highlights(rng: np.random.Generator, rgb: np.ndarray) -> None:
         yy, xx = np.mgrid[y0:y0 + 2 * half + 1, x0:x0 + 2 * half + 1]
         cover = np.clip(radius + 0.5 - np.hypot(yy - cy, xx - cx), 0.0, 1.0).astype(np.float32)
         ok = (yy >= 0) & (yy < h) & (xx >= 0) & (xx < w)
-        colour = _random_colour(rng, 0.5, 1.0) * rng.uniform(2.0, 12.0)
+        colour = random_colour(rng, 0.5, 1.0) * rng.uniform(2.0, 12.0)
         region = rgb[yy[ok], xx[ok]]
         c = cover[ok][:, None]
         rgb[yy[ok], xx[ok]] = region * (1.0 - c) + colour * c
@@ -519,14 +196,14 @@ def _layers_scene(rng: np.random.Generator, spec: SceneSpec) -> list[Layer]:
     side = min(spec.width, spec.height)
     for _ in range(int(rng.integers(15, 61))):
         g = int(rng.integers(0, groups))
-        size = _log_uniform(rng, 0.03, 0.3) * side * (0.7 + 0.6 * v[g])
+        size = log_uniform(rng, 0.03, 0.3) * side * (0.7 + 0.6 * v[g])
         a = _shape_alpha(rng, size)
         half = a.shape[0] // 2
         cy, cx = int(rng.integers(0, hc)), int(rng.integers(0, wc))
         y0, x0 = max(cy - half, 0), max(cx - half, 0)
         y1, x1 = min(cy + half + 1, hc), min(cx + half + 1, wc)
         a = a[y0 - (cy - half):y1 - (cy - half), x0 - (cx - half):x1 - (cx - half)]
-        tex = _texture(rng, y1 - y0, x1 - x0, _affine_warp(rng))
+        tex = texture(rng, y1 - y0, x1 - x0, _affine_warp(rng), spec.content)
         p, c = premult[g][y0:y1, x0:x1], cover[g][y0:y1, x0:x1]
         p *= 1.0 - a[..., None]
         p += tex * a[..., None]
@@ -653,10 +330,188 @@ def _stereo_scene(rng: np.random.Generator, spec: SceneSpec) -> list[Layer]:
     return rgbd_layers(np.ascontiguousarray(rgb), np.ascontiguousarray(depth), spec.camera, spec.profile)
 
 
+def _silhouette(rng: np.random.Generator, shape: tuple[int, int], side: float) -> np.ndarray:
+    """Anti-aliased coverage of a subject: head and shoulders, a large blob, or a tall post or trunk."""
+    hc, wc = shape
+    yy, xx = np.mgrid[:hc, :wc].astype(np.float32)
+    u = rng.random()
+    cx = rng.uniform(0.25, 0.75) * wc
+    if u < 0.5:  # head and shoulders, the bust leaving the frame at the bottom
+        a = rng.uniform(0.1, 0.22) * side
+        b = a * rng.uniform(1.1, 1.4)
+        cy = rng.uniform(0.25, 0.6) * hc
+        tilt = rng.uniform(-0.25, 0.25)
+        x, y = xx - cx, yy - cy
+        xr, yr = x * math.cos(tilt) + y * math.sin(tilt), -x * math.sin(tilt) + y * math.cos(tilt)
+        head = (np.sqrt((xr / a) ** 2 + (yr / b) ** 2) - 1.0) * a
+        sw, sh = a * rng.uniform(2.0, 3.2), b * rng.uniform(1.2, 2.0)
+        sy = cy + b * rng.uniform(1.2, 1.6) + sh
+        shoulders = (np.sqrt(((xx - cx) / sw) ** 2 + ((yy - sy) / sh) ** 2) - 1.0) * min(sw, sh)
+        neck = np.maximum(np.abs(xx - cx) - 0.45 * a, np.abs(yy - (cy + b)) - 0.6 * b)
+        sdf = np.minimum(np.minimum(head, shoulders), neck)
+    elif u < 0.8:  # a large blob
+        a = _shape_alpha(rng, rng.uniform(0.2, 0.4) * side)
+        out = np.zeros(shape, np.float32)
+        half = a.shape[0] // 2
+        cy = int(rng.uniform(0.3, 0.7) * hc)
+        y0, x0 = cy - half, int(cx) - half
+        ys, xs = slice(max(y0, 0), min(y0 + a.shape[0], hc)), slice(max(x0, 0), min(x0 + a.shape[1], wc))
+        out[ys, xs] = a[ys.start - y0:ys.stop - y0, xs.start - x0:xs.stop - x0]
+        return out
+    else:  # a tall post, trunk or standing figure, crossing the frame
+        half_w = rng.uniform(0.04, 0.15) * side
+        tilt = rng.uniform(-0.2, 0.2)
+        sdf = np.abs((xx - cx) * math.cos(tilt) + (yy - hc / 2) * math.sin(tilt)) - half_w
+    return np.clip(0.5 - sdf, 0.0, 1.0).astype(np.float32)
+
+
+def _add_strands(rng: np.random.Generator, alpha: np.ndarray) -> np.ndarray:
+    """Hair-like strands, about 1 px wide, growing outwards from the silhouette's edge."""
+    edge_y, edge_x = np.nonzero((alpha > 0.2) & (alpha < 0.8))
+    if edge_y.size == 0:
+        return alpha
+    gy, gx = np.gradient(alpha)
+    canvas = np.zeros(alpha.shape, np.uint8)
+    count = int(rng.integers(40, 400))
+    picks = rng.integers(0, edge_y.size, count)
+    for y, x in zip(edge_y[picks], edge_x[picks]):
+        ny, nx = -gy[y, x], -gx[y, x]  # outwards: alpha decreases
+        norm = math.hypot(ny, nx) + 1e-9
+        angle = math.atan2(ny / norm, nx / norm) + rng.normal(0.0, 0.5)
+        length = log_uniform(rng, 3.0, 30.0)
+        bend = rng.normal(0.0, 0.3)
+        points = [(x, y)]
+        for t in np.linspace(0.0, 1.0, 6)[1:]:
+            a = angle + bend * t
+            px, py = points[-1]
+            points.append((px + length / 5 * math.cos(a), py + length / 5 * math.sin(a)))
+        cv2.polylines(canvas, [np.round(np.array(points) * 16).astype(np.int32)], False, int(rng.integers(120, 256)),
+                      1, cv2.LINE_AA, shift=4)
+    return np.maximum(alpha, canvas.astype(np.float32) / 255.0)
+
+
+def _point_lights(rng: np.random.Generator, rgb: np.ndarray, count: int, radius: tuple[float, float],
+                  intensity: tuple[float, float]) -> None:
+    """Paint ``count`` small bright discs (log-uniform radius and linear intensity) into ``rgb`` in place."""
+    h, w = rgb.shape[:2]
+    for _ in range(count):
+        r = log_uniform(rng, *radius)
+        cy, cx = rng.uniform(0, h), rng.uniform(0, w)
+        half = int(math.ceil(r)) + 1
+        y0, x0 = max(int(cy) - half, 0), max(int(cx) - half, 0)
+        y1, x1 = min(int(cy) + half + 2, h), min(int(cx) + half + 2, w)
+        if y0 >= y1 or x0 >= x1:
+            continue
+        yy, xx = np.mgrid[y0:y1, x0:x1]
+        cover = np.clip(r + 0.5 - np.hypot(yy - cy, xx - cx), 0.0, 1.0).astype(np.float32)[..., None]
+        warm = np.array([1.0, rng.uniform(0.5, 0.9), rng.uniform(0.1, 0.5)], np.float32)
+        colour = warm if rng.random() < 0.6 else random_colour(rng, 0.5, 1.0) / 0.9
+        colour = colour * np.float32(log_uniform(rng, *intensity))
+        rgb[y0:y1, x0:x1] = rgb[y0:y1, x0:x1] * (1.0 - cover) + colour * cover
+
+
+def _subject_layer(rng: np.random.Generator, spec: SceneSpec, shape: tuple[int, int], v: float,
+                   gain: float) -> Layer:
+    """The subject: a silhouette (with strands of hair, often) at position ``v``, texture times ``gain``."""
+    side = min(spec.width, spec.height)
+    alpha = _silhouette(rng, shape, side)
+    if rng.random() < 0.6:
+        alpha = _add_strands(rng, alpha)
+    rgb = texture(rng, shape[0], shape[1], _affine_warp(rng), spec.content) * np.float32(gain)
+    return Layer(rgb, alpha, np.full(shape, 1.0 / spec.inv_depth(v), np.float32))
+
+
+def _shapes_layer(rng: np.random.Generator, spec: SceneSpec, shape: tuple[int, int], v: float, count: int,
+                  size: tuple[float, float], gain: float = 1.0) -> Layer:
+    """``count`` textured shapes at position ``v`` (a fronto-parallel group)."""
+    hc, wc = shape
+    side = min(spec.width, spec.height)
+    premult, cover = np.zeros(shape + (3,), np.float32), np.zeros(shape, np.float32)
+    for _ in range(count):
+        a = _shape_alpha(rng, log_uniform(rng, *size) * side)
+        half = a.shape[0] // 2
+        cy, cx = int(rng.integers(0, hc)), int(rng.integers(0, wc))
+        y0, x0 = max(cy - half, 0), max(cx - half, 0)
+        y1, x1 = min(cy + half + 1, hc), min(cx + half + 1, wc)
+        a = a[y0 - (cy - half):y1 - (cy - half), x0 - (cx - half):x1 - (cx - half)]
+        tex = texture(rng, y1 - y0, x1 - x0, _affine_warp(rng), spec.content) * np.float32(gain)
+        p, c = premult[y0:y1, x0:x1], cover[y0:y1, x0:x1]
+        p *= 1.0 - a[..., None]
+        p += tex * a[..., None]
+        c *= 1.0 - a
+        c += a
+    rgb = premult / np.maximum(cover, 1e-6)[..., None]
+    return Layer(rgb.astype(np.float32), cover, np.full(shape, 1.0 / spec.inv_depth(v), np.float32))
+
+
+def _subject_position(rng: np.random.Generator, spec: SceneSpec) -> float:
+    """The subject's position: on the focus plane, or (background in focus) in front of it."""
+    return spec.focus if spec.focus >= 0.5 else float(rng.uniform(0.6, 1.0))
+
+
+def _portrait_scene(rng: np.random.Generator, spec: SceneSpec) -> list[Layer]:
+    """A subject, sharp edges and strands of hair and all, in front of a defocused background; often
+    a bright subject against a dark background or the reverse; sometimes objects in between or in front."""
+    shape = (spec.height + 2 * spec.pad, spec.width + 2 * spec.pad)
+    background, v_back = _background(rng, spec, shape, slanted=rng.random() < 0.4)
+    u = rng.random()
+    subject_gain = 1.0
+    if u < 0.4:  # bright subject, dark background
+        background.rgb *= np.float32(log_uniform(rng, 0.02, 0.3))
+        subject_gain = log_uniform(rng, 1.0, 2.0)
+    elif u < 0.8:  # dark subject, bright background (a window, the sky)
+        background.rgb *= np.float32(log_uniform(rng, 1.2, 3.0))
+        subject_gain = log_uniform(rng, 0.05, 0.5)
+    layers = [background]
+    v_subject = _subject_position(rng, spec)
+    if rng.random() < 0.5 and v_subject - v_back > 0.15:
+        v_mid = float(rng.uniform(v_back + 0.05, v_subject - 0.05))
+        layers.append(_shapes_layer(rng, spec, shape, v_mid, int(rng.integers(2, 10)), (0.05, 0.3)))
+    layers.append(_subject_layer(rng, spec, shape, v_subject, subject_gain))
+    if rng.random() < 0.25 and v_subject < 0.97:  # something closer than the subject, blurred
+        layers.append(_shapes_layer(rng, spec, shape, float(rng.uniform(v_subject + 0.02, 1.0)),
+                                    int(rng.integers(1, 4)), (0.1, 0.4)))
+    return layers
+
+
+def _night_scene(rng: np.random.Generator, spec: SceneSpec) -> list[Layer]:
+    """Night: a dark background with many point lights (bokeh when defocused), lit windows, and
+    often a dimly lit subject in front."""
+    shape = (spec.height + 2 * spec.pad, spec.width + 2 * spec.pad)
+    background, v_back = _background(rng, spec, shape, slanted=rng.random() < 0.3)
+    background.rgb *= np.float32(log_uniform(rng, 0.005, 0.08))
+    if rng.random() < 0.3:  # lit windows
+        hc, wc = shape
+        for _ in range(int(rng.integers(3, 30))):
+            y, x = int(rng.integers(0, hc)), int(rng.integers(0, wc))
+            hh, ww = int(rng.integers(3, 30)), int(rng.integers(3, 30))
+            background.rgb[y:y + hh, x:x + ww] = random_colour(rng, 0.3, 1.0) * np.float32(log_uniform(rng, 0.3, 3.0))
+    area = shape[0] * shape[1] / 512.0 ** 2
+    _point_lights(rng, background.rgb, int(log_uniform(rng, 20, 300) * area), (0.5, 4.0), (1.5, 60.0))
+    layers = [background]
+    v_subject = _subject_position(rng, spec)
+    if rng.random() < 0.4 and v_subject - v_back > 0.15:  # lights nearer than the background
+        mid = _shapes_layer(rng, spec, shape, float(rng.uniform(v_back + 0.05, v_subject - 0.05)),
+                            int(rng.integers(1, 6)), (0.05, 0.25), gain=log_uniform(rng, 0.01, 0.1))
+        _point_lights(rng, mid.rgb, int(log_uniform(rng, 10, 100) * area), (0.5, 3.0), (2.0, 40.0))
+        layers.append(mid)
+    if rng.random() < 0.7:
+        layers.append(_subject_layer(rng, spec, shape, v_subject, log_uniform(rng, 0.03, 0.6)))
+    return layers
+
+
 def build_scene(spec: SceneSpec) -> Scene:
-    """The layers of the scene described by ``spec`` (deterministic)."""
+    """The layers of the scene described by ``spec`` (deterministic).
+
+    Colours are linear light, or sRGB-encoded values (highlights kept above 1) when the spec
+    blurs on gamma-encoded values (``spec.blur_space == "gamma"``).
+    """
     rng = np.random.default_rng(spec.seed)
-    builders = {"layers": _layers_scene, "planes": _planes_scene, "stereo": _stereo_scene}
+    builders = {"layers": _layers_scene, "planes": _planes_scene, "stereo": _stereo_scene,
+                "portrait": _portrait_scene, "night": _night_scene}
     if spec.kind not in builders:
         raise ValueError(f"unknown scene kind {spec.kind!r}; expected one of {KINDS}")
-    return Scene(builders[spec.kind](rng, spec), pad=spec.pad)
+    layers = builders[spec.kind](rng, spec)
+    if spec.blur_space == "gamma":
+        layers = [Layer(linear_to_srgb_extended(layer.rgb), layer.alpha, layer.depth) for layer in layers]
+    return Scene(layers, pad=spec.pad)

@@ -9,7 +9,8 @@ Layout (``NAME`` = ``000000``, ``000001``, ... identical across the five folders
     OUT/{split}_r/source/NAME.png     R, the right dual-pixel view
     OUT/{split}_meta/NAME.npz         depth (m), coc (signed blur radius, px), disparity (x_L - x_R, px)
 
-Images are sRGB-encoded PNGs (8-bit by default, or 16-bit) of linear renders; the maps are
+Images are sRGB-encoded PNGs (8-bit by default, or 16-bit) of linear renders, or of renders
+developed by a camera pipeline (:mod:`ifan.synth.camera`, per-sample settings in the manifest); the maps are
 float32 at full resolution, rounded to 14 mantissa bits (relative precision 3e-5: 0.0006 px at a
 20 px blur, 0.3 mm at 10 m) so that they deflate 2.5x better. Each file is written atomically
 and the ``.npz`` last, so its presence marks a complete sample: an interrupted run resumes where
@@ -33,9 +34,12 @@ import numpy as np
 
 from ifan.fileutil import atomic_write, atomic_write_bytes
 from ifan.io import encode_png_pixels
+from ifan.synth.assets import PHOTOS
+from ifan.synth.camera import CameraPipeline, develop
 from ifan.synth.color import encode_srgb
 from ifan.synth.rendering import DualPixelImages, render
-from ifan.synth.scenes import PHOTOS, SceneSpec, SynthConfig, build_scene, sample_spec
+from ifan.synth.sampling import SceneSpec, SynthConfig, sample_spec
+from ifan.synth.scenes import build_scene
 
 FORMAT = "ifan-synth/1"
 SPLITS = ("train", "val", "test")
@@ -44,7 +48,10 @@ _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 CONVENTIONS = {
     "images": "sRGB-encoded PNG of a render in linear light; C = (L + R) / 2 in linear light "
-              "(a dual-pixel value is the sum of its two photodiodes; each view has C's exposure)",
+              "(a dual-pixel value is the sum of its two photodiodes; each view has C's exposure); "
+              "a sample with a 'pipeline' was developed by it (tone, sharpening, resizing identical for "
+              "C, L, R and the target; JPEG on C only), a sample with blur_space 'gamma' was blurred "
+              "on sRGB-encoded values",
     "coc": "signed circle-of-confusion radius in output pixels: > 0 behind the focus plane (Z > S), "
            "< 0 in front; coc = K (1 - S / Z) with K = f^2 / (2 N (S - f) pixel_pitch)",
     "disparity": "x_L - x_R of a scene point in pixels = -kappa * coc (kappa ~ 0.8-0.87, from the aperture "
@@ -97,15 +104,28 @@ def sample_spec_for(seed: int, split: str, index: int, config: SynthConfig) -> S
 
 
 def render_spec(spec: SceneSpec) -> DualPixelImages:
-    """Build and render the scene of ``spec`` (noise drawn from the spec's seed)."""
+    """Build and render the scene of ``spec`` (noise drawn from the spec's seed).
+
+    Returns linear renders (``encoding="linear"``) for a spec that blurs in linear light with no
+    camera pipeline (every ifan 0.1 spec), and developed, sRGB-encoded images otherwise.
+    """
     rng = np.random.default_rng(np.random.SeedSequence([spec.seed, 1]))
-    return render(build_scene(spec), spec.camera, spec.profile, spec.noise, rng)
+    images = render(build_scene(spec), spec.camera, spec.profile, spec.noise, rng)
+    if spec.pipeline is None and spec.blur_space == "linear" and spec.out_size is None:
+        return images
+    return develop(images, spec.pipeline or CameraPipeline(), spec.blur_space, spec.out_size)
 
 
-def _write_png(path: Path, linear: np.ndarray, bit_depth: int) -> None:
-    """Atomically write linear ``(H, W, 3)`` floats as an sRGB PNG with fast (level-1) deflate
-    (level 6, the default, takes ~3.5x longer at 512 x 512 for 20 % smaller files)."""
-    atomic_write_bytes(path, encode_png_pixels(encode_srgb(linear, bit_depth), compress_level=1))
+def _write_png(path: Path, image: np.ndarray, bit_depth: int, encoding: str = "linear") -> None:
+    """Atomically write ``(H, W, 3)`` floats, linear (sRGB-encoded here) or already encoded, as an
+    sRGB PNG with fast (level-1) deflate (level 6, the default, takes ~3.5x longer at 512 x 512
+    for 20 % smaller files)."""
+    if encoding == "linear":
+        pixels = encode_srgb(image, bit_depth)
+    else:
+        scale, dtype = (255.0, np.uint8) if bit_depth == 8 else (65535.0, np.uint16)
+        pixels = np.round(np.clip(image, 0.0, 1.0) * scale).astype(dtype)
+    atomic_write_bytes(path, encode_png_pixels(pixels, compress_level=1))
 
 
 MAP_MANTISSA_BITS = 14
@@ -133,8 +153,8 @@ def _write_maps(path: Path, maps: Mapping[str, np.ndarray]) -> None:
 
 def write_sample(paths: SamplePaths, images: DualPixelImages, bit_depth: int = 8) -> None:
     """Write one rendered sample: the four PNGs, then the maps (which mark the sample complete)."""
-    for path, linear in zip(paths.images, (images.center, images.target, images.left, images.right)):
-        _write_png(path, linear, bit_depth)
+    for path, image in zip(paths.images, (images.center, images.target, images.left, images.right)):
+        _write_png(path, image, bit_depth, images.encoding)
     _write_maps(paths.meta, {"depth": images.depth, "coc": images.coc, "disparity": images.disparity})
 
 
