@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -131,3 +133,101 @@ def test_invalid_configs_are_refused():
         SynthConfig(width=4)
     with pytest.raises(ValueError):
         SynthConfig(kinds=(("mountains", 1.0),))
+
+
+# ---- ifan 0.2: the documented mixture, portraits, night scenes, rich content, gamma-space blur ---------
+
+from ifan.synth.assets import CONTENTS, dead_leaves, text_texture, texture  # noqa: E402
+from ifan.synth.color import linear_to_srgb_extended  # noqa: E402
+
+
+def test_a_config_without_the_new_options_draws_exactly_as_ifan_0_1():
+    # the new options draw random numbers only when switched on: same specs, same scenes
+    config = SynthConfig(width=96, height=64, max_blur=8.0)
+    spec = sample_spec(np.random.default_rng(21), config)
+    assert spec.content == "classic" and spec.blur_space == "linear" and spec.pipeline is None
+    assert spec.profile.blades == 0 and spec.profile.cateye == 0 and spec.profile.gauss == 0
+    assert spec.out_size is None
+
+
+def test_the_mixture_draws_every_family_kind_and_option_in_its_documented_proportions():
+    config = SynthConfig.mixture(width=128, height=96)
+    specs = [sample_spec(np.random.default_rng([4, i]), config) for i in range(1500)]
+    kinds = {k: np.mean([s.kind == k for s in specs]) for k, _ in config.kinds}
+    for k, w in config.kinds:
+        assert kinds[k] == pytest.approx(w, abs=0.04)
+    fam = {"polygon": np.mean([s.profile.blades > 0 for s in specs]),
+           "gaussian": np.mean([s.profile.gauss > 0 for s in specs])}
+    assert fam["polygon"] == pytest.approx(0.2, abs=0.03) and fam["gaussian"] == pytest.approx(0.2, abs=0.03)
+    assert np.mean([s.profile.cateye > 0 for s in specs]) == pytest.approx(0.25 * 0.8, abs=0.03)
+    assert np.mean([s.blur_space == "gamma" for s in specs]) == pytest.approx(0.35, abs=0.04)
+    assert np.mean([s.pipeline is not None for s in specs]) == pytest.approx(0.8, abs=0.03)
+    assert np.mean([s.max_abs_coc < 0.6 * (s.out_size[0] / 128 if s.out_size else 1) + 1e-6 for s in specs]) > 0.05
+    rendered_larger = [s for s in specs if s.out_size is not None]
+    assert rendered_larger and all(s.out_size == (128, 96) and s.width > 128 for s in rendered_larger)
+
+
+@pytest.mark.parametrize("kind", ["portrait", "night"])
+def test_subject_scenes_put_a_sharp_subject_before_a_blurred_background(kind):
+    import cv2
+
+    config = SynthConfig(width=128, height=128, max_blur=12.0, kinds=((kind, 1.0),), content="rich")
+    found = 0
+    for i in range(40):
+        spec = sample_spec(np.random.default_rng([6, i]), config)
+        if spec.focus < 0.6 or spec.max_abs_coc < 6:
+            continue
+        scene = build_scene(spec)
+        in_focus = [k for k, layer in enumerate(scene.layers)
+                    if k > 0 and abs(1 / float(layer.depth.max()) - spec.inv_depth(spec.focus)) < 1e-6]
+        if not in_focus or in_focus[-1] != len(scene.layers) - 1:  # nothing (blurred) in front of the subject
+            continue
+        k = in_focus[-1]
+        p = scene.pad
+        solid = scene.layers[k].alpha == 1.0
+        inside = cv2.erode(solid.astype(np.uint8), np.ones((7, 7), np.uint8)).astype(bool)[p:-p, p:-p]
+        if inside.sum() < 50:
+            continue
+        out = render(scene, spec.camera, spec.profile)
+        np.testing.assert_allclose(out.center[inside], out.target[inside], atol=1e-4)  # the subject is in focus
+        assert np.abs(out.coc).max() > 5  # and something else is not
+        found += 1
+    assert found >= 3
+
+
+def test_night_scenes_hold_point_lights_far_above_white():
+    config = SynthConfig(width=128, height=128, kinds=(("night", 1.0),))
+    peaks = [max(float(layer.rgb.max()) for layer in build_scene(sample_spec(np.random.default_rng([8, i]),
+                                                                             config)).layers) for i in range(6)]
+    assert min(peaks) > 1.5  # they saturate into bokeh discs once blurred
+
+
+def test_rich_textures_include_dead_leaves_and_text():
+    rng = np.random.default_rng(0)
+    leaves = dead_leaves(rng, 128, 128)
+    assert leaves.shape == (128, 128, 3) and leaves.dtype == np.float32 and 0 <= leaves.min() <= leaves.max() <= 1
+    # scale invariance: the power spectrum falls off roughly as 1/f^2
+    grey = leaves.mean(axis=2) - leaves.mean()
+    power = np.abs(np.fft.fft2(grey)) ** 2
+    f = np.hypot(*np.meshgrid(np.fft.fftfreq(128), np.fft.fftfreq(128)))
+    band = [power[(f > lo) & (f < 2 * lo)].mean() for lo in (0.02, 0.04, 0.08, 0.16)]
+    slopes = np.diff(np.log2(band))
+    assert -3.2 < slopes.mean() < -1.2
+    text = text_texture(rng, 96, 160)
+    assert len(np.unique(np.round(text.mean(axis=2), 3))) > 10  # anti-aliased strokes, not two flat colours
+    identity = lambda src, h, w: src[:h, :w]  # noqa: E731
+    for content in CONTENTS:
+        assert texture(rng, 64, 64, identity, content).shape == (64, 64, 3)
+    with pytest.raises(ValueError, match="unknown content"):
+        texture(rng, 8, 8, identity, "fancy")
+
+
+def test_gamma_space_scenes_hold_encoded_colours():
+    config = SynthConfig(width=96, height=64, gamma_blur_p=1.0)
+    spec = sample_spec(np.random.default_rng(3), config)
+    assert spec.blur_space == "gamma"
+    linear = build_scene(replace(spec, blur_space="linear"))
+    encoded = build_scene(spec)
+    for a, b in zip(linear.layers, encoded.layers):
+        np.testing.assert_allclose(b.rgb, linear_to_srgb_extended(a.rgb), atol=1e-6)
+    assert linear_to_srgb_extended(np.float32(4.0)) > 1.0  # highlights stay above white

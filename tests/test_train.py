@@ -193,3 +193,96 @@ def test_two_processes_with_gloo_stay_identical_and_match_one_process(data_root,
     single = train(cfg, tmp_path / "single", device="cpu").model.state_dict()
     worst = max(float((single[k] - r0[k]).abs().max()) for k in r0)
     assert worst < 1e-5, f"DDP and single-process weights differ by {worst}"
+
+
+# ---- recipe options of ifan 0.2: schedules, precision auto, EMA, init from weights, image losses --------
+
+
+def test_cosine_schedule_with_warmup_and_restarts():
+    from ifan.train.trainer import lr_at
+
+    cfg = load_config(None, ["train.lr=1e-3", "train.steps=110", "train.schedule=cosine", "train.warmup_steps=10",
+                             "train.min_lr=1e-5"])
+    assert lr_at(0, cfg) == pytest.approx(1e-4) and lr_at(9, cfg) == pytest.approx(1e-3)  # linear warm-up
+    assert lr_at(10, cfg) == pytest.approx(1e-3)
+    assert lr_at(60, cfg) == pytest.approx(1e-5 + 0.5 * (1e-3 - 1e-5))  # half way down the cosine
+    assert lr_at(109, cfg) < 2e-5 and all(lr_at(i, cfg) >= lr_at(i + 1, cfg) for i in range(10, 109))
+    restarts = load_config(None, ["train.lr=1e-3", "train.steps=100", "train.schedule=cosine",
+                                  "train.restart_every=25"])
+    assert lr_at(24, restarts) < 1e-5 and lr_at(25, restarts) == pytest.approx(1e-3)  # a warm restart
+    step = load_config(None, ["train.lr=1e-3", "train.lr_milestones=[5, 8]", "train.warmup_steps=2"])
+    assert [round(lr_at(i, step), 6) for i in (0, 1, 4, 5, 8)] == [5e-4, 1e-3, 1e-3, 5e-4, 2.5e-4]
+    with pytest.raises(ConfigError, match="schedule"):
+        load_config(None, ["train.schedule=linear"])
+
+
+def test_precision_auto_is_bf16_exactly_where_the_cpu_has_native_bf16(monkeypatch):
+    import ifan.inference
+    from ifan.train.trainer import resolve_training_precision
+
+    cpu = torch.device("cpu")
+    for native, expected in ((True, "bf16"), (False, "fp32")):
+        monkeypatch.setattr(ifan.inference, "cpu_has_native_bf16", lambda native=native: native)
+        assert resolve_training_precision("auto", cpu) == expected
+    assert resolve_training_precision("fp32", cpu) == "fp32"
+    assert load_config(None, ["train.precision=auto"]).train.precision == "auto"
+
+
+def test_ema_weights_are_the_running_average_and_are_what_gets_exported(data_root, tmp_path):
+    from ifan.train.trainer import EMA
+
+    net = torch.nn.Linear(2, 2)
+    ema = EMA(net, decay=0.75)
+    before = net.weight.detach().clone()
+    with torch.no_grad():
+        net.weight.add_(4.0)
+    ema.update()
+    torch.testing.assert_close(ema.model.weight, before + 1.0)  # 0.75 * w + 0.25 * (w + 4)
+    cfg = from_dict(TrainConfig, tiny_config(data_root, ema=0.5))
+    straight = train(cfg, tmp_path / "straight", device="cpu")
+    exported = _weights(tmp_path / "straight" / "model.safetensors")
+    raw = straight.model.state_dict()
+    assert any(not torch.equal(exported[k], raw[k]) for k in raw)  # the average, not the last weights
+    rows = [json.loads(x) for x in (tmp_path / "straight" / "metrics.jsonl").read_text().splitlines()]
+    assert all("psnr_raw" in r for r in rows if r["kind"] == "val")
+    # the average is part of the checkpoint: a resumed run ends with the same exported weights
+    train(cfg, tmp_path / "resumed", stop_after=4, device="cpu")
+    train(cfg, tmp_path / "resumed", resume=True, device="cpu")
+    resumed = _weights(tmp_path / "resumed" / "model.safetensors")
+    for k in exported:
+        assert torch.equal(exported[k], resumed[k]), k
+
+
+def test_init_from_weights_starts_from_them_and_refuses_another_architecture(data_root, tmp_path):
+    cfg = from_dict(TrainConfig, tiny_config(data_root, steps=2))
+    first = train(cfg, tmp_path / "first", device="cpu")
+    source = tmp_path / "first" / "model.safetensors"
+    raw = tiny_config(data_root, steps=1, lr=1e-12, warmup_steps=1)
+    raw["init"] = {"weights": str(source)}
+    second = train(from_dict(TrainConfig, raw), tmp_path / "second", device="cpu")
+    start = _weights(source)
+    for k, v in second.model.state_dict().items():  # one step at lr 1e-12 barely moves them
+        torch.testing.assert_close(v, start[k], atol=1e-8, rtol=0)
+    other = tiny_config(data_root, steps=1)
+    other["model_overrides"] = {"channels": 4, "iterations": 2, "reblur_iterations": 2}
+    other["init"] = {"weights": str(source)}
+    with pytest.raises(ConfigError, match="architecture"):
+        train(from_dict(TrainConfig, other), tmp_path / "third", device="cpu")
+    assert first.finished
+
+
+@pytest.mark.parametrize("kind", ["mse", "l1", "charbonnier"])
+def test_image_losses_and_the_frequency_term(kind):
+    from ifan.train.losses import CHARBONNIER_EPS, frequency_distance, image_distance
+
+    a, b = torch.rand(2, 3, 8, 8), torch.rand(2, 3, 8, 8)
+    d = a - b
+    expected = {"mse": d.square().mean(), "l1": d.abs().mean(),
+                "charbonnier": (d.square() + CHARBONNIER_EPS ** 2).sqrt().mean()}[kind]
+    torch.testing.assert_close(image_distance(a, b, kind), expected)
+    assert float(image_distance(a, a, kind)) <= CHARBONNIER_EPS + 1e-9
+    # Parseval: the orthonormal spectrum of a pure DC offset c is c * sqrt(H W) at one frequency per channel
+    offset = frequency_distance(a + 0.5, a)
+    assert float(offset) == pytest.approx(0.5 * 8 / (8 * 5 * 2), rel=1e-5)
+    with pytest.raises(ConfigError, match="image_loss"):
+        load_config(None, ["losses.image_loss=huber"])

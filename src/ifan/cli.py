@@ -102,7 +102,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     else:
         if not args.config:
             raise ConfigError("give a recipe (e.g. configs/ifan-lite-cpu.yaml) or --resume RUN_DIR")
-        cfg = load_config(args.config, args.set)
+        overrides = list(args.set) + ([f"init.weights={args.init}"] if args.init else [])
+        cfg = load_config(args.config, overrides)
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         run_dir = Path(args.out) if args.out else Path("runs") / f"{Path(args.config).stem}-{stamp}"
     result = train(cfg, run_dir, resume=bool(args.resume), stop_after=args.stop_after, device=args.device)
@@ -310,6 +311,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a recipe value, e.g. --set train.steps=1000 (repeatable)")
     p.add_argument("--out", help="run folder (default: runs/RECIPE-TIMESTAMP)")
+    p.add_argument("--init", metavar="MODEL_OR_FILE",
+                   help="start from trained weights (a bundled model such as ifan-lite, or a safetensors file): "
+                        "weights only, a fresh optimiser (same as --set init.weights=...)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
     p.add_argument("--stop-after", type=int, metavar="N", help="stop with a checkpoint after N steps of this call")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])

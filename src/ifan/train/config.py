@@ -41,7 +41,16 @@ class DataConfig:
 
 @dataclass
 class OptimConfig:
-    """Optimisation: the paper's RAdam with decoupled weight decay, step decay, clipping."""
+    """Optimisation: the paper's RAdam with decoupled weight decay, step decay, clipping.
+
+    ``schedule``: ``step`` (``lr * lr_gamma ** milestones passed``, the paper's) or ``cosine``
+    (from ``lr`` down to ``min_lr`` over the run, or over each period of ``restart_every`` steps:
+    warm restarts); both after a linear warm-up of ``warmup_steps``. ``ema``: decay of an
+    exponential moving average of the weights, validated and exported instead of the raw
+    weights (0: off). ``precision``: ``fp32``, ``bf16``, ``fp16`` (CUDA) or ``auto`` (bf16 on
+    CPUs with native bf16 and on CUDA devices that support it, fp16 on other CUDA devices, fp32
+    elsewhere).
+    """
 
     steps: int = 600_000
     batch_size: int = 8
@@ -52,7 +61,12 @@ class OptimConfig:
     eps: float = 1e-8
     lr_milestones: list[int] = field(default_factory=lambda: [500_000, 550_000])
     lr_gamma: float = 0.5
+    schedule: str = "step"
+    warmup_steps: int = 0
+    min_lr: float = 0.0
+    restart_every: int | None = None
     grad_clip: float = 0.5
+    ema: float = 0.0
     precision: str = "fp32"
     channels_last: bool = True
     threads: int | None = None
@@ -60,20 +74,30 @@ class OptimConfig:
 
 @dataclass
 class LossConfig:
-    """Loss weights (0 switches a term off)."""
+    """Loss weights (0 switches a term off) and the form of the image loss.
+
+    ``image_loss``: ``mse`` (the paper's), ``l1`` or ``charbonnier`` (``sqrt(d**2 + 1e-6)``);
+    ``frequency``: weight of an L1 loss between the 2-D spectra of output and target.
+    """
 
     image: float = 1.0
     dme: float = 1.0
     reblur: float = 1.0
+    image_loss: str = "mse"
+    frequency: float = 0.0
 
 
 @dataclass
 class InitConfig:
-    """Xavier-uniform gains: network, filter predictor, reblurring network (official 1.0, 1.5, 1.0)."""
+    """How the weights start: Xavier-uniform with these gains (network, filter predictor, reblurring
+    network; official 1.0, 1.5, 1.0), or, with ``weights``, from a bundled model's name or a
+    safetensors file (weights only: the optimiser starts afresh; its reblurring network too if
+    the file holds one)."""
 
     gain: float = 1.0
     filter_gain: float = 1.5
     reblur_gain: float = 1.0
+    weights: str | None = None
 
 
 @dataclass
@@ -117,8 +141,17 @@ class TrainConfig:
             (self.train.batch_size > 0, "train.batch_size must be positive"),
             (self.train.patch_size > 0 and self.train.patch_size % 8 == 0,
              f"train.patch_size must be a positive multiple of 8, got {self.train.patch_size}"),
-            (self.train.precision in ("fp32", "bf16", "fp16"),
-             f"train.precision must be fp32, bf16 or fp16, got {self.train.precision!r}"),
+            (self.train.precision in ("fp32", "bf16", "fp16", "auto"),
+             f"train.precision must be fp32, bf16, fp16 or auto, got {self.train.precision!r}"),
+            (self.train.schedule in ("step", "cosine"),
+             f"train.schedule must be 'step' or 'cosine', got {self.train.schedule!r}"),
+            (self.train.warmup_steps >= 0 and 0.0 <= self.train.min_lr <= self.train.lr,
+             "train.warmup_steps must be >= 0 and train.min_lr in [0, train.lr]"),
+            (self.train.restart_every is None or self.train.restart_every > 0, "train.restart_every must be positive"),
+            (0.0 <= self.train.ema < 1.0, f"train.ema must be in [0, 1), got {self.train.ema}"),
+            (self.losses.image_loss in ("mse", "l1", "charbonnier"),
+             f"losses.image_loss must be mse, l1 or charbonnier, got {self.losses.image_loss!r}"),
+            (self.losses.frequency >= 0, "losses.frequency must be >= 0"),
             (len(self.train.betas) == 2, "train.betas must hold two numbers"),
             (self.data.kind == "dpdd" or self.losses.dme == 0,
              "losses.dme needs dual-pixel views: set losses.dme: 0 for data.kind 'folder'"),
@@ -174,6 +207,11 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             raise ConfigError(f"{key}: expected an integer, got {value!r}")
         return value
     if tp is float:
+        if isinstance(value, str):  # YAML 1.1 reads 1e-4 (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{key}: expected a number, got {value!r}")
         return float(value)

@@ -1,6 +1,7 @@
 """IFAN's training losses, computed as the official trainer computes them.
 
-* image: MSE between the (unclipped) output and the sharp target.
+* image: MSE between the (unclipped) output and the sharp target (or L1 / Charbonnier), plus
+  optionally an L1 distance between their 2-D Fourier spectra (``frequency``).
 * dme (disparity map estimation): MSE between the right view at 1/8 (area), warped
   horizontally by the disparity predicted from the right view, and the left view at 1/8.
 * reblur: MSE between the reblurred sharp target (reblurring network, 1/8) and the blurry
@@ -49,11 +50,36 @@ def horizontal_warp(x: Tensor, disparity: Tensor) -> Tensor:
 
 @dataclass(frozen=True)
 class LossWeights:
-    """Weights of the three terms; 0 switches a term off (it is then not computed)."""
+    """Weights of the terms (0 switches a term off: it is then not computed) and the image loss's form."""
 
     image: float = 1.0
     dme: float = 1.0
     reblur: float = 1.0
+    image_loss: str = "mse"
+    frequency: float = 0.0
+
+
+CHARBONNIER_EPS = 1e-3
+
+
+def image_distance(output: Tensor, target: Tensor, kind: str = "mse") -> Tensor:
+    """Mean over all elements of ``(o - t)**2`` (``mse``), ``|o - t|`` (``l1``) or
+    ``sqrt((o - t)**2 + 1e-6)`` (``charbonnier``)."""
+    diff = output.float() - target.float()
+    if kind == "mse":
+        return diff.square().mean()
+    if kind == "l1":
+        return diff.abs().mean()
+    if kind == "charbonnier":
+        return (diff.square() + CHARBONNIER_EPS ** 2).sqrt().mean()
+    raise ValueError(f"unknown image loss {kind!r}; expected mse, l1 or charbonnier")
+
+
+def frequency_distance(output: Tensor, target: Tensor) -> Tensor:
+    """Mean absolute difference of the real and imaginary parts of the orthonormal 2-D spectra
+    (``rfft2``) of ``(B, C, H, W)`` images: weighs every spatial frequency alike."""
+    diff = torch.fft.rfft2(output.float() - target.float(), norm="ortho")
+    return torch.view_as_real(diff).abs().mean()
 
 
 def ifan_losses(
@@ -76,10 +102,13 @@ def ifan_losses(
         reblur_net: needed when ``weights.reblur > 0``.
 
     Returns:
-        ``{"image", ["dme"], ["reblur"], "total"}``; unweighted terms, weighted total.
+        ``{"image", ["frequency"], ["dme"], ["reblur"], "total"}``; unweighted terms, weighted total.
     """
-    losses: dict[str, Tensor] = {"image": F.mse_loss(out.image, target)}
+    losses: dict[str, Tensor] = {"image": image_distance(out.image, target, weights.image_loss)}
     total = weights.image * losses["image"]
+    if weights.frequency > 0:
+        losses["frequency"] = frequency_distance(out.image, target)
+        total = total + weights.frequency * losses["frequency"]
     if weights.dme > 0:
         if left is None or out.disparity_right is None:
             raise ValueError("the DME loss needs the left view and the right-view disparity (pass right/left)")

@@ -20,9 +20,11 @@ Run folder::
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import math
 import signal
+import sys
 import time
 import warnings
 from dataclasses import dataclass
@@ -61,9 +63,49 @@ class TrainingModule(nn.Module):
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
-    """Step decay: ``lr * gamma ** (number of milestones reached)``."""
-    reached = sum(step >= m for m in cfg.train.lr_milestones)
-    return cfg.train.lr * cfg.train.lr_gamma ** reached
+    """The learning rate of (0-based) ``step``: a linear warm-up over ``warmup_steps``, then step decay
+    (``lr * gamma ** milestones reached``) or a cosine from ``lr`` to ``min_lr`` (over the remaining
+    steps, or over each ``restart_every`` steps: warm restarts)."""
+    t = cfg.train
+    if step < t.warmup_steps:
+        return t.lr * (step + 1) / t.warmup_steps
+    if t.schedule == "step":
+        return t.lr * t.lr_gamma ** sum(step >= m for m in t.lr_milestones)
+    period = t.restart_every or max(t.steps - t.warmup_steps, 1)
+    phase = ((step - t.warmup_steps) % period) / period
+    return t.min_lr + 0.5 * (t.lr - t.min_lr) * (1.0 + math.cos(math.pi * phase))
+
+
+def resolve_training_precision(precision: str, device: torch.device) -> str:
+    """``fp32``, ``bf16`` or ``fp16`` for a requested precision; ``auto``: bf16 on CPUs with native
+    bf16 and on CUDA devices that support it, fp16 on other CUDA devices, fp32 elsewhere."""
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    from ifan.inference import cpu_has_native_bf16
+
+    return "bf16" if device.type == "cpu" and cpu_has_native_bf16() else "fp32"
+
+
+class EMA:
+    """An exponential moving average of a model's floating-point parameters and buffers.
+
+    After each optimiser step, ``update()`` sets ``avg = decay * avg + (1 - decay) * current``;
+    the average lives in ``self.model`` (a copy of the network, in eval mode), which validation
+    and the exported weights use.
+    """
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        self.decay = decay
+        self.model = copy.deepcopy(model).eval().requires_grad_(False)
+        self._pairs = [(a, b) for a, b in zip(self.model.state_dict().values(), model.state_dict().values())
+                       if a.is_floating_point()]
+
+    @torch.no_grad()
+    def update(self) -> None:
+        averages, current = zip(*self._pairs)
+        torch._foreach_lerp_(list(averages), list(current), 1.0 - self.decay)
 
 
 def build_datasets(cfg: TrainConfig) -> tuple[DefocusDataset, DefocusDataset | None]:
@@ -197,6 +239,23 @@ def _autocast(device: torch.device, precision: str):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
+def _init_from_weights(model: IFAN, reblur: ReblurNet | None, source: str) -> str:
+    """Copy trained weights (a bundled model's name or a weights file) into ``model`` (and ``reblur``
+    when the file holds a reblurring network); returns a one-line description."""
+    from ifan.models.zoo import load_model
+
+    loaded, loaded_reblur = load_model(source, with_reblur=True)
+    if loaded.config != model.config:
+        raise ConfigError(f"init.weights {source}: its architecture {loaded.config.to_dict()} differs from the "
+                          f"recipe's {model.config.to_dict()}; pick the matching model or model_overrides")
+    model.load_state_dict(loaded.state_dict())
+    note = f"initialised from {source}"
+    if reblur is not None and loaded_reblur is not None:
+        reblur.load_state_dict(loaded_reblur.state_dict())
+        note += " (with its reblurring network)"
+    return note
+
+
 def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, stop_after: int | None = None,
           device: str = "auto") -> TrainResult:
     """Train (or resume training) into ``run_dir``. See the module docstring.
@@ -218,9 +277,10 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, stop_afte
 def _train(cfg: TrainConfig, run_dir: Path, resume: bool, stop_after: int | None,
            info: distributed.DistInfo) -> TrainResult:
     dev = info.device
-    if cfg.train.precision == "fp16" and dev.type != "cuda":
+    precision = resolve_training_precision(cfg.train.precision, dev)
+    if precision == "fp16" and dev.type != "cuda":
         raise ConfigError("train.precision fp16 needs a CUDA device; use fp32 (or bf16 where the CPU has it)")
-    if cfg.train.precision == "bf16" and dev.type == "cpu" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+    if precision == "bf16" and dev.type == "cpu" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
         warnings.warn("this CPU has no native bf16: bf16 training will be much slower than fp32", stacklevel=2)
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
@@ -237,10 +297,16 @@ def _train(cfg: TrainConfig, run_dir: Path, resume: bool, stop_after: int | None
     if cfg.losses.reblur > 0:
         reblur = ReblurNet(model.config)
         reblur.init_weights(cfg.init.reblur_gain)
-    weights = LossWeights(cfg.losses.image, cfg.losses.dme, cfg.losses.reblur)
+    if cfg.init.weights and not (resume and existing is not None):
+        note = _init_from_weights(model, reblur, cfg.init.weights)
+        if info.is_main:
+            print(note, file=sys.stderr)
+    weights = LossWeights(cfg.losses.image, cfg.losses.dme, cfg.losses.reblur, cfg.losses.image_loss,
+                          cfg.losses.frequency)
     module = TrainingModule(model, reblur, weights).to(dev)
     memory_format = torch.channels_last if cfg.train.channels_last else torch.contiguous_format
     module = module.to(memory_format=memory_format)
+    ema = EMA(model, cfg.train.ema) if cfg.train.ema > 0 else None
     params = [p for p in module.parameters() if p.requires_grad]
     optimizer = torch.optim.RAdam(params, lr=cfg.train.lr, betas=tuple(cfg.train.betas), eps=cfg.train.eps,
                                   weight_decay=cfg.train.weight_decay, decoupled_weight_decay=True)
@@ -255,6 +321,8 @@ def _train(cfg: TrainConfig, run_dir: Path, resume: bool, stop_after: int | None
         optimizer.load_state_dict(state["optimizer"])
         if "scaler" in state:
             scaler.load_state_dict(state["scaler"])
+        if ema is not None:
+            ema.model.load_state_dict(state.get("ema") or state["model"])
         torch.set_rng_state(state["torch_rng"])
         step, best_psnr, elapsed = state["step"], state.get("best_psnr"), state.get("elapsed", 0.0)
     if info.is_main:
@@ -282,6 +350,7 @@ def _train(cfg: TrainConfig, run_dir: Path, resume: bool, stop_after: int | None
             "reblur": reblur.state_dict() if reblur is not None else {},
             "optimizer": optimizer.state_dict(),
             "scaler": scaler.state_dict(),
+            "ema": ema.model.state_dict() if ema is not None else {},
             "torch_rng": torch.get_rng_state(),
             "best_psnr": best_psnr,
             "elapsed": elapsed + (time.perf_counter() - t_start),
@@ -290,8 +359,13 @@ def _train(cfg: TrainConfig, run_dir: Path, resume: bool, stop_after: int | None
         }
         save_checkpoint(run_dir, at_step, state, cfg.log.keep_last)
 
+    eval_model = ema.model if ema is not None else model  # what is validated and exported
+
     def export(path: Path, **meta: str) -> None:
-        save_weights(path, model.config, model.state_dict(), reblur.state_dict() if reblur is not None else None,
+        if ema is not None:
+            meta["ema"] = str(cfg.train.ema)
+        save_weights(path, model.config, eval_model.state_dict(),
+                     reblur.state_dict() if reblur is not None else None,
                      source=f"ifan train {run_dir.name}", model_name=cfg.model, **meta)
 
     t_start, t_window, steps_window = time.perf_counter(), time.perf_counter(), 0
@@ -303,7 +377,7 @@ def _train(cfg: TrainConfig, run_dir: Path, resume: bool, stop_after: int | None
                 group["lr"] = lr_at(step, cfg)
             views = {k: batch[k].to(dev, non_blocking=True).contiguous(memory_format=memory_format)
                      for k in ("c", "gt", "l", "r") if k in batch}
-            with _autocast(dev, cfg.train.precision):
+            with _autocast(dev, precision):
                 losses = net(views["c"], views["gt"], views.get("r"), views.get("l"))
             if not torch.isfinite(losses["total"]):
                 raise FloatingPointError(f"the loss became {float(losses['total'])} at step {step + 1}; "
@@ -314,6 +388,8 @@ def _train(cfg: TrainConfig, run_dir: Path, resume: bool, stop_after: int | None
             grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.train.grad_clip)
             scaler.step(optimizer)
             scaler.update()
+            if ema is not None:
+                ema.update()
             step += 1
             ran += 1
             steps_window += 1
@@ -335,10 +411,12 @@ def _train(cfg: TrainConfig, run_dir: Path, resume: bool, stop_after: int | None
                         writer.add_scalar("train/grad_norm", row["grad_norm"], step)
                     t_window, steps_window = time.perf_counter(), 0
                 if val_set is not None and (step % cfg.log.val_every == 0 or step == cfg.train.steps):
-                    result = validate(model, val_set, dev, cfg.data.val_crop, memory_format)
-                    _append_metrics(run_dir, {"step": step, "kind": "val", "psnr": result["psnr"],
-                                              "psnr_input": result["psnr_input"],
-                                              "elapsed": elapsed + time.perf_counter() - t_start})
+                    result = validate(eval_model, val_set, dev, cfg.data.val_crop, memory_format)
+                    row = {"step": step, "kind": "val", "psnr": result["psnr"], "psnr_input": result["psnr_input"],
+                           "elapsed": elapsed + time.perf_counter() - t_start}
+                    if ema is not None:  # the raw weights too, to see what the average gains
+                        row["psnr_raw"] = validate(model, val_set, dev, cfg.data.val_crop, memory_format)["psnr"]
+                    _append_metrics(run_dir, row)
                     if writer is not None:
                         writer.add_scalar("val/psnr", result["psnr"], step)
                         writer.add_scalar("val/psnr_input", result["psnr_input"], step)

@@ -1,0 +1,323 @@
+"""How well a model deblurs what it was not trained on: the generalisation suite.
+
+    python benchmarks/bench_quality.py                         # the shipped ifan-lite
+    python benchmarks/bench_quality.py --models ifan-lite runs/x/best.safetensors   # side by side
+
+For each model it measures, on images it never saw:
+
+1. ``synth-classic`` / ``synth-mixture``: held-out ``ifan synth`` test sets (100 scenes each,
+   their own seeds: ``--seed 2 --noise``, the set of the 0.1 results, and ``--seed 3 --mixture``,
+   the 0.2 training mixture), made on first use under ``data/quality/``. PSNR / SSIM / MAE of
+   input and output against the sharp target, the gain by largest blur radius, and how well the
+   estimated defocus ranks with the true blur: Spearman's rho between ``|defocus map|`` and
+   ``|blur radius|`` on 8x8 blocks, per image (images whose blur hardly varies are skipped).
+2. ``srgb-disc`` and ``lin-gauss-jpeg``: made by ``benchmarks/quality_sets.py`` (no ``ifan.synth``
+   code) from photos never trained on: plain discs on sRGB values over two layers; a smooth
+   Gaussian blur in linear light followed by JPEG.
+3. ``harm``: PSNR between output and input on sharp photos (no blur): how much a model changes
+   what it should leave alone.
+4. ``artefacts`` on real defocused photos (``flower.jpg``, ``groot.jpeg``): near strong edges (the
+   top 2 % of the input's gradient, a band 2-12 px around them), the mean *overshoot* of the
+   output beyond the input's local range (15x15 window; halos and ringing, in 8-bit levels), the
+   change of the 15x15 local mean colour (8-bit levels), and the ratio of local contrast
+   (standard deviation) output / input. A figure of 100 % crops goes to ``--figure``.
+
+PSNR/SSIM are on outputs clipped to [0, 1] at full float precision, sRGB; SSIM is the Gaussian
+(sigma 1.5) form of ``ifan.evaluate.metrics``. The table is printed (markdown) and written with
+every per-image number to ``benchmarks/results/quality.json`` (``--json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import quality_sets  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+BINS = [(0, 5), (5, 10), (10, 15), (15, 20.5)]
+SYNTH_SETS = {  # name: (folder under data/quality, config factory name, seed)
+    "synth-classic": ("synth-classic", "classic", 2),
+    "synth-mixture": ("synth-mixture", "mixture", 3),
+}
+
+
+def cpu_model() -> str:
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+        flags = next((line.split(":", 1)[1].split() for line in out.splitlines() if line.startswith("Flags")), [])
+        name = next((line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name")), "")
+        bf16 = [f for f in ("avx512_bf16", "amx_bf16") if f in flags]
+        return f"{name} ({', '.join(bf16) or 'no native bf16'})"
+    except (OSError, subprocess.CalledProcessError):
+        return platform.processor() or "unknown"
+
+
+def ensure_synth_set(name: str, data_root: Path, count: int) -> Path:
+    """The held-out ``ifan synth`` test set ``name``, rendered on first use."""
+    from ifan.synth import SynthConfig, write_dataset
+
+    folder, kind, seed = SYNTH_SETS[name]
+    out = data_root / folder
+    config = SynthConfig(noise=True) if kind == "classic" else SynthConfig.mixture()
+    write_dataset(out, {"test": count}, config, seed=seed, workers=2, progress=False)
+    return out
+
+
+def load_synth_samples(root: Path, count: int) -> list[quality_sets.Sample]:
+    from ifan.synth import sample_paths
+
+    samples = []
+    for i in range(count):
+        paths = sample_paths(root, "test", i)
+        with np.load(paths.meta) as maps:
+            coc = maps["coc"].astype(np.float32)
+        samples.append(quality_sets.Sample(paths.center.stem, quality_sets.read_srgb(paths.center),
+                                           quality_sets.read_srgb(paths.target),
+                                           {"max_radius": float(np.abs(coc).max()), "coc": coc}))
+    return samples
+
+
+def scores(output: np.ndarray, target: np.ndarray) -> dict[str, float]:
+    import torch
+
+    from ifan.evaluate.metrics import mae, psnr, ssim
+
+    o = torch.from_numpy(np.ascontiguousarray(np.clip(output, 0, 1).transpose(2, 0, 1)))[None].double()
+    t = torch.from_numpy(np.ascontiguousarray(target.transpose(2, 0, 1)))[None].double()
+    return {"psnr": float(psnr(o, t)), "ssim": float(ssim(o, t)), "mae": float(mae(o, t))}
+
+
+def block_spearman(defocus: np.ndarray, coc: np.ndarray, block: int = 8, min_std: float = 0.25) -> float | None:
+    """Spearman's rho of |defocus| and |coc| averaged over ``block`` x ``block`` cells (None: flat blur)."""
+    from scipy.stats import spearmanr
+
+    h, w = (coc.shape[0] // block) * block, (coc.shape[1] // block) * block
+
+    def cells(x: np.ndarray) -> np.ndarray:
+        return np.abs(x[:h, :w]).reshape(h // block, block, w // block, block).mean(axis=(1, 3)).ravel()
+
+    truth, est = cells(coc), cells(defocus)
+    if truth.std() < min_std:
+        return None
+    return float(spearmanr(est, truth).statistic)
+
+
+def edge_band(image: np.ndarray, top: float = 0.02, inner: int = 2, outer: int = 12) -> tuple[np.ndarray, np.ndarray]:
+    """Strong edges of ``image`` (top ``top`` of the gradient magnitude) and a band around them."""
+    grey = cv2.GaussianBlur(image.mean(axis=2), (0, 0), 1.0)
+    mag = np.hypot(cv2.Sobel(grey, cv2.CV_32F, 1, 0), cv2.Sobel(grey, cv2.CV_32F, 0, 1))
+    edges = mag >= np.quantile(mag, 1 - top)
+    e8 = edges.astype(np.uint8)
+    near = cv2.dilate(e8, np.ones((2 * outer + 1,) * 2, np.uint8)).astype(bool)
+    core = cv2.dilate(e8, np.ones((2 * inner + 1,) * 2, np.uint8)).astype(bool)
+    return edges, near & ~core
+
+
+def artefacts(inp: np.ndarray, out: np.ndarray, window: int = 15) -> dict[str, float]:
+    """Overshoot, local-mean change and local-contrast ratio near strong edges (see the module docstring)."""
+    out = np.clip(out, 0, 1).astype(np.float32)
+    _, band = edge_band(inp)
+    k = np.ones((window, window), np.uint8)
+    hi = np.stack([cv2.dilate(inp[..., c], k) for c in range(3)], axis=2)
+    lo = np.stack([cv2.erode(inp[..., c], k) for c in range(3)], axis=2)
+    over = np.maximum(out - hi, 0) + np.maximum(lo - out, 0)
+    dark = np.maximum(lo - out, 0)
+
+    def local(x):
+        m = cv2.blur(x, (window, window))
+        s = np.sqrt(np.maximum(cv2.blur(x * x, (window, window)) - m * m, 0))
+        return m, s
+
+    m_in, s_in = local(inp)
+    m_out, s_out = local(out)
+    ratio = (s_out.mean(axis=2)[band] + 1e-3) / (s_in.mean(axis=2)[band] + 1e-3)
+    return {"overshoot": float(over[band].mean() * 255), "dark_overshoot": float(dark[band].mean() * 255),
+            "mean_shift": float(np.abs(m_out - m_in)[band].mean() * 255),
+            "contrast_ratio": float(np.median(ratio)), "band_px": int(band.sum())}
+
+
+def run_model(model: str, precision: str, sets: dict[str, list[quality_sets.Sample]]) -> dict:
+    from ifan import Deblurrer
+
+    deblurrer = Deblurrer.from_pretrained(model, device="cpu", precision=precision)
+    result = {"model": model, "describe": deblurrer.describe(), "sets": {}}
+    for set_name, samples in sets.items():
+        rows = []
+        start = time.perf_counter()
+        for s in samples:
+            out, defocus = deblurrer.deblur(s.blurry, return_defocus=True)
+            row = {"name": s.name, **{k: v for k, v in s.info.items() if k != "coc"}}
+            if set_name == "artefacts":
+                row.update(artefacts(s.blurry, out))
+                s.info.setdefault("outputs", {})[model] = out
+            elif set_name == "harm":
+                row["psnr_to_input"] = scores(out, s.blurry)["psnr"]
+                row.update(artefacts(s.blurry, out))
+            else:
+                before, after = scores(s.blurry, s.sharp), scores(out, s.sharp)
+                row.update({f"input_{k}": v for k, v in before.items()}, **after)
+                if "coc" in s.info:
+                    row["spearman"] = block_spearman(defocus, s.info["coc"])
+            rows.append(row)
+        result["sets"][set_name] = {"rows": rows, "seconds": time.perf_counter() - start}
+    return result
+
+
+def summarise(result: dict) -> dict:
+    """Means per set (and gains, blur bins, Spearman) from the per-image rows."""
+    summary = {}
+    for set_name, data in result["sets"].items():
+        rows = data["rows"]
+        if set_name == "artefacts" or set_name == "harm":
+            keys = ["overshoot", "dark_overshoot", "mean_shift", "contrast_ratio"]
+            if set_name == "harm":
+                keys = ["psnr_to_input"] + keys
+            summary[set_name] = {k: float(np.mean([r[k] for r in rows])) for k in keys}
+            summary[set_name]["per_image"] = {r["name"]: {k: r[k] for k in keys} for r in rows}
+            continue
+        s = {k: float(np.mean([r[k] for r in rows])) for k in ("psnr", "ssim", "mae", "input_psnr", "input_ssim",
+                                                                 "input_mae")}
+        s["gain_db"] = s["psnr"] - s["input_psnr"]
+        s["improved"] = int(sum(r["psnr"] > r["input_psnr"] for r in rows))
+        s["count"] = len(rows)
+        s["by_blur"] = {}
+        for lo, hi in BINS:
+            sel = [r for r in rows if lo <= r["max_radius"] < hi]
+            if sel:
+                s["by_blur"][f"{lo}-{int(hi)}"] = {"count": len(sel), "gain_db": float(np.mean(
+                    [r["psnr"] - r["input_psnr"] for r in sel]))}
+        rho = [r["spearman"] for r in rows if r.get("spearman") is not None]
+        if rho:
+            s["spearman_mean"], s["spearman_min"], s["spearman_count"] = float(np.mean(rho)), float(min(rho)), len(rho)
+        summary[set_name] = s
+    return summary
+
+
+def markdown(results: list[dict]) -> str:
+    """The suite's table: one row per measure, one column per model."""
+    names = [Path(r["model"]).stem if "/" in r["model"] else r["model"] for r in results]
+    head = "| measure | " + " | ".join(names) + " |\n|---|" + "---|" * len(names) + "\n"
+    lines = []
+
+    def row(label, values):
+        lines.append(f"| {label} | " + " | ".join(values) + " |")
+
+    s0 = results[0]["summary"]
+    for set_name in ("synth-classic", "synth-mixture", "srgb-disc", "lin-gauss-jpeg"):
+        if set_name not in s0:
+            continue
+        base = s0[set_name]
+        row(f"{set_name}: input PSNR / SSIM", [f"{base['input_psnr']:.2f} / {base['input_ssim']:.4f}"] * len(results))
+        row(f"{set_name}: output PSNR / SSIM", [f"{r['summary'][set_name]['psnr']:.2f} / "
+                                                f"{r['summary'][set_name]['ssim']:.4f}" for r in results])
+        row(f"{set_name}: **gain (dB)**, images improved",
+            [f"**{r['summary'][set_name]['gain_db']:+.2f}**, {r['summary'][set_name]['improved']}/"
+             f"{r['summary'][set_name]['count']}" for r in results])
+        row(f"{set_name}: gain by largest blur radius (px)",
+            [", ".join(f"{k}: {v['gain_db']:+.2f}" for k, v in r["summary"][set_name]["by_blur"].items())
+             for r in results])
+        if "spearman_mean" in base:
+            row(f"{set_name}: defocus rank correlation, mean (worst)",
+                [f"{r['summary'][set_name]['spearman_mean']:.2f} ({r['summary'][set_name]['spearman_min']:.2f})"
+                 for r in results])
+    if "harm" in s0:
+        row("sharp photos: PSNR output vs input (dB)", [f"{r['summary']['harm']['psnr_to_input']:.2f}"
+                                                        for r in results])
+    if "artefacts" in s0:
+        for label, key, fmt in (("real defocus: overshoot near edges (8-bit levels)", "overshoot", "{:.2f}"),
+                                ("real defocus: dark overshoot (halo) near edges", "dark_overshoot", "{:.2f}"),
+                                ("real defocus: local mean shift near edges (8-bit levels)", "mean_shift", "{:.2f}"),
+                                ("real defocus: local contrast ratio near edges", "contrast_ratio", "{:.3f}")):
+            row(label, [fmt.format(r["summary"]["artefacts"][key]) for r in results])
+    return head + "\n".join(lines) + "\n"
+
+
+def crops_figure(samples: list[quality_sets.Sample], models: list[str], path: Path, size: int = 160,
+                 per_image: int = 2) -> None:
+    """100 % crops where the input has the strongest edges: input, then each model's output."""
+    rows = []
+    for s in samples:
+        edges, _ = edge_band(s.blurry)
+        density = cv2.blur(edges.astype(np.float32), (size, size))
+        h, w = density.shape
+        taken = []
+        for _ in range(per_image):
+            d = density.copy()
+            for (y, x) in taken:
+                d[max(y - size, 0):y + size, max(x - size, 0):x + size] = -1
+            d[:size // 2], d[h - size // 2:], d[:, :size // 2], d[:, w - size // 2:] = -1, -1, -1, -1
+            y, x = np.unravel_index(int(np.argmax(d)), d.shape)
+            taken.append((y, x))
+            y0, x0 = y - size // 2, x - size // 2
+            panels = [s.blurry[y0:y0 + size, x0:x0 + size]]
+            panels += [np.clip(s.info["outputs"][m], 0, 1)[y0:y0 + size, x0:x0 + size] for m in models]
+            sep = np.ones((size, 4, 3), np.float32)
+            rows.append(np.concatenate([p for panel in panels for p in (panel, sep)][:-1], axis=1))
+    labels = ["input"] + [Path(m).stem if "/" in m else m for m in models]
+    header = np.ones((22, rows[0].shape[1], 3), np.float32)
+    for i, label in enumerate(labels):
+        cv2.putText(header, label, (i * (size + 4) + 4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+    gap = np.ones((4, rows[0].shape[1], 3), np.float32)
+    figure = np.concatenate([header] + [p for r in rows for p in (r, gap)][:-1], axis=0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), np.round(figure[..., ::-1] * 255).astype(np.uint8))
+
+
+def build_sets(data_root: Path, synth_count: int, indep_count: int) -> dict[str, list[quality_sets.Sample]]:
+    photos = {name: quality_sets.read_srgb(p) for name, p in quality_sets.eval_photo_paths().items()}
+    sets = {}
+    for name in SYNTH_SETS:
+        sets[name] = load_synth_samples(ensure_synth_set(name, data_root, synth_count), synth_count)
+    sets["srgb-disc"] = quality_sets.srgb_disc_layers(photos, indep_count)
+    sets["lin-gauss-jpeg"] = quality_sets.linear_gaussian_jpeg(photos, indep_count)
+    sets["harm"] = quality_sets.sharp_photos(photos)
+    sets["artefacts"] = quality_sets.real_defocus()
+    return sets
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="+", default=["ifan-lite"], help="model names or weights files")
+    parser.add_argument("--precision", default="fp32", help="inference precision (default fp32: the protocol)")
+    parser.add_argument("--data", type=Path, default=ROOT / "data" / "quality", help="where the synth sets live")
+    parser.add_argument("--synth-count", type=int, default=100, help="images per held-out synth set (default 100)")
+    parser.add_argument("--indep-count", type=int, default=24, help="images per independent set (default 24)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--json", type=Path, default=RESULTS / "quality.json")
+    parser.add_argument("--figure", type=Path, default=ROOT / "docs" / "images" / "quality_crops.png")
+    args = parser.parse_args()
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    sets = build_sets(args.data, args.synth_count, args.indep_count)
+    results = []
+    for model in args.models:
+        r = run_model(model, args.precision, sets)
+        r["summary"] = summarise(r)
+        results.append(r)
+    table = markdown(results)
+    print(table)
+    crops_figure(sets["artefacts"], args.models, args.figure)
+    meta = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "cpu": cpu_model(), "threads": args.threads,
+            "precision": args.precision, "synth_count": args.synth_count, "indep_count": args.indep_count,
+            "eval_photos": sorted(quality_sets.eval_photo_paths())}
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps({"meta": meta, "table": table,
+                                     "results": [{k: v for k, v in r.items()} for r in results]}, indent=1))
+    print(f"wrote {args.json} and {args.figure} ({meta['cpu']})")
+
+
+if __name__ == "__main__":
+    main()

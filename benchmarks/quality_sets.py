@@ -1,0 +1,208 @@
+"""Test images for the quality benchmark made *without* ``ifan.synth``: other blur, other photos.
+
+Training uses ``ifan.synth`` (layered thin-lens rendering with its own PSFs) on scikit-image's
+photographs. To see whether a model learned defocus rather than that simulator, the sets here
+are written independently (numpy and OpenCV only, no import of ``ifan``) from photos that
+training never sees:
+
+* ``EVAL_PHOTOS``: ``examples/photos/china.jpg`` (scikit-learn's sample image) and three photos
+  that Gradio's wheel ships (``tower.jpg``, ``cheetah2.jpg``, ``groot.jpeg``); missing ones are
+  skipped (install the ``demo`` extra for Gradio's).
+* :func:`srgb_disc_layers`: two-layer scenes, a photo crop as the background and a shape cut out
+  of another photo in front, each blurred by a plain hard-edged disc *on sRGB values* (as simple
+  defocus simulators do), the front layer sharp or blurred, composited with its blurred coverage.
+* :func:`linear_gaussian_jpeg`: a whole photo under a smoothly varying Gaussian blur (a random
+  depth ramp plus low-frequency variation) applied *in linear light*, then JPEG-compressed.
+* :func:`real_defocus`: real defocused photos (``examples/photos/flower.jpg``, ``groot.jpeg``)
+  for the artefact measures, which need no ground truth.
+
+All sets are deterministic functions of their seed. Images are float32 ``(H, W, 3)`` sRGB in [0, 1].
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class Sample:
+    """One test image: the blurry input, the sharp target (None for real defocus), and facts about it."""
+
+    name: str
+    blurry: np.ndarray
+    sharp: np.ndarray | None
+    info: dict = field(default_factory=dict)
+
+
+def _gradio_file(*parts: str) -> Path | None:
+    spec = importlib.util.find_spec("gradio")
+    if spec is None or spec.origin is None:
+        return None
+    path = Path(spec.origin).parent.joinpath(*parts)
+    return path if path.is_file() else None
+
+
+def eval_photo_paths() -> dict[str, Path]:
+    """The photos the sets are made from (never used in training), by name; missing ones left out."""
+    found = {"china": ROOT / "examples" / "photos" / "china.jpg",
+             "tower": _gradio_file("media_assets", "images", "tower.jpg"),
+             "cub": _gradio_file("test_data", "cheetah2.jpg"),
+             "groot": _gradio_file("media_assets", "images", "groot.jpeg")}
+    return {k: v for k, v in found.items() if v is not None and v.is_file()}
+
+
+def read_srgb(path: Path) -> np.ndarray:
+    """An image file as float32 ``(H, W, 3)`` sRGB in [0, 1]."""
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise OSError(f"cannot read {path}")
+    return np.ascontiguousarray(bgr[..., ::-1], dtype=np.float32) / np.float32(255.0)
+
+
+def to_linear(srgb: np.ndarray) -> np.ndarray:
+    s = np.clip(srgb, 0.0, 1.0)
+    return np.where(s <= 0.04045, s / 12.92, ((s + 0.055) / 1.055) ** 2.4).astype(np.float32)
+
+
+def to_srgb(linear: np.ndarray) -> np.ndarray:
+    x = np.clip(linear, 0.0, 1.0)
+    return np.where(x <= 0.0031308, 12.92 * x, 1.055 * x ** (1 / 2.4) - 0.055).astype(np.float32)
+
+
+def disc_kernel(radius: float, supersample: int = 8) -> np.ndarray:
+    """A hard-edged uniform disc of ``radius`` px, area-sampled (``supersample``^2 points per pixel), sum 1."""
+    if radius < 0.5:
+        return np.ones((1, 1), np.float32)
+    half = int(math.ceil(radius))
+    n = (2 * half + 1) * supersample
+    c = (np.arange(n) + 0.5) / supersample - (half + 0.5)
+    inside = (c[None, :] ** 2 + c[:, None] ** 2 <= radius ** 2).astype(np.float64)
+    k = inside.reshape(2 * half + 1, supersample, 2 * half + 1, supersample).sum(axis=(1, 3))
+    return (k / k.sum()).astype(np.float32)
+
+
+def _filter(img: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    return cv2.filter2D(img, -1, kernel, borderType=cv2.BORDER_REFLECT_101)
+
+
+def _random_crop(rng: np.random.Generator, img: np.ndarray, size: int) -> np.ndarray:
+    h, w = img.shape[:2]
+    if min(h, w) < size:
+        s = size / min(h, w)
+        img = cv2.resize(img, (max(size, round(w * s)), max(size, round(h * s))), interpolation=cv2.INTER_CUBIC)
+        h, w = img.shape[:2]
+    y, x = int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
+    return np.ascontiguousarray(img[y:y + size, x:x + size])
+
+
+def _random_mask(rng: np.random.Generator, size: int) -> np.ndarray:
+    """Anti-aliased coverage of a random ellipse or polygon covering 15-45 % of a square."""
+    s = 4
+    canvas = np.zeros((size * s, size * s), np.uint8)
+    cx, cy = rng.uniform(0.3, 0.7, 2) * size * s
+    if rng.random() < 0.5:
+        axes = (int(rng.uniform(0.2, 0.4) * size * s), int(rng.uniform(0.2, 0.45) * size * s))
+        cv2.ellipse(canvas, (int(cx), int(cy)), axes, float(rng.uniform(0, 180)), 0, 360, 255, -1)
+    else:
+        k = int(rng.integers(4, 9))
+        angles = np.sort(rng.uniform(0, 2 * math.pi, k))
+        radii = rng.uniform(0.2, 0.45, k) * size * s
+        pts = np.stack([cx + radii * np.cos(angles), cy + radii * np.sin(angles)], axis=1).astype(np.int32)
+        cv2.fillPoly(canvas, [pts], 255)
+    return cv2.resize(canvas.astype(np.float32) / 255.0, (size, size), interpolation=cv2.INTER_AREA)
+
+
+def srgb_disc_layers(photos: dict[str, np.ndarray], count: int = 24, size: int = 320, seed: int = 0) -> list[Sample]:
+    """Two-layer scenes blurred by plain discs on sRGB values (see the module docstring).
+
+    The background's disc radius is 3 to 12 px; the front layer is sharp (half the samples) or
+    blurred by 2 to 8 px; the front is composited over the back with its blurred coverage.
+    """
+    rng = np.random.default_rng(seed)
+    names = sorted(photos)
+    out = []
+    for i in range(count):
+        back_name, front_name = rng.choice(names, 2)
+        back = _random_crop(rng, photos[str(back_name)], size)
+        front = _random_crop(rng, photos[str(front_name)], size)
+        alpha = _random_mask(rng, size)[..., None]
+        r_back = float(rng.uniform(3.0, 12.0))
+        r_front = 0.0 if rng.random() < 0.5 else float(rng.uniform(2.0, 8.0))
+        kb, kf = disc_kernel(r_back), disc_kernel(r_front)
+        cover = _filter(alpha[..., 0], kf)[..., None]
+        blurry = _filter(back, kb) * (1.0 - cover) + _filter(front * alpha, kf)
+        sharp = back * (1.0 - alpha) + front * alpha
+        out.append(Sample(f"srgb_disc_{i:02d}", np.clip(blurry, 0, 1).astype(np.float32), sharp.astype(np.float32),
+                          {"max_radius": max(r_back, r_front), "back_radius": r_back, "front_radius": r_front,
+                           "photos": [str(back_name), str(front_name)]}))
+    return out
+
+
+def _smooth_field(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """A random smooth field in [0, 1]: a tilted ramp plus low-frequency noise."""
+    yy, xx = np.mgrid[:h, :w].astype(np.float32)
+    theta = rng.uniform(0, 2 * math.pi)
+    ramp = (xx * math.cos(theta) + yy * math.sin(theta))
+    ramp = (ramp - ramp.min()) / max(float(np.ptp(ramp)), 1e-6)
+    noise = cv2.resize(rng.random((4, 4)).astype(np.float32), (w, h), interpolation=cv2.INTER_CUBIC)
+    f = 0.7 * ramp + 0.3 * noise
+    return ((f - f.min()) / max(float(np.ptp(f)), 1e-6)).astype(np.float32)
+
+
+def linear_gaussian_jpeg(photos: dict[str, np.ndarray], count: int = 24, size: int = 320,
+                         seed: int = 1) -> list[Sample]:
+    """Spatially varying Gaussian blur in linear light, then JPEG (see the module docstring).
+
+    The blur's standard deviation varies smoothly from 0 to 1.5-5 px (a 'radius' of about twice
+    that); per pixel it interpolates linearly between a stack of uniformly blurred images. JPEG
+    quality 70 to 92.
+    """
+    rng = np.random.default_rng(seed)
+    names = sorted(photos)
+    out = []
+    for i in range(count):
+        name = str(rng.choice(names))
+        sharp = _random_crop(rng, photos[name], size)
+        lin = to_linear(sharp)
+        sigma_max = float(rng.uniform(1.5, 5.0))
+        sigma = _smooth_field(rng, size, size) * sigma_max
+        levels = np.linspace(0.0, sigma_max, 9)
+        stack = [lin if s == 0 else cv2.GaussianBlur(lin, (0, 0), s, borderType=cv2.BORDER_REFLECT_101)
+                 for s in levels]
+        pos = sigma / (levels[1] - levels[0])
+        lo = np.clip(np.floor(pos).astype(int), 0, len(levels) - 2)
+        t = (pos - lo)[..., None]
+        blurred = np.zeros_like(lin)
+        for j in range(len(levels) - 1):
+            m = (lo == j)[..., None]
+            blurred += m * (stack[j] * (1 - t) + stack[j + 1] * t)
+        quality = int(rng.integers(70, 93))
+        u8 = np.round(to_srgb(blurred) * 255).astype(np.uint8)
+        ok, data = cv2.imencode(".jpg", np.ascontiguousarray(u8[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, quality])
+        if not ok:
+            raise RuntimeError("JPEG encoding failed")
+        blurry = cv2.imdecode(data, cv2.IMREAD_COLOR)[..., ::-1].astype(np.float32) / 255.0
+        out.append(Sample(f"lin_gauss_{i:02d}", np.ascontiguousarray(blurry), sharp,
+                          {"max_radius": 2.0 * sigma_max, "max_sigma": sigma_max, "jpeg_quality": quality,
+                           "photo": name}))
+    return out
+
+
+def sharp_photos(photos: dict[str, np.ndarray]) -> list[Sample]:
+    """The evaluation photos as they are (no added blur): what a model must leave alone."""
+    return [Sample(f"sharp_{name}", img, img) for name, img in sorted(photos.items()) if name != "groot"]
+
+
+def real_defocus() -> list[Sample]:
+    """Photos with real optical defocus (no ground truth)."""
+    paths = {"flower": ROOT / "examples" / "photos" / "flower.jpg",
+             "groot": _gradio_file("media_assets", "images", "groot.jpeg")}
+    return [Sample(f"real_{name}", read_srgb(p), None) for name, p in paths.items() if p is not None and p.is_file()]
