@@ -106,7 +106,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         cfg = load_config(args.config, overrides)
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         run_dir = Path(args.out) if args.out else Path("runs") / f"{Path(args.config).stem}-{stamp}"
-    result = train(cfg, run_dir, resume=bool(args.resume), stop_after=args.stop_after, device=args.device)
+    result = train(cfg, run_dir, resume=bool(args.resume), stop_after=args.stop_after, device=args.device,
+                   time_limit=args.time_limit)
     if result.finished:
         print(f"finished {result.step} steps; weights: {run_dir / 'model.safetensors'}")
     else:
@@ -316,6 +317,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "weights only, a fresh optimiser (same as --set init.weights=...)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
     p.add_argument("--stop-after", type=int, metavar="N", help="stop with a checkpoint after N steps of this call")
+    p.add_argument("--time-limit", type=float, metavar="SECONDS",
+                   help="stop (with a checkpoint) after this many seconds of training in this invocation")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.set_defaults(func=_cmd_train)
 

@@ -257,25 +257,26 @@ def _init_from_weights(model: IFAN, reblur: ReblurNet | None, source: str) -> st
 
 
 def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, stop_after: int | None = None,
-          device: str = "auto") -> TrainResult:
+          device: str = "auto", time_limit: float | None = None) -> TrainResult:
     """Train (or resume training) into ``run_dir``. See the module docstring.
 
     Args:
         cfg: the resolved recipe.
         run_dir: the run folder; with ``resume`` the latest checkpoint in it is loaded.
         stop_after: stop (with a checkpoint) after this many steps of this invocation.
+        time_limit: stop (with a checkpoint) once this invocation has trained this many seconds.
         device: ``auto``, ``cpu`` or ``cuda``.
     """
     run_dir = Path(run_dir)
     info = distributed.setup(device)
     try:
-        return _train(cfg, run_dir, resume, stop_after, info)
+        return _train(cfg, run_dir, resume, stop_after, info, time_limit)
     finally:
         distributed.teardown()
 
 
 def _train(cfg: TrainConfig, run_dir: Path, resume: bool, stop_after: int | None,
-           info: distributed.DistInfo) -> TrainResult:
+           info: distributed.DistInfo, time_limit: float | None = None) -> TrainResult:
     dev = info.device
     precision = resolve_training_precision(cfg.train.precision, dev)
     if precision == "fp16" and dev.type != "cuda":
@@ -429,8 +430,9 @@ def _train(cfg: TrainConfig, run_dir: Path, resume: bool, stop_after: int | None
                                        f"(input {result['psnr_input']:.3f} dB, best {best_psnr:.3f} dB)")
 
             finished = step >= cfg.train.steps
-            want_stop = distributed.broadcast_flag(stop.set or (stop_after is not None and ran >= stop_after),
-                                                   info)
+            out_of_time = time_limit is not None and time.perf_counter() - t_start >= time_limit
+            want_stop = distributed.broadcast_flag(
+                stop.set or out_of_time or (stop_after is not None and ran >= stop_after), info)
             if info.is_main and (step % cfg.log.ckpt_every == 0 or finished or want_stop):
                 snapshot(step)
             distributed.barrier(info)

@@ -1,0 +1,151 @@
+"""Recipe ablations at equal wall-clock: which losses, image loss, crop and precision learn most per CPU-hour.
+
+    python benchmarks/ablate_recipe.py --data data/mix --budget 480      # 8 minutes of training per variant
+
+Every variant starts from the same weights (``--init``, default the shipped ``ifan-lite``) on the
+same data and trains for the same *time*. Machines shared with other work are noisy, so the time
+is turned into a step budget: first the cost of one training step of each variant is measured
+in one process, the variants interleaved over rounds (median), and each variant then trains
+``budget / step cost`` steps. Then each is scored on the training mixture's validation split
+(the trainer's validation, EMA weights) and on the quality suite's independent sets
+(``bench_quality.py``: sRGB discs over two layers, linear Gaussian + JPEG, sharp photos) and a
+held-out mixture subset. A table is printed and everything is written to
+``benchmarks/results/ablations.json``.
+
+The ``bf16-vs-fp32`` pair instead trains the same number of steps in both precisions, to check
+that bf16 training follows fp32's validation curve.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+ROOT = Path(__file__).resolve().parents[1]
+BASE = [  # shared by every variant: the CPU recipe's optimiser, a cosine from 2e-4, EMA
+    "train.batch_size=8", "train.patch_size=128", "train.lr=2e-4", "train.schedule=cosine", "train.min_lr=1e-5",
+    "train.warmup_steps=50", "train.ema=0.999", "train.precision=auto", "train.grad_clip=0.5",
+    "data.cache=true", "data.val_count=48", "data.val_crop=256", "log.progress=false", "log.tensorboard=false",
+    "log.ckpt_every=100000", "log.log_every=50",
+]
+VARIANTS = {  # name: overrides
+    "all-mse": ["losses.image_loss=mse", "losses.dme=1", "losses.reblur=1"],
+    "dme-mse": ["losses.image_loss=mse", "losses.dme=1", "losses.reblur=0"],
+    "dme-charb": ["losses.image_loss=charbonnier", "losses.dme=1", "losses.reblur=0"],
+    "dme-charb-freq": ["losses.image_loss=charbonnier", "losses.frequency=0.05", "losses.dme=1", "losses.reblur=0"],
+    "dme-charb-192": ["losses.image_loss=charbonnier", "losses.dme=1", "losses.reblur=0", "train.patch_size=192"],
+    "img-charb": ["losses.image_loss=charbonnier", "losses.dme=0", "losses.reblur=0"],
+}
+
+
+def step_costs(names: list[str], data_overrides: list[str], rounds: int = 3, steps: int = 3) -> dict[str, float]:
+    """Median seconds of one full training step per variant (random batches; interleaved rounds)."""
+    import torch
+
+    from ifan.models.reblur import ReblurNet
+    from ifan.models.zoo import create_model
+    from ifan.train.config import load_config
+    from ifan.train.losses import LossWeights, ifan_losses
+    from ifan.train.trainer import _autocast, resolve_training_precision
+
+    times: dict[str, list[float]] = {n: [] for n in names}
+    for _ in range(rounds):
+        for name in names:
+            cfg = load_config(None, [*BASE, *VARIANTS[name], *data_overrides])
+            torch.manual_seed(0)
+            net = create_model("ifan-lite").to(memory_format=torch.channels_last)
+            reblur = ReblurNet(net.config).to(memory_format=torch.channels_last) if cfg.losses.reblur else None
+            params = [*net.parameters(), *(reblur.parameters() if reblur else [])]
+            opt = torch.optim.RAdam(params, lr=1e-4, decoupled_weight_decay=True, weight_decay=0.01)
+            w = LossWeights(cfg.losses.image, cfg.losses.dme, cfg.losses.reblur, cfg.losses.image_loss,
+                            cfg.losses.frequency)
+            size, b = cfg.train.patch_size, cfg.train.batch_size
+            views = [torch.rand(b, 3, size, size).contiguous(memory_format=torch.channels_last) for _ in range(4)]
+            precision = resolve_training_precision(cfg.train.precision, torch.device("cpu"))
+            for i in range(steps + 1):
+                t = time.perf_counter()
+                with _autocast(torch.device("cpu"), precision):
+                    out = net(views[0], views[2] if w.dme else None, views[3] if w.dme else None, aux=True)
+                    loss = ifan_losses(out, views[1], views[0], views[2], views[3], reblur, w)["total"]
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(params, 0.5)
+                opt.step()
+                if i:
+                    times[name].append(time.perf_counter() - t)
+    return {n: statistics.median(v) for n, v in times.items()}
+
+
+def evaluate(weights: Path, sets: dict) -> dict:
+    import bench_quality
+
+    r = bench_quality.run_model(str(weights), "auto", sets)
+    s = bench_quality.summarise(r)
+    out = {k: s[k]["gain_db"] for k in ("synth-mixture", "srgb-disc", "lin-gauss-jpeg") if k in s}
+    out["spearman"] = s.get("synth-mixture", {}).get("spearman_mean")
+    out["harm_psnr"] = s["harm"]["psnr_to_input"]
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, required=True, help="training data (DPDD layout, with a val split)")
+    parser.add_argument("--budget", type=float, default=480.0, help="seconds of training per variant")
+    parser.add_argument("--init", default="ifan-lite", help="weights every variant starts from")
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--precision-check", type=int, default=600, metavar="STEPS",
+                        help="steps of the bf16-vs-fp32 pair (0: skip)")
+    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "ablate")
+    parser.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "ablations.json")
+    args = parser.parse_args()
+
+    import torch
+
+    import bench_quality
+    from ifan.train.config import load_config
+    from ifan.train.trainer import train
+
+    torch.set_num_threads(2)
+    data = [f"data.root={args.data}"]
+    costs = step_costs(args.variants, data)
+    print("step cost (s):", {k: round(v, 3) for k, v in costs.items()}, flush=True)
+    sets = bench_quality.build_sets(ROOT / "data" / "quality", 30, 24)
+    sets = {k: v for k, v in sets.items() if k in ("synth-mixture", "srgb-disc", "lin-gauss-jpeg", "harm")}
+    rows = {}
+    plan = [(n, [*VARIANTS[n]], max(int(args.budget / costs[n]), 1)) for n in args.variants]
+    if args.precision_check:
+        plan += [(f"check-{p}", [*VARIANTS["dme-charb"], f"train.precision={p}"], args.precision_check)
+                 for p in ("bf16", "fp32")]
+    for name, overrides, steps in plan:
+        run = args.out / name
+        cfg = load_config(None, [*BASE, *overrides, *data, f"train.steps={steps}", f"init.weights={args.init}",
+                                 f"log.val_every={max(steps // 4, 1)}"])
+        start = time.perf_counter()
+        train(cfg, run, resume=(run / "checkpoints").is_dir(), device="cpu")
+        seconds = time.perf_counter() - start
+        metrics = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+        val = [m for m in metrics if m["kind"] == "val"]
+        rows[name] = {"steps": steps, "step_cost_s": costs.get(name), "wall_s": seconds,
+                      "val_curve": [(m["step"], m["psnr"], m.get("psnr_raw")) for m in val],
+                      "val_input_psnr": val[-1]["psnr_input"], **evaluate(run / "model.safetensors", sets)}
+        print(name, json.dumps(rows[name]), flush=True)
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"budget_s": args.budget, "base": BASE, "variants": VARIANTS,
+                                         "cpu": bench_quality.cpu_model(), "rows": rows}, indent=1))
+    print("\n| variant | steps | val PSNR (EMA / raw) | gain mixture | gain sRGB disc | gain lin-Gauss+JPEG "
+          "| sharp kept | defocus rho |\n|---|---|---|---|---|---|---|---|")
+    for name, r in rows.items():
+        last = r["val_curve"][-1]
+        raw = f"{last[2]:.2f}" if last[2] is not None else "-"
+        print(f"| {name} | {r['steps']} | {last[1]:.2f} / {raw} | {r['synth-mixture']:+.2f} | {r['srgb-disc']:+.2f} "
+              f"| {r['lin-gauss-jpeg']:+.2f} | {r['harm_psnr']:.2f} | {r['spearman']:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
