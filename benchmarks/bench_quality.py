@@ -157,7 +157,7 @@ def run_model(model: str, precision: str, sets: dict[str, list[quality_sets.Samp
         start = time.perf_counter()
         for s in samples:
             out, defocus = deblurrer.deblur(s.blurry, return_defocus=True)
-            row = {"name": s.name, **{k: v for k, v in s.info.items() if k != "coc"}}
+            row = {"name": s.name, **{k: v for k, v in s.info.items() if k not in ("coc", "outputs")}}
             if set_name == "artefacts":
                 row.update(artefacts(s.blurry, out))
                 s.info.setdefault("outputs", {})[model] = out
@@ -265,13 +265,14 @@ def crops_figure(samples: list[quality_sets.Sample], models: list[str], path: Pa
             sep = np.ones((size, 4, 3), np.float32)
             rows.append(np.concatenate([p for panel in panels for p in (panel, sep)][:-1], axis=1))
     labels = ["input"] + [Path(m).stem if "/" in m else m for m in models]
-    header = np.ones((22, rows[0].shape[1], 3), np.float32)
+    header = np.full((22, rows[0].shape[1], 3), 255, np.uint8)
     for i, label in enumerate(labels):
         cv2.putText(header, label, (i * (size + 4) + 4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
     gap = np.ones((4, rows[0].shape[1], 3), np.float32)
-    figure = np.concatenate([header] + [p for r in rows for p in (r, gap)][:-1], axis=0)
+    body = np.concatenate([p for r in rows for p in (r, gap)][:-1], axis=0)
+    figure = np.concatenate([header, np.round(body * 255).astype(np.uint8)], axis=0)
     path.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(path), np.round(figure[..., ::-1] * 255).astype(np.uint8))
+    cv2.imwrite(str(path), np.ascontiguousarray(figure[..., ::-1]))
 
 
 def build_sets(data_root: Path, synth_count: int, indep_count: int) -> dict[str, list[quality_sets.Sample]]:
@@ -309,13 +310,13 @@ def main() -> None:
         results.append(r)
     table = markdown(results)
     print(table)
-    crops_figure(sets["artefacts"], args.models, args.figure)
     meta = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "cpu": cpu_model(), "threads": args.threads,
             "precision": args.precision, "synth_count": args.synth_count, "indep_count": args.indep_count,
             "eval_photos": sorted(quality_sets.eval_photo_paths())}
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"meta": meta, "table": table,
                                      "results": [{k: v for k, v in r.items()} for r in results]}, indent=1))
+    crops_figure(sets["artefacts"], args.models, args.figure)
     print(f"wrote {args.json} and {args.figure} ({meta['cpu']})")
 
 
