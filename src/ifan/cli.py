@@ -119,7 +119,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _cmd_deblur(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from ifan.batch import collect_inputs, deblur_file
+    from ifan.batch import collect_inputs, deblur_file, find_collisions
     from ifan.inference import Deblurrer, parse_size
     from ifan.models.official import CheckpointError
 
@@ -141,8 +141,13 @@ def _cmd_deblur(args: argparse.Namespace) -> int:
     if args.verbose:
         print(f"model {args.model}: {deblurrer.describe()}", file=sys.stderr)
     protected = frozenset(f.path.resolve() for f in collected.files)
-    counts = {"done": 0, "skipped": 0, "failed": len(collected.errors)}
-    overall = tqdm(collected.files, desc="images", unit="img", disable=quiet or None, position=0)
+    collisions = find_collisions(collected.files, args.output, args.format, args.defocus_map, args.defocus_raw)
+    for message in collisions.values():
+        print(f"ifan deblur: error: {message}", file=sys.stderr)
+    counts = {"done": 0, "skipped": 0, "failed": len(collected.errors) + len(collisions)}
+    claimed: set[str] = set()
+    todo = [item for item in collected.files if item.path not in collisions]
+    overall = tqdm(todo, desc="images", unit="img", disable=quiet or None, position=0)
     for item in overall:
         tiles = tqdm(total=1, desc=item.path.name, unit="tile", leave=False, disable=quiet or None, position=1)
 
@@ -157,7 +162,7 @@ def _cmd_deblur(args: argparse.Namespace) -> int:
 
         report = deblur_file(deblurrer, item, args.output, fmt=args.format, defocus_map=args.defocus_map,
                              defocus_raw=args.defocus_raw, overwrite=args.overwrite, protected=protected,
-                             max_pixels=args.max_pixels, quality=args.quality, on_plan=on_plan, progress=progress)
+                             claimed=claimed, max_pixels=args.max_pixels, quality=args.quality, on_plan=on_plan, progress=progress)
         tiles.close()
         counts[report.status] += 1
         if report.status == "failed":
