@@ -82,7 +82,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         cfg = load_config(args.config, args.set)
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         run_dir = Path(args.out) if args.out else Path("runs") / f"{Path(args.config).stem}-{stamp}"
-    result = train(cfg, run_dir, resume=bool(args.resume), stop_after=args.stop_after, device=args.device)
+    result = train(cfg, run_dir, resume=bool(args.resume), stop_after=args.stop_after, device=args.device,
+                   force=args.force)
     if result.finished:
         print(f"finished {result.step} steps; weights: {run_dir / 'model.safetensors'}")
     else:
@@ -277,8 +278,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", nargs="?", help="recipe, e.g. configs/ifan.yaml or configs/ifan-lite-cpu.yaml")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a recipe value, e.g. --set train.steps=1000 (repeatable)")
-    p.add_argument("--out", help="run folder (default: runs/RECIPE-TIMESTAMP)")
+    p.add_argument("--out", help="run folder, new or empty (default: runs/RECIPE-TIMESTAMP)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
+    p.add_argument("--force", action="store_true",
+                   help="start a new run in an --out folder that holds one: its checkpoints, config, metrics, "
+                        "TensorBoard logs and weights are deleted first")
     p.add_argument("--stop-after", type=int, metavar="N", help="stop with a checkpoint after N steps of this call")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.set_defaults(func=_cmd_train)

@@ -49,7 +49,7 @@ def describe_load_error(err: BaseException) -> str:
         found = re.search(r"GLOBAL ([\w.]+)", text)
         what = f"the Python object {found.group(1)}" if found else "Python objects other than tensors"
         return f"it holds {what}, refused for safety (only tensors and plain containers are loaded)"
-    return " ".join(text.split()) or type(err).__name__
+    return " ".join(text.split()).split(". ")[0] or type(err).__name__  # torch's first sentence says it
 
 
 @dataclass

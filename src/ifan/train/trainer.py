@@ -23,6 +23,7 @@ import contextlib
 import json
 import math
 import signal
+import sys
 import time
 import warnings
 from dataclasses import dataclass
@@ -42,7 +43,7 @@ from ifan.models.reblur import ReblurNet
 from ifan.models.serialization import save_weights
 from ifan.models.zoo import create_model
 from ifan.train import distributed
-from ifan.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from ifan.train.checkpoint import open_run, prepare_run, save_checkpoint
 from ifan.train.config import ConfigError, TrainConfig, dump_config
 from ifan.train.losses import LossWeights, ifan_losses
 from ifan.train.sampler import StepBatchSampler
@@ -198,25 +199,26 @@ def _autocast(device: torch.device, precision: str):
 
 
 def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, stop_after: int | None = None,
-          device: str = "auto") -> TrainResult:
+          device: str = "auto", force: bool = False) -> TrainResult:
     """Train (or resume training) into ``run_dir``. See the module docstring.
 
     Args:
         cfg: the resolved recipe.
-        run_dir: the run folder; with ``resume`` the latest checkpoint in it is loaded.
+        run_dir: the run folder: empty or new, unless ``resume`` (the newest checkpoint in it that
+            loads is loaded) or ``force`` (what an earlier run wrote there is deleted first).
         stop_after: stop (with a checkpoint) after this many steps of this invocation.
         device: ``auto``, ``cpu`` or ``cuda``.
     """
     run_dir = Path(run_dir)
     info = distributed.setup(device)
     try:
-        return _train(cfg, run_dir, resume, stop_after, info)
+        return _train(cfg, run_dir, resume, stop_after, info, force)
     finally:
         distributed.teardown()
 
 
 def _train(cfg: TrainConfig, run_dir: Path, resume: bool, stop_after: int | None,
-           info: distributed.DistInfo) -> TrainResult:
+           info: distributed.DistInfo, force: bool = False) -> TrainResult:
     dev = info.device
     if cfg.train.precision == "fp16" and dev.type != "cuda":
         raise ConfigError("train.precision fp16 needs a CUDA device; use fp32 (or bf16 where the CPU has it)")
@@ -224,9 +226,7 @@ def _train(cfg: TrainConfig, run_dir: Path, resume: bool, stop_after: int | None
         warnings.warn("this CPU has no native bf16: bf16 training will be much slower than fp32", stacklevel=2)
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
-    existing = latest_checkpoint(run_dir)
-    if existing is not None and not resume:
-        raise ConfigError(f"{run_dir} already holds a run (checkpoint {existing.name}); resume it with --resume")
+    start = open_run(run_dir, resume, force)  # refuses a used folder; reads the checkpoint to resume from
 
     train_set, val_set = build_datasets(cfg)  # data problems surface before any compute
 
@@ -247,8 +247,8 @@ def _train(cfg: TrainConfig, run_dir: Path, resume: bool, stop_after: int | None
     scaler = torch.amp.GradScaler(dev.type, enabled=cfg.train.precision == "fp16")
 
     step, best_psnr, elapsed = 0, None, 0.0
-    if resume and existing is not None:
-        state = load_checkpoint(existing)
+    if start.state is not None:
+        state = start.state
         model.load_state_dict(state["model"])
         if reblur is not None:
             reblur.load_state_dict(state["reblur"])
@@ -257,8 +257,11 @@ def _train(cfg: TrainConfig, run_dir: Path, resume: bool, stop_after: int | None
             scaler.load_state_dict(state["scaler"])
         torch.set_rng_state(state["torch_rng"])
         step, best_psnr, elapsed = state["step"], state.get("best_psnr"), state.get("elapsed", 0.0)
+    distributed.barrier(info)  # every process has read the run folder before the main one changes it
     if info.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
+        prepare_run(run_dir, start, force)
+        if start.note():
+            print(start.note(), file=sys.stderr, flush=True)
         atomic_write_bytes(run_dir / "config.yaml", dump_config(cfg).encode())
         _trim_metrics(run_dir, step)
 
