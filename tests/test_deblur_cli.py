@@ -152,7 +152,8 @@ def test_bad_inputs_each_get_one_line_and_the_rest_is_done(tmp_path, weights, ca
     assert code == 1
     lines = [line for line in err.splitlines() if "error" in line]
     for name, why in [("empty.png", "empty file"), ("notes.png", "not a recognised image"),
-                      ("anim.gif", "unsupported format '.gif'"), ("big.png", "decompression-bomb"),
+                      ("anim.gif", "unsupported format '.gif'"),
+                      ("big.png", "64x64 = 0.0041 MP exceeds the limit of 0.001 MP (--max-pixels)"),
                       ("missing.png", "no such file")]:
         assert sum(name in line and why in line for line in lines) == 1, (name, err)
     assert "2 deblurred, 0 skipped, 5 failed" in err
@@ -284,3 +285,21 @@ def test_a_glob_over_symlink_loops_lists_each_real_folder_once(tmp_path, monkeyp
     assert [f.path for f in found.files] == [root / "a.jpg", root / "sub" / "deep" / "b.jpg"]
     assert all(f.base == root for f in found.files) and not found.errors
     assert len(calls) <= 2 * 3  # dir, sub, deep: each listed by ** and by *.jpg at most
+
+
+def test_the_default_pixel_limit_is_what_the_memory_of_the_run_holds(tmp_path, weights, monkeypatch):
+    from ifan.batch import deblur_file
+    from ifan.inference import Deblurrer
+
+    deblurrer = Deblurrer.from_pretrained(weights, device="cpu")
+    monkeypatch.setattr(deblurrer, "budget", lambda: 100 * 2**20)  # 100 MiB: 2.18 MP at 48 bytes per pixel
+    big = write_image(tmp_path / "big.png", pattern(1500, 1500))
+    report = deblur_file(deblurrer, InputFile(big))
+    assert report.status == "failed" and report.message == (
+        f"{big}: 1500x1500 = 2.25 MP exceeds the limit of 2.18 MP (what the 100.00 MiB of memory this run may use "
+        "holds at 48 bytes per pixel; --max-memory sets it); raise it with --max-pixels if the file is trusted "
+        "and the memory is there")
+    mid = write_image(tmp_path / "mid.png", pattern(1000, 1000))
+    assert "the limit of 0.874 MP" in deblur_file(deblurrer, InputFile(mid), defocus_map=True).message  # 120 B/px
+    assert "(--max-pixels)" in deblur_file(deblurrer, InputFile(mid), max_pixels=1000).message
+    assert deblur_file(deblurrer, InputFile(write_image(tmp_path / "small.png", pattern(64, 64)))).status == "done"

@@ -34,7 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ifan.inference import Deblurrer, ProgressCallback, TilePlan, save_defocus
+from ifan.inference import (DEFAULT_BUDGET_FRACTION, Deblurrer, ProgressCallback, TilePlan, available_ram,
+                             format_bytes, save_defocus)
 from ifan.io import DEFAULT_MAX_PIXELS, READ_SUFFIXES, WRITE_FORMATS, ImageReadError, ImageWriteError, read_image, write_like
 
 SUFFIX = "_deblurred"
@@ -42,6 +43,11 @@ DEFOCUS_SUFFIX = "_defocus"
 RAW_KINDS = {"npy": ("_defocus", ".npy"), "png16": ("_defocus16", ".png")}
 _OWN_SUFFIXES = (SUFFIX, DEFOCUS_SUFFIX, "_defocus16")
 _GLOB_CHARS = frozenset("*?[")
+# Peak memory of deblurring a file, per pixel of the image, beyond one tile's forward: reading, the
+# float image, the blend buffers, the result and its encoding. Measured with a tiny model under forced
+# 768 px tiles (peak RSS of 3000x3000 minus 768x768 PNGs): 36 (8-bit) and 45 (16-bit) bytes per
+# pixel, 112 and 115 with --defocus-map. The default --max-pixels is the memory of a run over this.
+BYTES_PER_PIXEL = {False: 48, True: 120}  # with defocus maps -> bytes
 
 
 @dataclass(frozen=True)
@@ -251,10 +257,25 @@ def find_collisions(files: Iterable[InputFile], out_dir: str | os.PathLike | Non
     return refused
 
 
+def pixel_limit(deblurrer: Deblurrer, defocus: bool) -> tuple[int, str]:
+    """The default ``max_pixels`` of a file: what the memory this run may use holds at
+    :data:`BYTES_PER_PIXEL` (at most :data:`ifan.io.DEFAULT_MAX_PIXELS`), and why, for the error."""
+    if deblurrer.device.type == "cpu":
+        budget = deblurrer.budget()
+    else:  # the image-sized buffers stay in host memory
+        avail = available_ram()
+        budget = None if avail is None else int(DEFAULT_BUDGET_FRACTION * avail)
+    per_pixel = BYTES_PER_PIXEL[defocus]
+    if budget is None or budget <= 0 or budget // per_pixel >= DEFAULT_MAX_PIXELS:  # <= 0: the plan says so
+        return DEFAULT_MAX_PIXELS, "decompression-bomb guard"
+    return budget // per_pixel, (f"what the {format_bytes(budget)} of memory this run may use holds at "
+                                 f"{per_pixel} bytes per pixel; --max-memory sets it")
+
+
 def deblur_file(deblurrer: Deblurrer, item: InputFile, out_dir: str | os.PathLike | None = None, *,
                 fmt: str | None = None, defocus_map: bool = False, defocus_raw: str | None = None,
                 overwrite: bool = False, protected: frozenset[Path] = frozenset(),
-                claimed: set[str] | None = None, max_pixels: int = DEFAULT_MAX_PIXELS, quality: int = 95,
+                claimed: set[str] | None = None, max_pixels: int | None = None, quality: int = 95,
                 on_plan: Callable[[TilePlan], None] | None = None,
                 progress: ProgressCallback | None = None) -> FileReport:
     """Deblur one file (and write its defocus maps). Problems come back in the report, not raised.
@@ -266,14 +287,17 @@ def deblur_file(deblurrer: Deblurrer, item: InputFile, out_dir: str | os.PathLik
         protected: resolved paths that must never be written (the inputs).
         claimed: :func:`path_key` of every file written earlier in this run (updated here); none is
             written twice, even with ``overwrite``.
+        max_pixels: refuse larger images (default: :func:`pixel_limit`).
         on_plan: called with the memory plan before the image is run.
     """
     path = item.path
     planned = planned_outputs(item, out_dir, fmt, defocus_map, defocus_raw)
     if not overwrite and all(p.exists() for p, _ in planned):
         return FileReport(path, "skipped", f"{path}: skipped, {planned[0][0]} already exists (use --overwrite)")
+    limit, why = (max_pixels, "--max-pixels") if max_pixels is not None else \
+        pixel_limit(deblurrer, any(kind != "image" for _, kind in planned))
     try:
-        img = read_image(path, max_pixels=max_pixels)
+        img = read_image(path, max_pixels=limit, limit_note=why)
         note = ""
         target = planned[0][0]
         out_fmt = fmt or _format_of(target)

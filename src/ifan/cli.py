@@ -242,8 +242,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compile", action="store_true", help="torch.compile the network (pays off on many same-size tiles)")
     p.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP, help=f"minimum tile overlap in pixels (default {DEFAULT_OVERLAP})")
     p.add_argument("--tile", type=int, metavar="PX", help="force square tiles of this side (default: from the memory plan)")
-    p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
-                   help=f"refuse larger images as possible decompression bombs (default {DEFAULT_MAX_PIXELS})")
+    p.add_argument("--max-pixels", type=int,
+                   help="refuse larger images (default: what the memory of the run holds at 48 bytes per pixel, "
+                        f"120 with defocus maps; at most {DEFAULT_MAX_PIXELS}, a decompression-bomb guard)")
     p.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality (default 95)")
     p.add_argument("-v", "--verbose", action="store_true", help="show the device, precision and each memory plan")
     p.add_argument("-q", "--quiet", action="store_true", help="only errors and the summary")
