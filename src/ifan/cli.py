@@ -328,7 +328,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
                    help=f"largest image accepted, in pixels (default {DEFAULT_MAX_PIXELS})")
     p.add_argument("--workdir", metavar="DIR",
-                   help="working folder for uploads and results (default: a new temporary folder, removed on exit)")
+                   help="where to create the working folder for uploads and results (default: the system's "
+                        "temporary folder); the server works in a new subfolder of DIR, serves and deletes "
+                        "nothing else there, and removes that subfolder on exit")
     p.set_defaults(func=_cmd_serve)
     return parser
 
