@@ -258,7 +258,7 @@ def test_request_guard_refuses_state_changes_from_other_sites():
         ("another site (Sec-Fetch-Site: cross-site)", scope("/gradio_api/upload", method="POST",
                                                              sec_fetch_site="cross-site")),
         ("another site (Sec-Fetch-Site: same-site)", scope("/gradio_api/upload", method="POST",
-                                                            sec_fetch_site="same-site", origin="http://localhost:8000")),
+                                                            origin="http://localhost:8000", sec_fetch_site="same-site")),
         ("another site (Sec-Fetch-Site: cross-site)", scope("/gradio_api/file=/tmp/a.png", sec_fetch_site="cross-site",
                                                              sec_fetch_mode="no-cors")),  # e.g. <img src=...>
     ]
@@ -279,5 +279,6 @@ def test_uploads_and_results_are_served_as_images_or_downloads_never_sniffed():
     for kind in ("text/html; charset=utf-8", "image/svg+xml", "application/xml", "image/tiff", "text/plain"):
         got = served(kind, 'inline; filename="evil.html"')
         assert got["content-type"] == "application/octet-stream", kind
-        assert got["content-disposition"] == 'attachment; filename="evil.html"' and got["x-content-type-options"] == "nosniff"
+        assert got["content-disposition"] == 'attachment; filename="evil.html"'
+        assert got["x-content-type-options"] == "nosniff"
     assert served("text/html")["content-disposition"] == "attachment"

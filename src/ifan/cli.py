@@ -163,7 +163,8 @@ def _cmd_deblur(args: argparse.Namespace) -> int:
 
         report = deblur_file(deblurrer, item, args.output, fmt=args.format, defocus_map=args.defocus_map,
                              defocus_raw=args.defocus_raw, overwrite=args.overwrite, protected=protected,
-                             claimed=claimed, max_pixels=args.max_pixels, quality=args.quality, on_plan=on_plan, progress=progress)
+                             claimed=claimed, max_pixels=args.max_pixels, quality=args.quality, on_plan=on_plan,
+                             progress=progress)
         tiles.close()
         counts[report.status] += 1
         if report.status == "failed":

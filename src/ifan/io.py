@@ -102,7 +102,8 @@ def _is_16bit(path: Path, pil: PILImage.Image) -> bool:
 
 _TIFF_KINDS = {0: "grey", 1: "grey", 2: "RGB", 3: "palette", 4: "mask", 5: "CMYK", 6: "YCbCr", 8: "CIELab"}
 _TIFF_COLOURS = {"grey": 1, "RGB": 3, "palette": 1, "CMYK": 4, "YCbCr": 3, "CIELab": 3}
-_TIFF_SUPPORTED = "grey, RGB or RGBA with 8- or 16-bit integer samples; 8-bit grey + alpha, palette, CMYK, YCbCr, CIELab"
+_TIFF_SUPPORTED = ("grey, RGB or RGBA with 8- or 16-bit integer samples; "
+                   "8-bit grey + alpha, palette, CMYK, YCbCr, CIELab")
 
 
 def _tiff_tags(path: Path) -> dict[int, tuple[int, ...]] | None:

@@ -212,7 +212,8 @@ def _read_tensors(path: Path) -> dict[str, Tensor]:
     except Exception as err:  # pickle errors, zip errors, refused globals
         from ifan.models.serialization import describe_load_error
 
-        raise LPIPSWeightsError(f"{path}: cannot be read as a PyTorch weights file: {describe_load_error(err)}") from None
+        why = describe_load_error(err)
+        raise LPIPSWeightsError(f"{path}: cannot be read as a PyTorch weights file: {why}") from None
     if isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
         obj = obj["state_dict"]
     if not isinstance(obj, Mapping):
