@@ -257,8 +257,8 @@ def test_request_guard_refuses_state_changes_from_other_sites():
                                                          origin="https://evil.example")),
         ("another site (Sec-Fetch-Site: cross-site)", scope("/gradio_api/upload", method="POST",
                                                              sec_fetch_site="cross-site")),
-        ("another site (Sec-Fetch-Site: same-site)", scope("/gradio_api/upload", method="POST",
-                                                            origin="http://localhost:8000", sec_fetch_site="same-site")),
+        ("another site (Sec-Fetch-Site: same-site)",
+         scope("/gradio_api/upload", method="POST", origin="http://localhost:8000", sec_fetch_site="same-site")),
         ("another site (Sec-Fetch-Site: cross-site)", scope("/gradio_api/file=/tmp/a.png", sec_fetch_site="cross-site",
                                                              sec_fetch_mode="no-cors")),  # e.g. <img src=...>
     ]
