@@ -66,11 +66,6 @@ def load_checkpoint(path: Path) -> dict:
     return state
 
 
-def latest_checkpoint(run_dir: Path) -> Path | None:
-    found = list_checkpoints(run_dir)
-    return found[-1][1] if found else None
-
-
 @dataclass
 class RunStart:
     """How :func:`open_run` found a run folder: the checkpoint to resume from (None: a new run),
