@@ -294,10 +294,10 @@ def deblur_file(deblurrer: Deblurrer, item: InputFile, out_dir: str | os.PathLik
     planned = planned_outputs(item, out_dir, fmt, defocus_map, defocus_raw)
     if not overwrite and all(p.exists() for p, _ in planned):
         return FileReport(path, "skipped", f"{path}: skipped, {planned[0][0]} already exists (use --overwrite)")
-    limit, why = (max_pixels, "--max-pixels") if max_pixels is not None else \
+    limit, limit_note = (max_pixels, "--max-pixels") if max_pixels is not None else \
         pixel_limit(deblurrer, any(kind != "image" for _, kind in planned))
     try:
-        img = read_image(path, max_pixels=limit, limit_note=why)
+        img = read_image(path, max_pixels=limit, limit_note=limit_note)
         note = ""
         target = planned[0][0]
         out_fmt = fmt or _format_of(target)
