@@ -107,7 +107,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         run_dir = Path(args.out) if args.out else Path("runs") / f"{Path(args.config).stem}-{stamp}"
     result = train(cfg, run_dir, resume=bool(args.resume), stop_after=args.stop_after, device=args.device,
-                   time_limit=args.time_limit)
+                   time_limit=args.time_limit, force=args.force)
     if result.finished:
         print(f"finished {result.step} steps; weights: {run_dir / 'model.safetensors'}")
     else:
@@ -144,7 +144,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _cmd_deblur(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from ifan.batch import collect_inputs, deblur_file
+    from ifan.batch import collect_inputs, deblur_file, find_collisions
     from ifan.inference import Deblurrer, parse_size
     from ifan.models.official import CheckpointError
 
@@ -166,8 +166,13 @@ def _cmd_deblur(args: argparse.Namespace) -> int:
     if args.verbose:
         print(f"model {args.model}: {deblurrer.describe()}", file=sys.stderr)
     protected = frozenset(f.path.resolve() for f in collected.files)
-    counts = {"done": 0, "skipped": 0, "failed": len(collected.errors)}
-    overall = tqdm(collected.files, desc="images", unit="img", disable=quiet or None, position=0)
+    collisions = find_collisions(collected.files, args.output, args.format, args.defocus_map, args.defocus_raw)
+    for message in collisions.values():
+        print(f"ifan deblur: error: {message}", file=sys.stderr)
+    counts = {"done": 0, "skipped": 0, "failed": len(collected.errors) + len(collisions)}
+    claimed: set[str] = set()
+    todo = [item for item in collected.files if item.path not in collisions]
+    overall = tqdm(todo, desc="images", unit="img", disable=quiet or None, position=0)
     for item in overall:
         tiles = tqdm(total=1, desc=item.path.name, unit="tile", leave=False, disable=quiet or None, position=1)
 
@@ -182,7 +187,8 @@ def _cmd_deblur(args: argparse.Namespace) -> int:
 
         report = deblur_file(deblurrer, item, args.output, fmt=args.format, defocus_map=args.defocus_map,
                              defocus_raw=args.defocus_raw, overwrite=args.overwrite, protected=protected,
-                             max_pixels=args.max_pixels, quality=args.quality, on_plan=on_plan, progress=progress)
+                             claimed=claimed, max_pixels=args.max_pixels, quality=args.quality, on_plan=on_plan,
+                             progress=progress)
         tiles.close()
         counts[report.status] += 1
         if report.status == "failed":
@@ -261,8 +267,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compile", action="store_true", help="torch.compile the network (pays off on many same-size tiles)")
     p.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP, help=f"minimum tile overlap in pixels (default {DEFAULT_OVERLAP})")
     p.add_argument("--tile", type=int, metavar="PX", help="force square tiles of this side (default: from the memory plan)")
-    p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
-                   help=f"refuse larger images as possible decompression bombs (default {DEFAULT_MAX_PIXELS})")
+    p.add_argument("--max-pixels", type=int,
+                   help="refuse larger images (default: what the memory of the run holds at 48 bytes per pixel, "
+                        f"120 with defocus maps; at most {DEFAULT_MAX_PIXELS}, a decompression-bomb guard)")
     p.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality (default 95)")
     p.add_argument("-v", "--verbose", action="store_true", help="show the device, precision and each memory plan")
     p.add_argument("-q", "--quiet", action="store_true", help="only errors and the summary")
@@ -311,11 +318,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", nargs="?", help="recipe, e.g. configs/ifan.yaml or configs/ifan-lite-cpu.yaml")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a recipe value, e.g. --set train.steps=1000 (repeatable)")
-    p.add_argument("--out", help="run folder (default: runs/RECIPE-TIMESTAMP)")
+    p.add_argument("--out", help="run folder, new or empty (default: runs/RECIPE-TIMESTAMP)")
     p.add_argument("--init", metavar="MODEL_OR_FILE",
                    help="start from trained weights (a bundled model such as ifan-lite, or a safetensors file): "
                         "weights only, a fresh optimiser (same as --set init.weights=...)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
+    p.add_argument("--force", action="store_true",
+                   help="start a new run in an --out folder that holds one: its checkpoints, config, metrics, "
+                        "TensorBoard logs and weights are deleted first")
     p.add_argument("--stop-after", type=int, metavar="N", help="stop with a checkpoint after N steps of this call")
     p.add_argument("--time-limit", type=float, metavar="SECONDS",
                    help="stop (with a checkpoint) after this many seconds of training in this invocation")
@@ -362,7 +372,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
                    help=f"largest image accepted, in pixels (default {DEFAULT_MAX_PIXELS})")
     p.add_argument("--workdir", metavar="DIR",
-                   help="working folder for uploads and results (default: a new temporary folder, removed on exit)")
+                   help="where to create the working folder for uploads and results (default: the system's "
+                        "temporary folder); the server works in a new subfolder of DIR, serves and deletes "
+                        "nothing else there, and removes that subfolder on exit")
     p.set_defaults(func=_cmd_serve)
     return parser
 

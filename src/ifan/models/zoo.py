@@ -27,7 +27,7 @@ import torch
 
 from ifan.models.ifan import IFAN, IFANConfig
 from ifan.models.reblur import ReblurNet
-from ifan.models.serialization import read_weights, save_weights
+from ifan.models.serialization import check_fits, read_weights, save_weights
 
 
 @dataclass(frozen=True)
@@ -139,9 +139,9 @@ def load_model(name_or_path: str | os.PathLike = DEFAULT_MODEL, device: str | to
     """
     path = resolve_weights(name_or_path)
     loaded = read_weights(path)
+    check_fits(loaded, path, reblur=with_reblur)
     model = IFAN(loaded.config)
     reblur = ReblurNet(loaded.config) if with_reblur and loaded.reblur else None
-    loaded.check(model.state_dict(), reblur.state_dict() if reblur else None, path)
     model.load_state_dict(loaded.network)
     model.weights_metadata = dict(loaded.metadata, path=str(path))
     model = model.to(device).eval()
@@ -157,13 +157,12 @@ def convert_weights(src: str | os.PathLike, dst: str | os.PathLike) -> IFANConfi
     """Convert a weights file (the authors' checkpoint, a state dict, a training checkpoint) to
     ifan safetensors with its config, IAC form and source in the metadata. Returns the config.
 
-    The tensors are checked against a model of the inferred config first, so a file that does
-    not fit is refused with the offending keys named and nothing is written.
+    The tensors are checked against the shapes of the inferred config first (nothing allocated),
+    so a file that does not fit is refused with the offending keys named and nothing is written.
     """
     src = Path(src)
     loaded = read_weights(src)
-    loaded.check(IFAN(loaded.config).state_dict(),
-                 ReblurNet(loaded.config).state_dict() if loaded.reblur else None, src)
+    check_fits(loaded, src)
     meta = {k: v for k, v in loaded.metadata.items() if k not in ("format", "config")}
     meta.setdefault("source", str(src))
     meta["converted_from"] = src.name

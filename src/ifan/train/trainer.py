@@ -44,7 +44,7 @@ from ifan.models.reblur import ReblurNet
 from ifan.models.serialization import save_weights
 from ifan.models.zoo import create_model
 from ifan.train import distributed
-from ifan.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from ifan.train.checkpoint import open_run, prepare_run, save_checkpoint
 from ifan.train.config import ConfigError, TrainConfig, dump_config
 from ifan.train.losses import LossWeights, ifan_losses
 from ifan.train.sampler import StepBatchSampler
@@ -257,12 +257,13 @@ def _init_from_weights(model: IFAN, reblur: ReblurNet | None, source: str) -> st
 
 
 def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, stop_after: int | None = None,
-          device: str = "auto", time_limit: float | None = None) -> TrainResult:
+          device: str = "auto", force: bool = False, time_limit: float | None = None) -> TrainResult:
     """Train (or resume training) into ``run_dir``. See the module docstring.
 
     Args:
         cfg: the resolved recipe.
-        run_dir: the run folder; with ``resume`` the latest checkpoint in it is loaded.
+        run_dir: the run folder: empty or new, unless ``resume`` (the newest checkpoint in it that
+            loads is loaded) or ``force`` (what an earlier run wrote there is deleted first).
         stop_after: stop (with a checkpoint) after this many steps of this invocation.
         time_limit: stop (with a checkpoint) once this invocation has trained this many seconds.
         device: ``auto``, ``cpu`` or ``cuda``.
@@ -270,13 +271,13 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, stop_afte
     run_dir = Path(run_dir)
     info = distributed.setup(device)
     try:
-        return _train(cfg, run_dir, resume, stop_after, info, time_limit)
+        return _train(cfg, run_dir, resume, stop_after, info, force, time_limit)
     finally:
         distributed.teardown()
 
 
 def _train(cfg: TrainConfig, run_dir: Path, resume: bool, stop_after: int | None,
-           info: distributed.DistInfo, time_limit: float | None = None) -> TrainResult:
+           info: distributed.DistInfo, force: bool = False, time_limit: float | None = None) -> TrainResult:
     dev = info.device
     precision = resolve_training_precision(cfg.train.precision, dev)
     if precision == "fp16" and dev.type != "cuda":
@@ -285,9 +286,7 @@ def _train(cfg: TrainConfig, run_dir: Path, resume: bool, stop_after: int | None
         warnings.warn("this CPU has no native bf16: bf16 training will be much slower than fp32", stacklevel=2)
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
-    existing = latest_checkpoint(run_dir)
-    if existing is not None and not resume:
-        raise ConfigError(f"{run_dir} already holds a run (checkpoint {existing.name}); resume it with --resume")
+    start = open_run(run_dir, resume, force)  # refuses a used folder; reads the checkpoint to resume from
 
     train_set, val_set = build_datasets(cfg)  # data problems surface before any compute
 
@@ -298,7 +297,7 @@ def _train(cfg: TrainConfig, run_dir: Path, resume: bool, stop_after: int | None
     if cfg.losses.reblur > 0:
         reblur = ReblurNet(model.config)
         reblur.init_weights(cfg.init.reblur_gain)
-    if cfg.init.weights and not (resume and existing is not None):
+    if cfg.init.weights and start.state is None:
         note = _init_from_weights(model, reblur, cfg.init.weights)
         if info.is_main:
             print(note, file=sys.stderr)
@@ -311,11 +310,11 @@ def _train(cfg: TrainConfig, run_dir: Path, resume: bool, stop_after: int | None
     params = [p for p in module.parameters() if p.requires_grad]
     optimizer = torch.optim.RAdam(params, lr=cfg.train.lr, betas=tuple(cfg.train.betas), eps=cfg.train.eps,
                                   weight_decay=cfg.train.weight_decay, decoupled_weight_decay=True)
-    scaler = torch.amp.GradScaler(dev.type, enabled=cfg.train.precision == "fp16")
+    scaler = torch.amp.GradScaler(dev.type, enabled=precision == "fp16")
 
     step, best_psnr, elapsed = 0, None, 0.0
-    if resume and existing is not None:
-        state = load_checkpoint(existing)
+    if start.state is not None:
+        state = start.state
         model.load_state_dict(state["model"])
         if reblur is not None:
             reblur.load_state_dict(state["reblur"])
@@ -326,8 +325,11 @@ def _train(cfg: TrainConfig, run_dir: Path, resume: bool, stop_after: int | None
             ema.model.load_state_dict(state.get("ema") or state["model"])
         torch.set_rng_state(state["torch_rng"])
         step, best_psnr, elapsed = state["step"], state.get("best_psnr"), state.get("elapsed", 0.0)
+    distributed.barrier(info)  # every process has read the run folder before the main one changes it
     if info.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
+        prepare_run(run_dir, start, force)
+        if start.note():
+            print(start.note(), file=sys.stderr, flush=True)
         atomic_write_bytes(run_dir / "config.yaml", dump_config(cfg).encode())
         _trim_metrics(run_dir, step)
 
