@@ -9,11 +9,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from ifan.cli import main as cli_main
 from ifan.data import DatasetError
+from ifan.data.datasets import DefocusDataset, dpdd_files
 from ifan.models.zoo import load_model
 from ifan.train.config import ConfigError, TrainConfig, from_dict, load_config
 from ifan.train.trainer import lr_at, train
@@ -346,3 +348,58 @@ def test_image_losses_and_the_frequency_term(kind):
     assert float(offset) == pytest.approx(0.5 * 8 / (8 * 5 * 2), rel=1e-5)
     with pytest.raises(ConfigError, match="image_loss"):
         load_config(None, ["losses.image_loss=huber"])
+
+
+def test_the_true_disparity_warps_r_onto_l_with_the_sign_the_disparity_loss_uses(tmp_path):
+    # the disparity loss's target, -(x_L - x_R) / 8, is the warp that the DME loss rewards: check it on a render
+    from ifan.synth import SynthConfig, write_dataset
+    from ifan.train.losses import area_downsample, horizontal_warp
+
+    config = SynthConfig(width=128, height=128, max_blur=16.0, kinds=(("planes", 1.0),))
+    write_dataset(tmp_path, {"train": 4}, config, seed=3, progress=False)
+    data = DefocusDataset(dpdd_files(tmp_path, "train", maps=True))
+    checked = 0
+    for item in data:
+        if float(item["disparity"].abs().max()) < 4.0:
+            continue
+        left, right = (area_downsample(item[k][None]) for k in ("l", "r"))
+        truth = -area_downsample(item["disparity"][None]) / 8.0
+        errors = {sign: float((horizontal_warp(right, sign * truth) - left).abs()[..., 2:-2].mean())
+                  for sign in (1.0, -1.0, 0.0)}
+        assert errors[1.0] < errors[0.0] < errors[-1.0], errors
+        checked += 1
+    assert checked >= 1
+
+
+def test_disparity_maps_follow_crops_scaling_and_flips():
+    from ifan.data.augment import AugmentConfig, augment
+
+    h, w = 64, 96
+    xx = np.broadcast_to(np.arange(w, dtype=np.float32), (h, w))
+    views = {k: np.repeat((xx / w)[..., None], 3, axis=2).copy() for k in ("c", "gt", "l", "r")}
+    views["l"] = views["l"] * 0.5
+    views["disparity"] = (xx / 10.0)[..., None].copy()
+    cfg = AugmentConfig(noise_p=0.0, gray_p=0.0, scale_p=1.0, scale_min=0.5, flip_h_p=1.0)
+    out = augment(views, np.random.default_rng(0), cfg, crop=32)
+    assert out["disparity"].shape == (32, 32, 1)
+    # the map moved with the image: where c shows x / w, the disparity is x / 10 times the resize factor
+    factor = out["disparity"][0, :, 0] / (out["c"][0, :, 0] * w / 10.0)
+    assert np.ptp(factor) < 0.02 and 0.5 - 1e-3 <= factor.mean() <= 1.0 + 1e-3
+    assert out["disparity"][0, 0, 0] > out["disparity"][0, -1, 0] > 0  # mirrored with the image, sign kept
+    assert np.allclose(out["r"], out["c"] * 0.5, atol=1e-6)  # L and R swapped by the flip
+
+
+def test_training_with_the_disparity_loss_reads_the_maps(tmp_path):
+    from ifan.synth import SynthConfig, write_dataset
+
+    write_dataset(tmp_path / "synth", {"train": 3, "val": 1}, SynthConfig(width=48, height=40, max_blur=6.0),
+                  seed=1, progress=False)
+    raw = tiny_config(tmp_path / "synth", steps=2)
+    raw["losses"] = {"disparity": 0.5}
+    train(from_dict(TrainConfig, raw), tmp_path / "run", device="cpu")
+    rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert rows[0]["disparity"] > 0 and math.isfinite(rows[0]["total"])
+    raw["data"]["root"] = str(tmp_path / "nomaps")
+    make_dpdd(tmp_path / "nomaps", "train", names=("a", "b"))
+    with pytest.raises(DatasetError, match="lacks the maps"):
+        train(from_dict(TrainConfig, raw), tmp_path / "run2", device="cpu")

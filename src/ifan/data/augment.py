@@ -1,7 +1,9 @@
 """The paper's training augmentations, applied with the same random draws to every view.
 
 A sample is a dict of float32 HWC arrays in [0, 1] (``c``, ``gt``, and optionally ``l``,
-``r``). In the official order:
+``r``), and optionally the true ``disparity`` (``(H, W, 1)``, px; ``ifan synth`` data), which
+follows the geometric steps only (resized values scale with the image; a horizontal flip keeps
+its sign, since mirroring the scene also swaps L and R). In the official order:
 
 1. noise (p 0.05): one zero-mean Gaussian field, sigma uniform in [sqrt(0.001), sqrt(0.005)],
    added to every view, the target included (as the official loader does), then clipped;
@@ -69,7 +71,8 @@ def augment(views: dict[str, np.ndarray], rng: np.random.Generator, cfg: Augment
         cfg: probabilities and ranges.
         crop: side of the square random crop, or None for no crop.
     """
-    out = {k: v for k, v in views.items()}
+    out = {k: v for k, v in views.items() if k != "disparity"}
+    disparity = views.get("disparity")
     h, w = next(iter(out.values())).shape[:2]
     if crop is not None and (h < crop or w < crop):
         raise ValueError(f"image of {w}x{h} is smaller than the {crop}x{crop} training crop")
@@ -87,7 +90,11 @@ def augment(views: dict[str, np.ndarray], rng: np.random.Generator, cfg: Augment
         nh, nw = max(int(h * scale), crop or 1), max(int(w * scale), crop or 1)
         if (nh, nw) != (h, w):
             out = {k: cv2.resize(v, (nw, nh), interpolation=cv2.INTER_AREA) for k, v in out.items()}
+            if disparity is not None:
+                disparity = cv2.resize(disparity, (nw, nh), interpolation=cv2.INTER_AREA)[..., None] * (nw / w)
             h, w = nh, nw
+    if disparity is not None:
+        out["disparity"] = disparity
     if crop is not None:
         top, left = int(rng.integers(0, h - crop + 1)), int(rng.integers(0, w - crop + 1))
         out = {k: v[top:top + crop, left:left + crop] for k, v in out.items()}

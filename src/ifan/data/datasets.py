@@ -46,13 +46,15 @@ class DatasetError(ValueError):
 
 @dataclass(frozen=True)
 class SampleFiles:
-    """The files of one sample: blurry input ``c``, optional target ``gt`` and DP views ``l``, ``r``."""
+    """The files of one sample: blurry input ``c``, optional target ``gt`` and DP views ``l``, ``r``,
+    and for ``ifan synth`` data optionally its maps (``maps``: the ``.npz`` with the true disparity)."""
 
     name: str
     c: Path
     gt: Path | None = None
     l: Path | None = None  # noqa: E741 (the dual-pixel left view)
     r: Path | None = None
+    maps: Path | None = None
 
     def paths(self) -> dict[str, Path]:
         return {k: getattr(self, k) for k in VIEWS if getattr(self, k) is not None}
@@ -93,13 +95,23 @@ def match_views(folders: dict[str, Path], recursive: bool = False) -> list[Sampl
     return [SampleFiles(name, **{view: listed[view][name] for view in folders}) for name in sorted(names)]
 
 
-def dpdd_files(root: str | os.PathLike, split: str = "test", views: bool = True) -> list[SampleFiles]:
-    """Samples of a DPDD-layout split (``train``, ``val`` or ``test``)."""
+def dpdd_files(root: str | os.PathLike, split: str = "test", views: bool = True,
+               maps: bool = False) -> list[SampleFiles]:
+    """Samples of a DPDD-layout split (``train``, ``val`` or ``test``); with ``maps``, each with the
+    ``{split}_meta/NAME.npz`` that ``ifan synth`` writes beside it (true disparity, blur, depth)."""
     root = Path(root)
     folders = {"c": root / f"{split}_c" / "source", "gt": root / f"{split}_c" / "target"}
     if views:
         folders.update(l=root / f"{split}_l" / "source", r=root / f"{split}_r" / "source")
-    return match_views(folders)
+    samples = match_views(folders)
+    if not maps:
+        return samples
+    meta = root / f"{split}_meta"
+    missing = [s.name for s in samples if not (meta / f"{s.name}.npz").is_file()]
+    if missing:
+        raise DatasetError(f"{meta} lacks the maps of {len(missing)} sample(s) ({', '.join(missing[:5])}); the true "
+                           f"disparity comes with ifan synth data only")
+    return [replace(s, maps=meta / f"{s.name}.npz") for s in samples]
 
 
 def realdof_files(root: str | os.PathLike) -> list[SampleFiles]:
@@ -188,7 +200,7 @@ class DefocusDataset(Dataset):
             small = [f"{n} ({w}x{h})" for n, (w, h) in self.sizes.items() if min(w, h) < limit]
             if small:
                 raise DatasetError(f"{len(small)} image(s) smaller than {limit}x{limit}: {', '.join(small[:5])}")
-        self._cache: dict[int, dict] | None = {} if cache else None
+        self._cache: dict | None = {} if cache else None
 
     def __len__(self) -> int:
         return len(self.files)
@@ -197,7 +209,10 @@ class DefocusDataset(Dataset):
         if self._cache is not None and index in self._cache:
             stored, depth = self._cache[index]
             scale = 255.0 if depth == 8 else 65535.0
-            return {k: v.astype(np.float32) / scale for k, v in stored.items()}, depth
+            views = {k: v.astype(np.float32) / scale for k, v in stored.items()}
+            if self.files[index].maps is not None:
+                views["disparity"] = self._disparity(index)
+            return views, depth
         sample = self.files[index]
         views, depth = {}, 8
         for view, path in sample.paths().items():
@@ -211,7 +226,26 @@ class DefocusDataset(Dataset):
         if self._cache is not None:
             scale, dtype = (255.0, np.uint8) if depth == 8 else (65535.0, np.uint16)
             self._cache[index] = ({k: np.round(v * scale).astype(dtype) for k, v in views.items()}, depth)
+        if sample.maps is not None:
+            views["disparity"] = self._disparity(index)
         return views, depth
+
+    def _disparity(self, index: int) -> np.ndarray:
+        """The true L-R disparity (px) of a synthetic sample, ``(H, W, 1)`` float32 (cached as float16)."""
+        key = ("disparity", index)
+        if self._cache is not None and key in self._cache:
+            return self._cache[key].astype(np.float32)
+        path = self.files[index].maps
+        try:
+            with np.load(path) as maps:
+                disparity = np.asarray(maps["disparity"], np.float32)[..., None]
+        except (OSError, KeyError, ValueError) as err:
+            raise DatasetError(f"{path}: cannot read the disparity map ({err})") from err
+        if self.rotate:
+            raise DatasetError("rotated datasets (PixelDP) have no disparity maps")
+        if self._cache is not None:
+            self._cache[key] = disparity.astype(np.float16)
+        return disparity
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict:
         index, sample_seed = (key, index_seed(self.seed, key)) if isinstance(key, int) else key

@@ -77,7 +77,9 @@ class LossConfig:
     """Loss weights (0 switches a term off) and the form of the image loss.
 
     ``image_loss``: ``mse`` (the paper's), ``l1`` or ``charbonnier`` (``sqrt(d**2 + 1e-6)``);
-    ``frequency``: weight of an L1 loss between the 2-D spectra of output and target.
+    ``frequency``: weight of an L1 loss between the 2-D spectra of output and target;
+    ``disparity``: weight of an L1 loss between the estimated and the true disparity (``ifan synth``
+    data, whose ``{split}_meta`` maps hold it; not in the paper).
     """
 
     image: float = 1.0
@@ -85,6 +87,7 @@ class LossConfig:
     reblur: float = 1.0
     image_loss: str = "mse"
     frequency: float = 0.0
+    disparity: float = 0.0
 
 
 @dataclass
@@ -151,7 +154,10 @@ class TrainConfig:
             (0.0 <= self.train.ema < 1.0, f"train.ema must be in [0, 1), got {self.train.ema}"),
             (self.losses.image_loss in ("mse", "l1", "charbonnier"),
              f"losses.image_loss must be mse, l1 or charbonnier, got {self.losses.image_loss!r}"),
-            (self.losses.frequency >= 0, "losses.frequency must be >= 0"),
+            (self.losses.frequency >= 0 and self.losses.disparity >= 0,
+             "losses.frequency and losses.disparity must be >= 0"),
+            (self.data.kind == "dpdd" or self.losses.disparity == 0,
+             "losses.disparity needs ifan synth data (data.kind 'dpdd' with {split}_meta maps)"),
             (len(self.train.betas) == 2, "train.betas must hold two numbers"),
             (self.data.kind == "dpdd" or self.losses.dme == 0,
              "losses.dme needs dual-pixel views: set losses.dme: 0 for data.kind 'folder'"),

@@ -6,6 +6,9 @@
   horizontally by the disparity predicted from the right view, and the left view at 1/8.
 * reblur: MSE between the reblurred sharp target (reblurring network, 1/8) and the blurry
   input at 1/8 (area).
+* disparity (ifan synth data only; not in the paper): L1 between the disparity estimated from
+  the right view and the true one, at 1/8 (area) in 1/8-scale pixels. The DME warp samples R at
+  ``x + d`` to match L, so the estimate that matches is ``-(x_L - x_R) / 8``.
 
 All are means over every element (``nn.MSELoss()``), and the total is their weighted sum.
 """
@@ -57,6 +60,7 @@ class LossWeights:
     reblur: float = 1.0
     image_loss: str = "mse"
     frequency: float = 0.0
+    disparity: float = 0.0
 
 
 CHARBONNIER_EPS = 1e-3
@@ -90,6 +94,7 @@ def ifan_losses(
     left: Tensor | None = None,
     reblur_net: ReblurNet | None = None,
     weights: LossWeights = LossWeights(),
+    disparity: Tensor | None = None,
 ) -> dict[str, Tensor]:
     """The official IFAN losses for one batch.
 
@@ -100,9 +105,12 @@ def ifan_losses(
         blurry: the network input ``C`` ``(B, 3, H, W)``.
         right, left: DP views (needed when ``weights.dme > 0``).
         reblur_net: needed when ``weights.reblur > 0``.
+        disparity: the true disparity ``x_L - x_R`` (px) ``(B, 1, H, W)``, needed when
+            ``weights.disparity > 0``.
 
     Returns:
-        ``{"image", ["frequency"], ["dme"], ["reblur"], "total"}``; unweighted terms, weighted total.
+        ``{"image", ["frequency"], ["dme"], ["reblur"], ["disparity"], "total"}``; unweighted terms,
+        weighted total.
     """
     losses: dict[str, Tensor] = {"image": image_distance(out.image, target, weights.image_loss)}
     total = weights.image * losses["image"]
@@ -120,5 +128,11 @@ def ifan_losses(
             raise ValueError("the reblurring loss needs the reblurring network and the filters (aux=True)")
         losses["reblur"] = F.mse_loss(reblur_net(target, out.filters), area_downsample(blurry))
         total = total + weights.reblur * losses["reblur"]
+    if weights.disparity > 0:
+        if disparity is None or out.disparity_right is None:
+            raise ValueError("the disparity loss needs the true disparity and the right-view estimate")
+        truth = -area_downsample(disparity.float()) / 8.0
+        losses["disparity"] = F.l1_loss(out.disparity_right.float(), truth)
+        total = total + weights.disparity * losses["disparity"]
     losses["total"] = total
     return losses

@@ -57,9 +57,10 @@ class TrainingModule(nn.Module):
         super().__init__()
         self.model, self.reblur, self.weights = model, reblur, weights
 
-    def forward(self, c: Tensor, gt: Tensor, r: Tensor | None = None, l: Tensor | None = None) -> dict[str, Tensor]:  # noqa: E741
+    def forward(self, c: Tensor, gt: Tensor, r: Tensor | None = None, l: Tensor | None = None,  # noqa: E741
+                disparity: Tensor | None = None) -> dict[str, Tensor]:
         out = self.model(c, r, l, aux=True)
-        return ifan_losses(out, gt, c, r, l, self.reblur, self.weights)
+        return ifan_losses(out, gt, c, r, l, self.reblur, self.weights, disparity)
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -115,9 +116,10 @@ def build_datasets(cfg: TrainConfig) -> tuple[DefocusDataset, DefocusDataset | N
         raise ConfigError("data.root is not set: point it at a DPDD-layout folder (e.g. made by `ifan synth`)")
     if not root.is_dir():
         raise ConfigError(f"data.root {root} does not exist")
-    views = cfg.losses.dme > 0 or cfg.model == "ifan-dual" or cfg.model_overrides.get("dual_pixel_input", False)
+    views = (cfg.losses.dme > 0 or cfg.losses.disparity > 0 or cfg.model == "ifan-dual"
+             or cfg.model_overrides.get("dual_pixel_input", False))
     if cfg.data.kind == "dpdd":
-        train_files = dpdd_files(root, cfg.data.train_split, views=views)
+        train_files = dpdd_files(root, cfg.data.train_split, views=views, maps=cfg.losses.disparity > 0)
     else:
         train_files = folder_files(root)
         if not all(f.gt is not None for f in train_files):
@@ -302,7 +304,7 @@ def _train(cfg: TrainConfig, run_dir: Path, resume: bool, stop_after: int | None
         if info.is_main:
             print(note, file=sys.stderr)
     weights = LossWeights(cfg.losses.image, cfg.losses.dme, cfg.losses.reblur, cfg.losses.image_loss,
-                          cfg.losses.frequency)
+                          cfg.losses.frequency, cfg.losses.disparity)
     module = TrainingModule(model, reblur, weights).to(dev)
     memory_format = torch.channels_last if cfg.train.channels_last else torch.contiguous_format
     module = module.to(memory_format=memory_format)
@@ -379,9 +381,9 @@ def _train(cfg: TrainConfig, run_dir: Path, resume: bool, stop_after: int | None
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(step, cfg)
             views = {k: batch[k].to(dev, non_blocking=True).contiguous(memory_format=memory_format)
-                     for k in ("c", "gt", "l", "r") if k in batch}
+                     for k in ("c", "gt", "l", "r", "disparity") if k in batch}
             with _autocast(dev, precision):
-                losses = net(views["c"], views["gt"], views.get("r"), views.get("l"))
+                losses = net(views["c"], views["gt"], views.get("r"), views.get("l"), views.get("disparity"))
             if not torch.isfinite(losses["total"]):
                 raise FloatingPointError(f"the loss became {float(losses['total'])} at step {step + 1}; "
                                          f"lower train.lr or check the data (last checkpoint kept)")
