@@ -52,7 +52,7 @@ def step_costs(names: list[str], data_overrides: list[str], rounds: int = 3, ste
     from ifan.models.zoo import create_model
     from ifan.train.config import load_config
     from ifan.train.losses import LossWeights, ifan_losses
-    from ifan.train.trainer import _autocast, resolve_training_precision
+    from ifan.inference.runtime import autocast, resolve_precision
 
     times: dict[str, list[float]] = {n: [] for n in names}
     for _ in range(rounds):
@@ -64,13 +64,13 @@ def step_costs(names: list[str], data_overrides: list[str], rounds: int = 3, ste
             params = [*net.parameters(), *(reblur.parameters() if reblur else [])]
             opt = torch.optim.RAdam(params, lr=1e-4, decoupled_weight_decay=True, weight_decay=0.01)
             w = LossWeights(cfg.losses.image, cfg.losses.dme, cfg.losses.reblur, cfg.losses.image_loss,
-                            cfg.losses.frequency)
+                            cfg.losses.frequency, cfg.losses.disparity)
             size, b = cfg.train.patch_size, cfg.train.batch_size
             views = [torch.rand(b, 3, size, size).contiguous(memory_format=torch.channels_last) for _ in range(4)]
-            precision = resolve_training_precision(cfg.train.precision, torch.device("cpu"))
+            dtype = resolve_precision(cfg.train.precision, torch.device("cpu"))
             for i in range(steps + 1):
                 t = time.perf_counter()
-                with _autocast(torch.device("cpu"), precision):
+                with autocast(torch.device("cpu"), dtype):
                     out = net(views[0], views[2] if w.dme else None, views[3] if w.dme else None, aux=True)
                     loss = ifan_losses(out, views[1], views[0], views[2], views[3], reblur, w)["total"]
                 opt.zero_grad(set_to_none=True)

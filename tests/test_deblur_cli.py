@@ -8,8 +8,8 @@ import torch
 from PIL import Image as PILImage
 
 from ifan import create_model
-from ifan.batch import InputFile, collect_inputs, output_path
-from ifan.cli import main
+from ifan.apps.files import InputFile, collect_inputs, output_path
+from ifan.apps.cli import main
 from ifan.io import read_image, write_image
 from ifan.models.serialization import save_weights
 
@@ -212,6 +212,42 @@ def test_memory_budget_too_small_fails_that_file_only(tmp_path, weights, capsys)
     assert code == 1 and "memory budget" in err and "too small" in err
 
 
+def test_the_file_loop_reports_each_step_to_its_listener(tmp_path, weights):
+    from ifan.apps.files import Listener, OutputOptions, deblur_files
+    from ifan.inference import Deblurrer
+
+    class Recorder(Listener):
+        def __init__(self):
+            self.events = []
+
+        def started(self, item, index, total):
+            self.events.append(("started", item.path.name, index, total))
+
+        def planned(self, item, plan):
+            self.events.append(("planned", plan.num_tiles))
+
+        def tile(self, done, total):
+            self.events.append(("tile", done, total))
+
+        def result(self, item, image, deblurred, defocus):
+            self.events.append(("result", deblurred.shape, defocus.shape))
+
+        def finished(self, report):
+            self.events.append(("finished", report.status))
+
+    good = write_image(tmp_path / "a.png", pattern(16, 24))
+    (tmp_path / "b.png").write_bytes(b"broken")
+    recorder = Recorder()
+    items = collect_inputs([good, tmp_path / "b.png"]).files
+    counts = deblur_files(Deblurrer.from_pretrained(weights, device="cpu"), items,
+                          OutputOptions(defocus_map=True), listener=recorder)
+    assert (counts.done, counts.skipped, counts.failed) == (1, 0, 1) and str(counts) == "1 deblurred, 0 skipped, 1 failed"
+    assert recorder.events == [("started", "a.png", 0, 2), ("planned", 1), ("tile", 1, 1),
+                               ("result", (16, 24, 3), (16, 24)), ("finished", "done"),
+                               ("started", "b.png", 1, 2), ("finished", "failed")]
+    assert (tmp_path / "a_deblurred.png").is_file() and (tmp_path / "a_defocus.png").is_file()
+
+
 def test_a_missing_defocus_map_does_not_let_the_existing_result_be_replaced(tmp_path, weights, capsys):
     src = write_image(tmp_path / "a.jpg", pattern(16, 16))
     own = tmp_path / "a_deblurred.jpg"
@@ -243,7 +279,7 @@ def test_inputs_that_would_write_one_file_are_refused_naming_each_other(tmp_path
 
 
 def test_no_file_is_written_twice_in_one_run(tmp_path, weights):
-    from ifan.batch import deblur_file
+    from ifan.apps.files import OutputOptions, deblur_file
     from ifan.inference import Deblurrer
 
     deblurrer = Deblurrer.from_pretrained(weights, device="cpu")
@@ -251,8 +287,8 @@ def test_no_file_is_written_twice_in_one_run(tmp_path, weights):
     disguised = tmp_path / "a.jpg"  # a 16-bit PNG named .jpg: its result falls back to a_deblurred.png
     write_image(tmp_path / "deep.png", pattern(16, 16, seed=1), bit_depth=16).rename(disguised)
     claimed: set[str] = set()
-    first = deblur_file(deblurrer, InputFile(png), overwrite=True, claimed=claimed)
-    second = deblur_file(deblurrer, InputFile(disguised), overwrite=True, claimed=claimed)
+    first = deblur_file(deblurrer, InputFile(png), OutputOptions(overwrite=True), claimed=claimed)
+    second = deblur_file(deblurrer, InputFile(disguised), OutputOptions(overwrite=True), claimed=claimed)
     assert first.status == "done" and second.status == "failed"
     assert "another input of this run wrote it already" in second.message
     assert read_image(tmp_path / "a_deblurred.png").bit_depth == 8
@@ -288,7 +324,7 @@ def test_a_glob_over_symlink_loops_lists_each_real_folder_once(tmp_path, monkeyp
 
 
 def test_the_default_pixel_limit_is_what_the_memory_of_the_run_holds(tmp_path, weights, monkeypatch):
-    from ifan.batch import deblur_file
+    from ifan.apps.files import OutputOptions, deblur_file
     from ifan.inference import Deblurrer
 
     deblurrer = Deblurrer.from_pretrained(weights, device="cpu")
@@ -300,6 +336,6 @@ def test_the_default_pixel_limit_is_what_the_memory_of_the_run_holds(tmp_path, w
         "holds at 48 bytes per pixel; --max-memory sets it); raise it with --max-pixels if the file is trusted "
         "and the memory is there")
     mid = write_image(tmp_path / "mid.png", pattern(1000, 1000))
-    assert "the limit of 0.874 MP" in deblur_file(deblurrer, InputFile(mid), defocus_map=True).message  # 120 B/px
-    assert "(--max-pixels)" in deblur_file(deblurrer, InputFile(mid), max_pixels=1000).message
+    assert "the limit of 0.874 MP" in deblur_file(deblurrer, InputFile(mid), OutputOptions(defocus_map=True)).message  # 120 B/px
+    assert "(--max-pixels)" in deblur_file(deblurrer, InputFile(mid), OutputOptions(max_pixels=1000)).message
     assert deblur_file(deblurrer, InputFile(write_image(tmp_path / "small.png", pattern(64, 64)))).status == "done"

@@ -16,14 +16,13 @@ import numpy as np
 import pytest
 import torch
 
-from ifan.cli import main as cli_main
+from ifan.apps.cli import main as cli_main
 from ifan.io import write_image
 from ifan.models.ifan import IFAN
 from ifan.models.official import CheckpointError, split_official, to_official
-from ifan.models.padding import run_any_size
-from ifan.models.reblur import ReblurNet
+from ifan.evaluate.metrics import crop_hw
 from ifan.models.serialization import read_weights
-from ifan.models.zoo import load_model
+from ifan.models.zoo import load_model, load_reblur_net
 from ifan.train.losses import area_downsample, horizontal_warp, ifan_losses
 
 from official_reference import reference_forward
@@ -39,7 +38,7 @@ def assert_matches(actual: torch.Tensor, expected: torch.Tensor, what: str, atol
 
 
 def _load_small(path, dtype):
-    model, reblur = load_model(path, with_reblur=True)
+    model, reblur = load_model(path), load_reblur_net(path)
     return model.to(dtype), reblur.to(dtype)
 
 
@@ -53,7 +52,7 @@ def test_reproduces_official_bundle(ref_small, official_small_path, dtype):
         out = model(r["C"])
         assert_matches(out.image.clamp(0, 1), r["result_eval"], "result_eval")
         assert_matches(out.disparity, r["DM_C"], "DM_C")
-        cropped = run_any_size(model, r["C_uncropped"], crop=True)
+        cropped = model(crop_hw(r["C_uncropped"], 8, "CHW"))  # the official evaluation's crop, as ifan evaluate does
         assert cropped.image.shape == r["result_eval_uncropped"].shape
         assert_matches(cropped.image.clamp(0, 1), r["result_eval_uncropped"], "result_eval_uncropped")
 
@@ -141,8 +140,9 @@ def _check_against_reference(model, reblur, state, inputs):
             assert_matches(reblur(gt, train.filters), ref["SB"], "SB")
 
 
+@pytest.mark.slow
 def test_default_config_official_checkpoint_direct(default_checkpoint, default_inputs):
-    model, reblur = load_model(default_checkpoint, with_reblur=True)
+    model, reblur = load_model(default_checkpoint), load_reblur_net(default_checkpoint)
     assert model.config.iac_form == "official"
     assert (model.config.channels, model.config.iterations) == (32, 17)
     assert sum(p.numel() for p in model.parameters()) == 10_476_996
@@ -150,6 +150,7 @@ def test_default_config_official_checkpoint_direct(default_checkpoint, default_i
     _check_against_reference(model, reblur, torch.load(default_checkpoint, weights_only=True), default_inputs)
 
 
+@pytest.mark.slow
 def test_default_config_through_convert(default_checkpoint, default_inputs, tmp_path):
     dst = tmp_path / "ifan.safetensors"
     assert cli_main(["convert", str(default_checkpoint), str(dst)]) == 0
@@ -157,7 +158,7 @@ def test_default_config_through_convert(default_checkpoint, default_inputs, tmp_
     assert loaded.metadata["format"] == "ifan-weights/1"
     assert loaded.config.iac_form == "official"
     assert "IFAN.pytorch" in loaded.metadata["source"]
-    model, reblur = load_model(dst, with_reblur=True)
+    model, reblur = load_model(dst), load_reblur_net(dst)
     _check_against_reference(model, reblur, torch.load(default_checkpoint, weights_only=True), default_inputs)
     direct = load_model(default_checkpoint)
     with torch.no_grad():
@@ -169,7 +170,7 @@ def test_checkpoint_without_module_prefix_and_without_reblur(official_small_stat
                        if ".reblurNet." not in k)
     path = tmp_path / "net_only.pth"
     torch.save(bare, path)
-    model, reblur = load_model(path, with_reblur=True)
+    model, reblur = load_model(path), load_reblur_net(path)
     assert reblur is None
     with torch.no_grad():
         assert_matches(model(ref_small["C"]).image.clamp(0, 1), ref_small["result_eval"], "result_eval")
@@ -259,7 +260,8 @@ def test_a_training_checkpoint_converts_with_its_model_config(tmp_path):
 
 _BOUNDED_LOAD = """
 import resource, sys
-from ifan.cli import main
+import torch  # noqa: F401  (the command imports it before reading weights: not part of the bound)
+from ifan.apps.cli import main
 
 with open("/proc/self/status") as f:  # address space in use now, then at most 512 MiB more
     used = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize:"))

@@ -16,9 +16,9 @@ from ifan.synth.assets import PHOTOS, load_photo, load_stereo_motorcycle  # noqa
 from ifan.synth.sampling import KINDS, SynthConfig, sample_camera, sample_spec  # noqa: E402
 from ifan.synth.scenes import build_scene, rgbd_layers  # noqa: E402
 
-# Middlebury 2014 "Motorcycle" (imperfect calibration), calib.txt at full resolution: cam0 focal length
-# 3979.911 px, baseline 193.001 mm, doffs 124.343 px; scikit-image ships it downsampled 4x.
-PUBLISHED_FOCAL_PX, PUBLISHED_BASELINE_M, PUBLISHED_DOFFS_PX = 3979.911 / 4, 0.193001, 124.343 / 4
+# The Middlebury 2014 "Motorcycle" calibration as published (calib.txt: cam0 focal length 3979.911 px,
+# doffs 124.343 px, baseline 193.001 mm), at scikit-image's resolution (downsampled by 4).
+MIDDLEBURY_FOCAL_PX, MIDDLEBURY_DOFFS_PX, MIDDLEBURY_BASELINE_M = 3979.911 / 4, 124.343 / 4, 0.193001
 
 
 def test_every_photo_loads_offline_as_linear_rgb_with_a_licence():
@@ -41,8 +41,8 @@ def test_motorcycle_depth_comes_from_its_ground_truth_disparity():
     assert rgb.shape[:2] == depth.shape == disp.shape[:2]
     assert np.all(np.isfinite(depth)) and depth.min() > 0
     valid = np.isfinite(disp)
-    expected = PUBLISHED_FOCAL_PX * PUBLISHED_BASELINE_M / (disp[valid] + PUBLISHED_DOFFS_PX)
-    np.testing.assert_allclose(depth[valid], expected, rtol=1e-5)
+    expected = MIDDLEBURY_FOCAL_PX * MIDDLEBURY_BASELINE_M / (disp[valid] + MIDDLEBURY_DOFFS_PX)
+    np.testing.assert_allclose(depth[valid], expected, rtol=1e-4)
     assert 1.5 < depth.min() < depth.max() < 8.0  # a garage scene, metres
     # holes (occlusions) take the farther side, not the nearer one
     rows, cols = np.nonzero(~valid)

@@ -1,4 +1,6 @@
-"""Durable atomic file writes: a temporary file beside the target, fsync, rename, fsync the folder.
+"""File-system helpers: durable atomic writes, and a glob that survives symbolic-link loops.
+
+Atomic writes: a temporary file beside the target, fsync, rename, fsync the folder.
 
 The temporary file is named ``.NAME.XXXXXXXX.tmp`` (eight random characters) and created with mode
 ``0o666`` less the umask, as any new file (and the target gets that mode, whatever the writer
@@ -8,6 +10,7 @@ process left behind.
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import re
 import secrets
@@ -15,6 +18,7 @@ import stat
 from collections.abc import Callable
 from pathlib import Path
 
+GLOB_CHARS = frozenset("*?[")
 TEMP_RE = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")  # also the names of tempfile.mkstemp
 
 
@@ -79,3 +83,62 @@ def remove_stale_temps(folder: str | os.PathLike) -> list[Path]:
     for p in stale:
         p.unlink(missing_ok=True)
     return stale
+
+
+def split_glob(pattern: str) -> tuple[Path, tuple[str, ...]]:
+    """A glob's fixed leading folder and the parts from the first one with a wildcard on."""
+    parts = Path(pattern).parts
+    n = next((i for i, part in enumerate(parts) if GLOB_CHARS & set(part)), len(parts))
+    return (Path(*parts[:n]) if n else Path(".")), parts[n:]
+
+
+def _matches(name: str, part: str) -> bool:
+    """``glob``'s rule for one path part: wildcards match hidden names only when ``part`` starts with a dot."""
+    return (not name.startswith(".") or part.startswith(".")) and fnmatch.fnmatch(name, part)
+
+
+def _expand(base: Path, parts: tuple[str, ...], visited: dict[int, set[tuple[int, int]]]):
+    """Paths below ``base`` matching ``parts``; ``visited[len(parts)]``: the real folders that ``**`` entered."""
+    if not parts:
+        yield base
+        return
+    head, rest = parts[0], parts[1:]
+    if head == "**":
+        try:
+            st = os.stat(base)
+        except OSError:
+            return
+        entered = visited.setdefault(len(parts), set())
+        entered.add((st.st_dev, st.st_ino))
+        yield from _expand(base, rest, visited)  # ** matches no folder, or one more below
+        for entry in _scandir(base):
+            try:
+                if entry.name.startswith(".") or not entry.is_dir():
+                    continue
+                st = entry.stat()  # follows a link: the real folder
+            except OSError:
+                continue
+            if (st.st_dev, st.st_ino) not in entered:
+                yield from _expand(base / entry.name, parts, visited)
+    elif GLOB_CHARS & set(head):
+        for entry in _scandir(base):
+            if _matches(entry.name, head):
+                yield from _expand(base / entry.name, rest, visited)
+    elif os.path.lexists(base / head):
+        yield from _expand(base / head, rest, visited)
+
+
+def _scandir(folder: Path) -> list[os.DirEntry]:
+    try:
+        with os.scandir(folder) as it:
+            return sorted(it, key=lambda e: e.name)
+    except OSError:  # not a folder, gone, or unreadable: nothing matches below it
+        return []
+
+
+def expand_glob(pattern: str) -> list[Path]:
+    """The paths matching ``pattern`` (``*``, ``?``, ``[...]`` within a name, ``**`` for any folders
+    below), sorted, once each. As :func:`glob.glob` with ``recursive=True``, but ``**`` enters each
+    real folder once, so links that loop back (``a/b -> a``) end the walk instead of repeating it."""
+    base, parts = split_glob(pattern)
+    return sorted(set(_expand(base, parts, {})))

@@ -1,9 +1,10 @@
 """The paper's training augmentations, applied with the same random draws to every view.
 
-A sample is a dict of float32 HWC arrays in [0, 1] (``c``, ``gt``, and optionally ``l``,
-``r``), and optionally the true ``disparity`` (``(H, W, 1)``, px; ``ifan synth`` data), which
-follows the geometric steps only (resized values scale with the image; a horizontal flip keeps
-its sign, since mirroring the scene also swaps L and R). In the official order:
+A sample is a dict of float32 HWC arrays in [0, 1] keyed by :data:`ifan.data.datasets.VIEWS`
+(``c``, ``gt``, and optionally ``l``, ``r``), and optionally the true ``disparity`` (``(H, W, 1)``,
+px; ``ifan synth`` data), which follows the geometric steps only (resized values scale with the
+image; a horizontal flip keeps its sign, since mirroring the scene also swaps L and R). In the
+official order:
 
 1. noise (p 0.05): one zero-mean Gaussian field, sigma uniform in [sqrt(0.001), sqrt(0.005)],
    added to every view, the target included (as the official loader does), then clipped;
@@ -24,8 +25,6 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-
-VIEW_KEYS = ("c", "gt", "l", "r")
 
 
 @dataclass(frozen=True)

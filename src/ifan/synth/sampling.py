@@ -87,6 +87,15 @@ class SynthConfig:
                    psf=(("disc", 0.3), ("polygon", 0.2), ("rim", 0.15), ("soft", 0.15), ("gaussian", 0.2)),
                    cateye_p=0.25, gamma_blur_p=0.35, pipeline_p=0.8, sharp_p=0.06, content="rich")
 
+    @classmethod
+    def from_options(cls, width: int, height: int, max_blur: float, noise: bool, mixture: bool,
+                     **parts) -> SynthConfig:
+        """The defaults (or with ``mixture`` the documented mixture) with the ``parts`` that are not
+        None replaced (``kinds``, ``psf``, ``cateye_p``, ...); ``noise`` switches noise on."""
+        base = cls.mixture(width, height, max_blur) if mixture else cls(width, height, max_blur)
+        chosen = {k: v for k, v in parts.items() if v is not None}
+        return replace(base, noise=base.noise or noise, **chosen)
+
     def to_dict(self) -> dict:
         d = asdict(self)
         d["kinds"] = {k: float(w) for k, w in self.kinds}

@@ -48,8 +48,7 @@ class OptimConfig:
     warm restarts); both after a linear warm-up of ``warmup_steps``. ``ema``: decay of an
     exponential moving average of the weights, validated and exported instead of the raw
     weights (0: off). ``precision``: ``fp32``, ``bf16``, ``fp16`` (CUDA) or ``auto`` (bf16 on
-    CPUs with native bf16 and on CUDA devices that support it, fp16 on other CUDA devices, fp32
-    elsewhere).
+    CPUs with native bf16, fp16 on CUDA, fp32 elsewhere: :mod:`ifan.inference.runtime`'s policy).
     """
 
     steps: int = 600_000
@@ -105,7 +104,11 @@ class InitConfig:
 
 @dataclass
 class LogConfig:
-    """How often to log, validate and checkpoint (in steps)."""
+    """How often to log, validate and checkpoint (in steps).
+
+    ``image_every``: log the validation image grid at validations whose step is a multiple of it
+    (None: at every validation).
+    """
 
     log_every: int = 50
     val_every: int = 2000

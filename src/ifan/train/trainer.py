@@ -5,23 +5,13 @@ reblurring network (Xavier init with the recipe's gains), runs RAdam with decoup
 decay, step learning-rate decay and gradient clipping, validates every ``log.val_every``
 steps (PSNR on held-out images), logs to TensorBoard and ``metrics.jsonl``, checkpoints
 atomically (last K kept, best by validation PSNR exported), and writes the final weights as
-ifan safetensors. Under ``torchrun`` it runs DDP; rank 0 logs and writes.
-
-Run folder::
-
-    RUN_DIR/config.yaml                   the resolved recipe
-    RUN_DIR/checkpoints/step_*.pt         resumable state (the last K)
-    RUN_DIR/best.safetensors              weights with the best validation PSNR
-    RUN_DIR/model.safetensors             final weights
-    RUN_DIR/metrics.jsonl                 training losses and validation results
-    RUN_DIR/tb/                           TensorBoard events
+ifan safetensors. Under ``torchrun`` it runs DDP; rank 0 logs and writes. What the run
+folder holds, and how a run starts or resumes, is :mod:`ifan.train.run`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import json
 import math
 import signal
 import sys
@@ -31,23 +21,25 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
-from ifan.data.datasets import DefocusDataset, dpdd_files, folder_files
-from ifan.fileutil import atomic_write_bytes
+from ifan.data.datasets import VIEWS, DefocusDataset, dpdd_files, folder_files
+from ifan.evaluate.metrics import psnr
+from ifan.inference import Deblurrer
+from ifan.inference.runtime import autocast, resolve_precision
 from ifan.models.ifan import IFAN
-from ifan.models.padding import run_any_size
 from ifan.models.reblur import ReblurNet
 from ifan.models.serialization import save_weights
 from ifan.models.zoo import create_model
 from ifan.train import distributed
-from ifan.train.checkpoint import open_run, prepare_run, save_checkpoint
-from ifan.train.config import ConfigError, TrainConfig, dump_config
+from ifan.train.checkpoint import save_checkpoint
+from ifan.train.config import ConfigError, TrainConfig
 from ifan.train.losses import LossWeights, ifan_losses
+from ifan.train.run import append_metrics, open_run, prepare_run, save_config, trim_metrics
 from ifan.train.sampler import StepBatchSampler
+from ifan.viz import colorize_defocus
 
 
 class TrainingModule(nn.Module):
@@ -63,6 +55,15 @@ class TrainingModule(nn.Module):
         return ifan_losses(out, gt, c, r, l, self.reblur, self.weights, disparity)
 
 
+def build_optimizer(module: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """The paper's optimiser over every trainable parameter of ``module`` (the deblurring and the
+    reblurring network): RAdam with decoupled weight decay (torch-optimizer's RAdam, which the
+    official code uses) and the recipe's learning rate, betas, eps and weight decay."""
+    params = [p for p in module.parameters() if p.requires_grad]
+    return torch.optim.RAdam(params, lr=cfg.train.lr, betas=tuple(cfg.train.betas), eps=cfg.train.eps,
+                             weight_decay=cfg.train.weight_decay, decoupled_weight_decay=True)
+
+
 def lr_at(step: int, cfg: TrainConfig) -> float:
     """The learning rate of (0-based) ``step``: a linear warm-up over ``warmup_steps``, then step decay
     (``lr * gamma ** milestones reached``) or a cosine from ``lr`` to ``min_lr`` (over the remaining
@@ -75,18 +76,6 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     period = t.restart_every or max(t.steps - t.warmup_steps, 1)
     phase = ((step - t.warmup_steps) % period) / period
     return t.min_lr + 0.5 * (t.lr - t.min_lr) * (1.0 + math.cos(math.pi * phase))
-
-
-def resolve_training_precision(precision: str, device: torch.device) -> str:
-    """``fp32``, ``bf16`` or ``fp16`` for a requested precision; ``auto``: bf16 on CPUs with native
-    bf16 and on CUDA devices that support it, fp16 on other CUDA devices, fp32 elsewhere."""
-    if precision != "auto":
-        return precision
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    from ifan.inference import cpu_has_native_bf16
-
-    return "bf16" if device.type == "cpu" and cpu_has_native_bf16() else "fp32"
 
 
 class EMA:
@@ -145,30 +134,28 @@ def _center_crop(x: Tensor, size: int | None) -> Tensor:
     return x[..., top:top + th, left:left + tw]
 
 
-def _psnr(a: Tensor, b: Tensor) -> float:
-    mse = float(F.mse_loss(a.double(), b.double()))
-    return float("inf") if mse == 0 else 10 * math.log10(1.0 / mse)
-
-
 @torch.no_grad()
 def validate(model: IFAN, val_set: DefocusDataset, device: torch.device, crop: int | None,
-             memory_format: torch.memory_format) -> dict:
-    """Mean PSNR (output clipped to [0, 1]) and the input's PSNR on centre crops; one image grid."""
+             channels_last: bool) -> dict:
+    """Mean PSNR (output clipped to [0, 1]) and the input's PSNR on centre crops; one image grid
+    (input | output | target | defocus map). The network runs through the inference path
+    (:class:`~ifan.inference.Deblurrer`, float32), as ``ifan deblur`` and ``ifan evaluate`` run it."""
     was_training = model.training
-    model.eval()
+    deblurrer = Deblurrer(model, device=device, precision="fp32", channels_last=channels_last, cpu_heap=False)
     psnrs, inputs, grid = [], [], None
     for i in range(len(val_set)):
         item = val_set[i]
-        views = {k: _center_crop(item[k], crop)[None].to(device).contiguous(memory_format=memory_format)
-                 for k in ("c", "gt", "l", "r") if k in item}
-        out = run_any_size(model, views["c"], views.get("r"), views.get("l"))
-        result = out.image.clamp(0, 1)
-        psnrs.append(_psnr(result, views["gt"]))
-        inputs.append(_psnr(views["c"], views["gt"]))
+        views = {k: _center_crop(item[k], crop)[None] for k in VIEWS if k in item}
+        dual = model.config.dual_pixel_input
+        res = deblurrer.run(views["c"], defocus=i == 0, right=views.get("r") if dual else None,
+                            left=views.get("l") if dual else None)
+        result = res.image.clamp(0, 1)
+        psnrs.append(float(psnr(result, views["gt"])[0]))
+        inputs.append(float(psnr(views["c"], views["gt"])[0]))
         if i == 0:
-            disp = F.interpolate(out.disparity, size=result.shape[-2:], mode="bilinear", align_corners=False)
-            disp = (disp - disp.min()) / (disp.max() - disp.min()).clamp_min(1e-8)
-            grid = torch.cat([views["c"], result, views["gt"], disp.expand(-1, 3, -1, -1)], dim=-1)[0].cpu()
+            defocus_rgb, _ = colorize_defocus(res.defocus[0, 0].numpy())
+            grid = torch.cat([views["c"], result, views["gt"], torch.from_numpy(defocus_rgb).permute(2, 0, 1)[None]],
+                             dim=-1)[0]
     model.train(was_training)
     return {"psnr": sum(psnrs) / len(psnrs), "psnr_input": sum(inputs) / len(inputs), "grid": grid}
 
@@ -221,40 +208,22 @@ def _writer(run_dir: Path, cfg: TrainConfig, start_step: int):
     return SummaryWriter(str(run_dir / "tb"), purge_step=start_step or None)
 
 
-def _append_metrics(run_dir: Path, row: dict) -> None:
-    with open(run_dir / "metrics.jsonl", "a") as f:
-        f.write(json.dumps(row) + "\n")
-
-
-def _trim_metrics(run_dir: Path, step: int) -> None:
-    """On resume, drop rows logged after the checkpoint (they will be logged again)."""
-    path = run_dir / "metrics.jsonl"
-    if path.exists():
-        rows = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
-        atomic_write_bytes(path, ("\n".join(rows) + "\n" if rows else "").encode())
-
-
-def _autocast(device: torch.device, precision: str):
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return torch.autocast(device_type=device.type, dtype=dtype)
-
-
 def _init_from_weights(model: IFAN, reblur: ReblurNet | None, source: str) -> str:
     """Copy trained weights (a bundled model's name or a weights file) into ``model`` (and ``reblur``
     when the file holds a reblurring network); returns a one-line description."""
-    from ifan.models.zoo import load_model
+    from ifan.models.zoo import load_model, load_reblur_net
 
-    loaded, loaded_reblur = load_model(source, with_reblur=True)
+    loaded = load_model(source)
     if loaded.config != model.config:
         raise ConfigError(f"init.weights {source}: its architecture {loaded.config.to_dict()} differs from the "
                           f"recipe's {model.config.to_dict()}; pick the matching model or model_overrides")
     model.load_state_dict(loaded.state_dict())
     note = f"initialised from {source}"
-    if reblur is not None and loaded_reblur is not None:
-        reblur.load_state_dict(loaded_reblur.state_dict())
-        note += " (with its reblurring network)"
+    if reblur is not None:
+        loaded_reblur = load_reblur_net(source)
+        if loaded_reblur is not None:
+            reblur.load_state_dict(loaded_reblur.state_dict())
+            note += " (with its reblurring network)"
     return note
 
 
@@ -268,7 +237,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, stop_afte
             loads is loaded) or ``force`` (what an earlier run wrote there is deleted first).
         stop_after: stop (with a checkpoint) after this many steps of this invocation.
         time_limit: stop (with a checkpoint) once this invocation has trained this many seconds.
-        device: ``auto``, ``cpu`` or ``cuda``.
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (under torchrun: each process's local GPU).
     """
     run_dir = Path(run_dir)
     info = distributed.setup(device)
@@ -281,11 +250,10 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, stop_afte
 def _train(cfg: TrainConfig, run_dir: Path, resume: bool, stop_after: int | None,
            info: distributed.DistInfo, force: bool = False, time_limit: float | None = None) -> TrainResult:
     dev = info.device
-    precision = resolve_training_precision(cfg.train.precision, dev)
-    if precision == "fp16" and dev.type != "cuda":
-        raise ConfigError("train.precision fp16 needs a CUDA device; use fp32 (or bf16 where the CPU has it)")
-    if precision == "bf16" and dev.type == "cpu" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
-        warnings.warn("this CPU has no native bf16: bf16 training will be much slower than fp32", stacklevel=2)
+    try:  # the precision policy of inference and evaluation (ifan.inference.runtime)
+        autocast_dtype = resolve_precision(cfg.train.precision, dev)
+    except ValueError as err:
+        raise ConfigError(f"train.precision: {err}") from None
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     start = open_run(run_dir, resume, force)  # refuses a used folder; reads the checkpoint to resume from
@@ -309,10 +277,9 @@ def _train(cfg: TrainConfig, run_dir: Path, resume: bool, stop_after: int | None
     memory_format = torch.channels_last if cfg.train.channels_last else torch.contiguous_format
     module = module.to(memory_format=memory_format)
     ema = EMA(model, cfg.train.ema) if cfg.train.ema > 0 else None
-    params = [p for p in module.parameters() if p.requires_grad]
-    optimizer = torch.optim.RAdam(params, lr=cfg.train.lr, betas=tuple(cfg.train.betas), eps=cfg.train.eps,
-                                  weight_decay=cfg.train.weight_decay, decoupled_weight_decay=True)
-    scaler = torch.amp.GradScaler(dev.type, enabled=precision == "fp16")
+    optimizer = build_optimizer(module, cfg)
+    params = optimizer.param_groups[0]["params"]
+    scaler = torch.amp.GradScaler(dev.type, enabled=autocast_dtype is torch.float16)
 
     step, best_psnr, elapsed = 0, None, 0.0
     if start.state is not None:
@@ -332,8 +299,8 @@ def _train(cfg: TrainConfig, run_dir: Path, resume: bool, stop_after: int | None
         prepare_run(run_dir, start, force)
         if start.note():
             print(start.note(), file=sys.stderr, flush=True)
-        atomic_write_bytes(run_dir / "config.yaml", dump_config(cfg).encode())
-        _trim_metrics(run_dir, step)
+        save_config(run_dir, cfg)
+        trim_metrics(run_dir, step)
 
     net = DistributedDataParallel(module, device_ids=[dev.index] if dev.type == "cuda" else None) \
         if info.enabled else module
@@ -381,8 +348,8 @@ def _train(cfg: TrainConfig, run_dir: Path, resume: bool, stop_after: int | None
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(step, cfg)
             views = {k: batch[k].to(dev, non_blocking=True).contiguous(memory_format=memory_format)
-                     for k in ("c", "gt", "l", "r", "disparity") if k in batch}
-            with _autocast(dev, precision):
+                     for k in (*VIEWS, "disparity") if k in batch}
+            with autocast(dev, autocast_dtype):
                 losses = net(views["c"], views["gt"], views.get("r"), views.get("l"), views.get("disparity"))
             if not torch.isfinite(losses["total"]):
                 raise FloatingPointError(f"the loss became {float(losses['total'])} at step {step + 1}; "
@@ -407,7 +374,7 @@ def _train(cfg: TrainConfig, run_dir: Path, resume: bool, stop_after: int | None
                     rate = steps_window / max(time.perf_counter() - t_window, 1e-9)
                     row = {"step": step, "kind": "train", "lr": lr_at(step - 1, cfg), "steps_per_s": rate,
                            "grad_norm": grad_norm.item(), **{k: v.detach().item() for k, v in losses.items()}}
-                    _append_metrics(run_dir, row)
+                    append_metrics(run_dir, row)
                     if writer is not None:
                         for k in losses:
                             writer.add_scalar(f"train/loss_{k}", row[k], step)
@@ -416,16 +383,18 @@ def _train(cfg: TrainConfig, run_dir: Path, resume: bool, stop_after: int | None
                         writer.add_scalar("train/grad_norm", row["grad_norm"], step)
                     t_window, steps_window = time.perf_counter(), 0
                 if val_set is not None and (step % cfg.log.val_every == 0 or step == cfg.train.steps):
-                    result = validate(eval_model, val_set, dev, cfg.data.val_crop, memory_format)
+                    result = validate(eval_model, val_set, dev, cfg.data.val_crop, cfg.train.channels_last)
                     row = {"step": step, "kind": "val", "psnr": result["psnr"], "psnr_input": result["psnr_input"],
                            "elapsed": elapsed + time.perf_counter() - t_start}
                     if ema is not None:  # the raw weights too, to see what the average gains
-                        row["psnr_raw"] = validate(model, val_set, dev, cfg.data.val_crop, memory_format)["psnr"]
-                    _append_metrics(run_dir, row)
+                        row["psnr_raw"] = validate(model, val_set, dev, cfg.data.val_crop,
+                                                   cfg.train.channels_last)["psnr"]
+                    append_metrics(run_dir, row)
                     if writer is not None:
                         writer.add_scalar("val/psnr", result["psnr"], step)
                         writer.add_scalar("val/psnr_input", result["psnr_input"], step)
-                        writer.add_image("val/input_output_target_disparity", result["grid"], step)
+                        if cfg.log.image_every is None or step % cfg.log.image_every == 0:
+                            writer.add_image("val/input_output_target_defocus", result["grid"], step)
                     if best_psnr is None or result["psnr"] > best_psnr:
                         best_psnr = result["psnr"]
                         export(run_dir / "best.safetensors", step=str(step), val_psnr=f"{best_psnr:.4f}")

@@ -3,12 +3,14 @@
 Three layers:
 
 * :class:`DeblurService`, the functional core (no web library): checks an uploaded file against
-  the :class:`Limits`, deblurs it with the memory plan of ``ifan deblur`` (tiled when large), and
-  writes the full-size, full-bit-depth result, the defocus map, previews and 100 % crops into
-  its working folder, one job at a time.
+  the :class:`Limits` and deblurs it with the file loop of ``ifan deblur``
+  (:func:`ifan.apps.files.deblur_file`: the same reading, memory plan, tiling and writing), which
+  writes the full-size, full-bit-depth result and the defocus map into a job folder; previews
+  and 100 % crops are drawn beside them. One job at a time.
 * :func:`build_page`, a thin Gradio page over it: upload or example, progress, before/after
   slider, crops side by side at 100 %, defocus map, downloads; a queue runs one job at a time.
-* :func:`serve`, which mounts the page in a FastAPI app behind :class:`RequestGuard` and runs it
+* :func:`serve`, which mounts the page in a FastAPI app behind
+  :class:`~ifan.apps.guard.RequestGuard` (what the server accepts and how it sends files) and runs it
   with uvicorn on 127.0.0.1 by default. Gradio's analytics, share links, run history,
   monitoring, MCP and server-side rendering are off.
 
@@ -23,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import html
-import ipaddress
 import os
 import re
 import shutil
@@ -36,19 +37,20 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
 
 import numpy as np
 
-from ifan.batch import InputFile, output_path
-from ifan.demo import example_path, most_defocused_box
-from ifan.inference import Deblurrer, TilePlan, colorize_defocus
-from ifan.io import ImageReadError, read_image, write_image, write_like
+from ifan.apps.demo import example_path
+from ifan.apps.files import InputFile, Listener, OutputOptions, deblur_file
+from ifan.apps.guard import RequestGuard, is_loopback
+from ifan.inference import Deblurrer, TilePlan
+from ifan.io import Image, ImageReadError, write_image
+from ifan.viz import colorize_defocus, most_defocused_box
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7860
-DEFAULT_MAX_UPLOAD = 50 * 2**20  # bytes
-DEFAULT_MAX_PIXELS = 40_000_000
+DEFAULT_MAX_UPLOAD_BYTES = 50 * 2**20
+DEFAULT_MAX_UPLOAD_PIXELS = 40_000_000  # smaller than what ifan deblur reads (ifan.io.DEFAULT_MAX_PIXELS)
 DEFAULT_QUEUE_SIZE = 16
 PREVIEW_SIDE = 2048  # longest side of the images shown in the slider and the defocus view
 CROP_SIDE = 320  # side of the 100 % crops
@@ -65,8 +67,8 @@ class UploadError(ValueError):
 class Limits:
     """What one upload may be: file size in bytes and pixel count."""
 
-    max_upload_bytes: int = DEFAULT_MAX_UPLOAD
-    max_pixels: int = DEFAULT_MAX_PIXELS
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
+    max_pixels: int = DEFAULT_MAX_UPLOAD_PIXELS
 
 
 @dataclass
@@ -141,13 +143,14 @@ class DeblurService:
         self._made: list[tuple[float, Path]] = []  # (time.monotonic() when made, job folder)
 
     def _new_job_dir(self) -> Path:
+        """A fresh job folder's path (made when the first output is written, so that a refused upload
+        leaves nothing); this service's own job folders older than :data:`KEEP_SECONDS` are removed."""
         self.jobs.mkdir(parents=True, exist_ok=True)
         cutoff = time.monotonic() - KEEP_SECONDS
         for _, old in [job for job in self._made if job[0] < cutoff]:
             shutil.rmtree(old, ignore_errors=True)
         self._made = [job for job in self._made if job[0] >= cutoff]
         job = self.jobs / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
-        job.mkdir()
         self._made.append((time.monotonic(), job))
         return job
 
@@ -169,46 +172,58 @@ class DeblurService:
                               f"{_fmt_size(self.limits.max_upload_bytes)} (ifan serve --max-upload)")
         with self._lock:
             report(0.0, "reading the image")
-            try:
-                img = read_image(path, max_pixels=self.limits.max_pixels)
-            except ImageReadError as err:
-                raise UploadError(str(err).replace(str(path), name, 1)) from None
-            h, w = img.size
-            try:
-                plan = self.deblurrer.plan(h, w, defocus=True)
-
-                def on_tile(done: int, total: int) -> None:
-                    report(0.05 + 0.85 * done / total, f"deblurring: tile {done} of {total}" if total > 1
-                           else "deblurring")
-
-                report(0.05, "deblurring" if not plan.tiled else f"deblurring: tile 0 of {plan.num_tiles}")
-                start = time.perf_counter()
-                deblurred, defocus = self.deblurrer.deblur(img.rgb, return_defocus=True, plan=plan, progress=on_tile)
-                seconds = time.perf_counter() - start
-            except MemoryError as err:
-                raise UploadError(f"{name}: out of memory ({err or 'allocation failed'}); start the server with a "
-                                  "smaller --max-memory so that large images are tiled") from None
-            report(0.9, "writing the result")
-            side = min(CROP_SIDE, h, w)
-            detail = np.hypot(*np.gradient(img.rgb.mean(axis=2)))  # a blurred sky shows no change: aim at detail
-            top, left = most_defocused_box(np.abs(defocus) * detail, side)
-            window = (slice(top, top + side), slice(left, left + side))
-            defocus_rgb, _ = colorize_defocus(defocus)
-            try:
-                job = self._new_job_dir()
-                output = write_like(output_path(InputFile(job / name), None), deblurred, img)
-                defocus_file = write_image(job / f"{Path(name).stem}_defocus.png", defocus_rgb)
-                views = {
-                    "before": _preview(img.rgb, PREVIEW_SIDE), "after": _preview(deblurred, PREVIEW_SIDE),
-                    "defocus_preview": _preview(defocus_rgb, PREVIEW_SIDE),
-                    "crop_before": img.rgb[window], "crop_after": deblurred[window],
-                }
-                paths = {key: write_image(job / "view" / f"{key}.png", rgb) for key, rgb in views.items()}
-            except OSError as err:  # ImageWriteError too: a full disk, a removed working folder
-                raise UploadError(f"{name}: the result could not be written ({err})") from None
+            job = self._new_job_dir()
+            views = _JobViews(job, report)
+            done = deblur_file(self.deblurrer, InputFile(path, name=name),
+                               OutputOptions(out_dir=job, defocus_map=True, max_pixels=self.limits.max_pixels),
+                               protected=frozenset({path.resolve()}), listener=views)
+            if done.status != "done":
+                raise UploadError(_upload_message(done.error, done.message, path, name)) from None
             report(1.0, "done")
-            return Job(name, (h, w), img.bit_depth, output, defocus_file, crop_box=(top, left, side), plan=plan,
-                       seconds=seconds, **paths)
+            output, defocus_file = done.outputs
+            return Job(name, views.size, views.bit_depth, output, defocus_file, crop_box=views.crop_box,
+                       plan=done.plan, seconds=done.seconds, **views.paths)
+
+
+class _JobViews(Listener):
+    """Reports the progress of one upload, and draws its previews and 100 % crops from the arrays."""
+
+    def __init__(self, job: Path, report: Progress) -> None:
+        self.job, self.report = job, report
+
+    def planned(self, item: InputFile, plan: TilePlan) -> None:
+        self.report(0.05, "deblurring" if not plan.tiled else f"deblurring: tile 0 of {plan.num_tiles}")
+
+    def tile(self, done: int, total: int) -> None:
+        self.report(0.05 + 0.85 * done / total, f"deblurring: tile {done} of {total}" if total > 1 else "deblurring")
+
+    def result(self, item: InputFile, image: Image, deblurred: np.ndarray, defocus: np.ndarray | None) -> None:
+        self.report(0.9, "writing the result")
+        self.size, self.bit_depth = image.size, image.bit_depth
+        side = min(CROP_SIDE, *image.size)
+        detail = np.hypot(*np.gradient(image.rgb.mean(axis=2)))  # a blurred sky shows no change: aim at detail
+        top, left = most_defocused_box(np.abs(defocus) * detail, side)
+        self.crop_box = (top, left, side)
+        window = (slice(top, top + side), slice(left, left + side))
+        defocus_rgb, _ = colorize_defocus(defocus)
+        views = {
+            "before": _preview(image.rgb, PREVIEW_SIDE), "after": _preview(deblurred, PREVIEW_SIDE),
+            "defocus_preview": _preview(defocus_rgb, PREVIEW_SIDE),
+            "crop_before": image.rgb[window], "crop_after": deblurred[window],
+        }
+        self.paths = {key: write_image(self.job / "view" / f"{key}.png", rgb) for key, rgb in views.items()}
+
+
+def _upload_message(error: Exception | None, message: str, path: Path, name: str) -> str:
+    """What the page says when the file loop failed on an upload (the server's paths left out)."""
+    if isinstance(error, ImageReadError):
+        return str(error).replace(str(path), name, 1)
+    if isinstance(error, MemoryError):
+        return (f"{name}: out of memory ({error or 'allocation failed'}); start the server with a smaller "
+                "--max-memory so that large images are tiled")
+    if isinstance(error, OSError):  # ImageWriteError too: a full disk, a removed working folder
+        return f"{name}: the result could not be written ({error.strerror or error})"
+    return message.replace(str(path), name)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -289,115 +304,6 @@ def build_page(service: DeblurService, model_label: str, examples: list[Path] | 
 # ----------------------------------------------------------------------------------------------
 # The server
 # ----------------------------------------------------------------------------------------------
-
-_LOCAL_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
-# /gradio_api/file=<URL> makes Gradio fetch that URL and /proxy=<URL> forwards to Spaces: neither is wanted here
-_OUTBOUND = re.compile(r"/(?:proxy=|file[=/]\s*[a-z][a-z0-9+.-]+:)", re.IGNORECASE)
-_FILE_ROUTE = re.compile(r"^(?:/gradio_api)?/file[=/]")  # where Gradio serves uploads and results
-# served inline (with nosniff); any other type is sent as application/octet-stream, as an attachment
-_INLINE_TYPES = frozenset({"image/png", "image/jpeg", "image/webp", "image/gif"})
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` (a name or an address) only listens on this machine."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def _host_name(header: str) -> str:
-    """The name in a ``Host`` header, without the port (``[::1]:80`` -> ``::1``)."""
-    if header.startswith("["):
-        return header[1:].split("]", 1)[0]
-    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
-
-
-def same_origin(origin: str, host: str) -> bool:
-    """Whether an ``Origin`` header names the site a request's ``Host`` header addresses."""
-    theirs, ours = urlsplit(origin), urlsplit(f"//{host}")
-    default = 443 if theirs.scheme == "https" else 80
-    try:
-        return (theirs.scheme in ("http", "https") and theirs.hostname is not None
-                and theirs.hostname == ours.hostname and (theirs.port or default) == (ours.port or default))
-    except ValueError:  # a port that is not a number
-        return False
-
-
-def served_file_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-    """The response headers of a served upload or result: an image of a safe type stays inline,
-    anything else (HTML, SVG, TIFF, ...) becomes an ``application/octet-stream`` attachment, and
-    the browser is told not to sniff (``X-Content-Type-Options: nosniff``)."""
-    found = {k.lower(): v for k, v in headers}
-    kind = found.get(b"content-type", b"").split(b";")[0].strip().lower()
-    kept = [(k, v) for k, v in headers
-            if k.lower() not in (b"content-type", b"content-disposition", b"x-content-type-options")]
-    disposition = found.get(b"content-disposition", b"")
-    if kind.decode("latin-1") in _INLINE_TYPES:
-        kept.append((b"content-type", kind))
-        if disposition:
-            kept.append((b"content-disposition", disposition))
-    else:
-        kept.append((b"content-type", b"application/octet-stream"))
-        kept.append((b"content-disposition", re.sub(rb"^\s*inline\b", b"attachment", disposition)
-                     if disposition.strip().lower().startswith((b"inline", b"attachment")) else b"attachment"))
-    return kept + [(b"x-content-type-options", b"nosniff")]
-
-
-class RequestGuard:
-    """ASGI middleware in front of the page.
-
-    It refuses requests that would make the server fetch a URL; when ``local_only``, requests
-    whose ``Host`` is not this machine (DNS rebinding); requests that change state (any method
-    but GET and HEAD, and websockets) whose ``Origin`` is another origin or whose
-    ``Sec-Fetch-Site`` says another site; and any other request from another site except
-    following a link to the page. Requests without those headers (curl, scripts) pass. Uploads
-    and results go out with :func:`served_file_headers`.
-    """
-
-    def __init__(self, app, local_only: bool) -> None:
-        self.app = app
-        self.local_only = local_only
-
-    def refusal(self, scope) -> str | None:
-        """Why a request is refused, or None."""
-        if _OUTBOUND.search(unquote(scope.get("path", ""))):
-            return "this server fetches no URLs"
-        headers = {k.lower(): v.decode("latin-1") for k, v in scope.get("headers") or []}
-        host = headers.get(b"host", "")
-        if self.local_only and _host_name(host).lower() not in _LOCAL_NAMES:
-            return f"unexpected Host {host!r}: this server answers only on localhost"
-        changes_state = scope["type"] == "websocket" or scope.get("method", "GET") not in ("GET", "HEAD")
-        site = headers.get(b"sec-fetch-site", "").lower()
-        if site in ("cross-site", "same-site") and (changes_state or headers.get(b"sec-fetch-mode") != "navigate"):
-            return f"refused: a request from another site (Sec-Fetch-Site: {site})"
-        origin = headers.get(b"origin")
-        if changes_state and origin is not None and not same_origin(origin, host):
-            return f"refused: a request from another origin ({origin})"
-        return None
-
-    async def __call__(self, scope, receive, send):
-        reason = self.refusal(scope) if scope["type"] in ("http", "websocket") else None
-        if reason is None:
-            if scope["type"] == "http" and _FILE_ROUTE.match(scope.get("path", "")):
-                inner = send
-
-                async def send(message):
-                    if message["type"] == "http.response.start" and message.get("status", 200) < 300:
-                        message = {**message, "headers": served_file_headers(list(message.get("headers", [])))}
-                    await inner(message)
-            await self.app(scope, receive, send)
-        elif scope["type"] == "websocket":
-            await send({"type": "websocket.close", "code": 1008})
-        else:
-            body = reason.encode()
-            await send({"type": "http.response.start", "status": 403,
-                        "headers": [(b"content-type", b"text/plain; charset=utf-8"),
-                                    (b"content-length", str(len(body)).encode())]})
-            await send({"type": "http.response.body", "body": body})
-
 
 def create_app(service: DeblurService, model_label: str, local_only: bool = True):
     """The ASGI app: the page at ``/`` behind :class:`RequestGuard`.

@@ -1,4 +1,10 @@
-"""Deblurring files: inputs (files, folders, globs), output naming, skipping, one error line per file.
+"""The file loop of ``ifan deblur``, ``ifan serve`` and ``ifan demo``: inputs (files, folders, globs),
+output naming, skip rules, protected inputs, progress, counts, one error line per file.
+
+:func:`deblur_files` reads, deblurs and writes a list of files; :func:`deblur_file` does one;
+a :class:`Listener` hears each step (the command line shows progress bars with
+:class:`ConsoleListener`, the web page reports fractions and draws previews, the demo draws its
+figure from the arrays it is handed).
 
 Naming rule (``SUFFIX`` = ``_deblurred``)::
 
@@ -15,7 +21,7 @@ format that cannot hold it (JPEG, or WebP for 16 bits) is written as PNG instead
 Folders are searched recursively for image files (hidden entries and files whose names already
 end in ``_deblurred``/``_defocus``/``_defocus16`` are left out); files named explicitly are always
 tried when their suffix is one of :data:`ifan.io.READ_SUFFIXES` (others are refused by name). Globs
-follow links to folders but enter each real folder once (:func:`expand_glob`).
+follow links to folders but enter each real folder once (:func:`ifan.fileutil.expand_glob`).
 
 What is never overwritten: an input (even with ``overwrite``); an existing file, unless
 ``overwrite`` (an input whose outputs all exist is skipped; when some exist, only the missing
@@ -26,23 +32,26 @@ written atomically and durably.
 
 from __future__ import annotations
 
-import fnmatch
 import os
-from collections.abc import Callable, Iterable
+import sys
+import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from ifan.inference import (DEFAULT_BUDGET_FRACTION, Deblurrer, ProgressCallback, TilePlan, available_ram,
-                             format_bytes, save_defocus)
-from ifan.io import DEFAULT_MAX_PIXELS, READ_SUFFIXES, WRITE_FORMATS, ImageReadError, ImageWriteError, read_image, write_like
+from ifan.fileutil import GLOB_CHARS, expand_glob, split_glob
+from ifan.inference import Deblurrer, TilePlan, format_bytes
+from ifan.inference.memory import DEFAULT_BUDGET_FRACTION, available_ram
+from ifan.io import (DEFAULT_MAX_PIXELS, READ_SUFFIXES, WRITE_FORMATS, Image, ImageReadError, ImageWriteError,
+                     read_image, write_like)
+from ifan.viz import save_defocus
 
 SUFFIX = "_deblurred"
 DEFOCUS_SUFFIX = "_defocus"
 RAW_KINDS = {"npy": ("_defocus", ".npy"), "png16": ("_defocus16", ".png")}
 _OWN_SUFFIXES = (SUFFIX, DEFOCUS_SUFFIX, "_defocus16")
-_GLOB_CHARS = frozenset("*?[")
 # Peak memory of deblurring a file, per pixel of the image, beyond one tile's forward: reading, the
 # float image, the blend buffers, the result and its encoding. Measured with a tiny model under forced
 # 768 px tiles (peak RSS of 3000x3000 minus 768x768 PNGs): 36 (8-bit) and 45 (16-bit) bytes per
@@ -52,10 +61,12 @@ BYTES_PER_PIXEL = {False: 48, True: 120}  # with defocus maps -> bytes
 
 @dataclass(frozen=True)
 class InputFile:
-    """An input and the folder its output keeps its relative path from (None: flat)."""
+    """An input, the folder its output keeps its relative path from (None: flat), and the file
+    name its outputs are named after (None: its own; the web page gives the user's name)."""
 
     path: Path
     base: Path | None = None
+    name: str | None = None
 
 
 @dataclass
@@ -70,67 +81,8 @@ def _is_image_name(p: Path) -> bool:
     return p.suffix.lower() in READ_SUFFIXES and not p.stem.endswith(_OWN_SUFFIXES) and not p.name.startswith(".")
 
 
-def _split_glob(pattern: str) -> tuple[Path, tuple[str, ...]]:
-    """A glob's fixed leading folder and the parts from the first one with a wildcard on."""
-    parts = Path(pattern).parts
-    n = next((i for i, part in enumerate(parts) if _GLOB_CHARS & set(part)), len(parts))
-    return (Path(*parts[:n]) if n else Path(".")), parts[n:]
-
-
 def _glob_base(pattern: str) -> Path:
-    return _split_glob(pattern)[0]
-
-
-def _matches(name: str, part: str) -> bool:
-    """``glob``'s rule for one path part: wildcards match hidden names only when ``part`` starts with a dot."""
-    return (not name.startswith(".") or part.startswith(".")) and fnmatch.fnmatch(name, part)
-
-
-def _expand(base: Path, parts: tuple[str, ...], visited: dict[int, set[tuple[int, int]]]):
-    """Paths below ``base`` matching ``parts``; ``visited[len(parts)]``: the real folders that ``**`` entered."""
-    if not parts:
-        yield base
-        return
-    head, rest = parts[0], parts[1:]
-    if head == "**":
-        try:
-            st = os.stat(base)
-        except OSError:
-            return
-        entered = visited.setdefault(len(parts), set())
-        entered.add((st.st_dev, st.st_ino))
-        yield from _expand(base, rest, visited)  # ** matches no folder, or one more below
-        for entry in _scandir(base):
-            try:
-                if entry.name.startswith(".") or not entry.is_dir():
-                    continue
-                st = entry.stat()  # follows a link: the real folder
-            except OSError:
-                continue
-            if (st.st_dev, st.st_ino) not in entered:
-                yield from _expand(base / entry.name, parts, visited)
-    elif _GLOB_CHARS & set(head):
-        for entry in _scandir(base):
-            if _matches(entry.name, head):
-                yield from _expand(base / entry.name, rest, visited)
-    elif os.path.lexists(base / head):
-        yield from _expand(base / head, rest, visited)
-
-
-def _scandir(folder: Path) -> list[os.DirEntry]:
-    try:
-        with os.scandir(folder) as it:
-            return sorted(it, key=lambda e: e.name)
-    except OSError:  # not a folder, gone, or unreadable: nothing matches below it
-        return []
-
-
-def expand_glob(pattern: str) -> list[Path]:
-    """The paths matching ``pattern`` (``*``, ``?``, ``[...]`` within a name, ``**`` for any folders
-    below), sorted, once each. As :func:`glob.glob` with ``recursive=True``, but ``**`` enters each
-    real folder once, so links that loop back (``a/b -> a``) end the walk instead of repeating it."""
-    base, parts = _split_glob(pattern)
-    return sorted(set(_expand(base, parts, {})))
+    return split_glob(pattern)[0]
 
 
 def collect_inputs(args: Iterable[str | os.PathLike]) -> Collected:
@@ -160,7 +112,7 @@ def collect_inputs(args: Iterable[str | os.PathLike]) -> Collected:
                 out.errors.append(f"{path}: no image files in this folder ({', '.join(sorted(READ_SUFFIXES))})")
             for p in found:
                 add(p, path)
-        elif _GLOB_CHARS & set(text):
+        elif GLOB_CHARS & set(text):
             base = _glob_base(text)
             found = [p for p in expand_glob(text) if p.is_file() and _is_image_name(p)]
             if not found:
@@ -182,29 +134,94 @@ def output_path(item: InputFile, out_dir: str | os.PathLike | None, fmt: str | N
         suffix: appended to the file's stem.
         ext: force this extension (for the defocus maps).
     """
+    named = Path(item.name or item.path.name)
     if ext is None:
         if fmt is not None:
             ext = WRITE_FORMATS[fmt]
         else:
-            own = item.path.suffix.lower()
+            own = named.suffix.lower()
             writable = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp"}
-            ext = item.path.suffix if own in writable else ".png"
-    name = item.path.stem + suffix + ext
+            ext = named.suffix if own in writable else ".png"
+    name = named.stem + suffix + ext
     if out_dir is None:
         return item.path.parent / name
     rel = item.path.relative_to(item.base).parent if item.base is not None else Path()
     return Path(out_dir) / rel / name
 
 
+@dataclass(frozen=True)
+class OutputOptions:
+    """What the file loop writes, and when.
+
+    Attributes:
+        out_dir: the output folder (None: beside each input).
+        fmt: output format (png, jpg, tiff, webp; None: the input's own).
+        defocus_map: also write ``NAME_defocus.png`` (colour).
+        defocus_raw: also write the signed map as ``"npy"`` or ``"png16"``.
+        overwrite: replace existing outputs (never an input, never a file written earlier in the run).
+        max_pixels: refuse larger images (None: what the memory of the run holds, :func:`pixel_limit`).
+        quality: JPEG/WebP quality.
+    """
+
+    out_dir: Path | None = None
+    fmt: str | None = None
+    defocus_map: bool = False
+    defocus_raw: str | None = None
+    overwrite: bool = False
+    max_pixels: int | None = None
+    quality: int = 95
+
+
 @dataclass
 class FileReport:
-    """The outcome of one input: ``status`` is ``"done"``, ``"skipped"`` or ``"failed"``."""
+    """The outcome of one input: ``status`` is ``"done"``, ``"skipped"`` or ``"failed"``.
+
+    Attributes:
+        error: what made it fail (None otherwise), for callers with their own wording.
+        seconds: time spent deblurring (not reading or writing).
+    """
 
     path: Path
     status: str
     message: str = ""
     outputs: list[Path] = field(default_factory=list)
     plan: TilePlan | None = None
+    error: Exception | None = None
+    seconds: float = 0.0
+
+
+@dataclass
+class Counts:
+    """How many inputs were deblurred, skipped and failed."""
+
+    done: int = 0
+    skipped: int = 0
+    failed: int = 0
+
+    def add(self, status: str) -> None:
+        setattr(self, status, getattr(self, status) + 1)
+
+    def __str__(self) -> str:
+        return f"{self.done} deblurred, {self.skipped} skipped, {self.failed} failed"
+
+
+class Listener:
+    """What a caller of :func:`deblur_files` hears; every method does nothing unless overridden."""
+
+    def started(self, item: InputFile, index: int, total: int) -> None:
+        """Input ``index`` (from 0) of ``total`` is next."""
+
+    def planned(self, item: InputFile, plan: TilePlan) -> None:
+        """The image was read and its memory plan made; deblurring starts."""
+
+    def tile(self, done: int, total: int) -> None:
+        """``done`` of ``total`` tiles of the current image are deblurred."""
+
+    def result(self, item: InputFile, image: Image, deblurred: np.ndarray, defocus: np.ndarray | None) -> None:
+        """The arrays, after the outputs are written: ``(H, W, 3)`` float32 input and result, ``(H, W)`` map."""
+
+    def finished(self, report: FileReport) -> None:
+        """The input is done, skipped or failed."""
 
 
 def _holds(fmt: str, bit_depth: int, alpha: bool) -> bool:
@@ -220,16 +237,16 @@ def _format_of(path: Path) -> str:
     return {".jpeg": "jpg", ".jpg": "jpg", ".tif": "tiff", ".tiff": "tiff", ".webp": "webp"}.get(s, "png")
 
 
-def planned_outputs(item: InputFile, out_dir: str | os.PathLike | None, fmt: str | None = None,
-                    defocus_map: bool = False, defocus_raw: str | None = None) -> list[tuple[Path, str]]:
+def planned_outputs(item: InputFile, options: OutputOptions) -> list[tuple[Path, str]]:
     """The files :func:`deblur_file` writes for ``item``, as ``(path, kind)``: the image (kind
     ``"image"``) first, then the defocus maps (``"color"``, ``"npy"``, ``"png16"``)."""
-    planned = [(output_path(item, out_dir, fmt), "image")]
-    if defocus_map:
+    out_dir = options.out_dir
+    planned = [(output_path(item, out_dir, options.fmt), "image")]
+    if options.defocus_map:
         planned.append((output_path(item, out_dir, suffix=DEFOCUS_SUFFIX, ext=".png"), "color"))
-    if defocus_raw is not None:
-        suffix, ext = RAW_KINDS[defocus_raw]
-        planned.append((output_path(item, out_dir, suffix=suffix, ext=ext), defocus_raw))
+    if options.defocus_raw is not None:
+        suffix, ext = RAW_KINDS[options.defocus_raw]
+        planned.append((output_path(item, out_dir, suffix=suffix, ext=ext), options.defocus_raw))
     return planned
 
 
@@ -238,13 +255,12 @@ def path_key(path: str | os.PathLike) -> str:
     return os.path.normcase(os.path.abspath(path))
 
 
-def find_collisions(files: Iterable[InputFile], out_dir: str | os.PathLike | None, fmt: str | None = None,
-                    defocus_map: bool = False, defocus_raw: str | None = None) -> dict[Path, str]:
+def find_collisions(files: Iterable[InputFile], options: OutputOptions) -> dict[Path, str]:
     """Inputs of one run that would write the same file (``a.jpg`` and ``a.png`` -> ``a_defocus.png``;
     ``d1/a.jpg`` and ``d2/a.jpg`` into one flat folder): each input's path -> one line naming the other."""
     writers: dict[str, list[tuple[InputFile, Path]]] = {}
     for item in files:
-        for p, _ in planned_outputs(item, out_dir, fmt, defocus_map, defocus_raw):
+        for p, _ in planned_outputs(item, options):
             claims = writers.setdefault(path_key(p), [])
             if item not in (other for other, _ in claims):
                 claims.append((item, p))
@@ -272,12 +288,9 @@ def pixel_limit(deblurrer: Deblurrer, defocus: bool) -> tuple[int, str]:
                                  f"{per_pixel} bytes per pixel; --max-memory sets it")
 
 
-def deblur_file(deblurrer: Deblurrer, item: InputFile, out_dir: str | os.PathLike | None = None, *,
-                fmt: str | None = None, defocus_map: bool = False, defocus_raw: str | None = None,
-                overwrite: bool = False, protected: frozenset[Path] = frozenset(),
-                claimed: set[str] | None = None, max_pixels: int | None = None, quality: int = 95,
-                on_plan: Callable[[TilePlan], None] | None = None,
-                progress: ProgressCallback | None = None) -> FileReport:
+def deblur_file(deblurrer: Deblurrer, item: InputFile, options: OutputOptions = OutputOptions(), *,
+                protected: frozenset[Path] = frozenset(), claimed: set[str] | None = None,
+                listener: Listener = Listener()) -> FileReport:
     """Deblur one file (and write its defocus maps). Problems come back in the report, not raised.
 
     Without ``overwrite`` no existing file is replaced: when all outputs exist the file is skipped,
@@ -287,14 +300,13 @@ def deblur_file(deblurrer: Deblurrer, item: InputFile, out_dir: str | os.PathLik
         protected: resolved paths that must never be written (the inputs).
         claimed: :func:`path_key` of every file written earlier in this run (updated here); none is
             written twice, even with ``overwrite``.
-        max_pixels: refuse larger images (default: :func:`pixel_limit`).
-        on_plan: called with the memory plan before the image is run.
+        listener: hears the plan, the tiles and the result.
     """
-    path = item.path
-    planned = planned_outputs(item, out_dir, fmt, defocus_map, defocus_raw)
+    path, fmt, overwrite = item.path, options.fmt, options.overwrite
+    planned = planned_outputs(item, options)
     if not overwrite and all(p.exists() for p, _ in planned):
         return FileReport(path, "skipped", f"{path}: skipped, {planned[0][0]} already exists (use --overwrite)")
-    limit, limit_note = (max_pixels, "--max-pixels") if max_pixels is not None else \
+    limit, limit_note = (options.max_pixels, "--max-pixels") if options.max_pixels is not None else \
         pixel_limit(deblurrer, any(kind != "image" for _, kind in planned))
     try:
         img = read_image(path, max_pixels=limit, limit_note=limit_note)
@@ -318,9 +330,10 @@ def deblur_file(deblurrer: Deblurrer, item: InputFile, out_dir: str | os.PathLik
         maps = [kind for _, kind in todo if kind != "image"]
         h, w = img.size
         plan = deblurrer.plan(h, w, defocus=bool(maps))
-        if on_plan is not None:
-            on_plan(plan)
-        result = deblurrer.deblur(img.rgb, return_defocus=bool(maps), plan=plan, progress=progress)
+        listener.planned(item, plan)
+        start = time.perf_counter()
+        result = deblurrer.deblur(img.rgb, return_defocus=bool(maps), plan=plan, progress=listener.tile)
+        seconds = time.perf_counter() - start
         rgb, defocus = result if maps else (result, None)
         written, kept = [], [p for p, kind in planned if (p, kind) not in todo]
         for p, kind in todo:
@@ -328,19 +341,84 @@ def deblur_file(deblurrer: Deblurrer, item: InputFile, out_dir: str | os.PathLik
                 kept.append(p)
                 continue
             if kind == "image":
-                written.append(write_like(p, rgb, img, quality=quality))
+                written.append(write_like(p, rgb, img, quality=options.quality))
             else:
                 written.append(save_defocus(p, np.asarray(defocus), kind))
             if claimed is not None:
                 claimed.add(path_key(p))
+        listener.result(item, img, rgb, defocus)
         message = f"{path} -> {', '.join(map(str, written))}{note}" if written else f"{path}: skipped"
         if kept:
             message += f"; kept the existing {', '.join(map(str, kept))} (use --overwrite to replace)"
-        return FileReport(path, "done" if written else "skipped", message, written, plan)
+        return FileReport(path, "done" if written else "skipped", message, written, plan, seconds=seconds)
     except (ImageReadError, ImageWriteError) as err:
-        return FileReport(path, "failed", str(err))
+        return FileReport(path, "failed", str(err), error=err)
     except MemoryError as err:  # MemoryBudgetError, or the allocator ran out
         return FileReport(path, "failed", f"{path}: out of memory ({err or 'allocation failed'}); "
-                                          "try a smaller --max-memory so that it is tiled")
+                                          "try a smaller --max-memory so that it is tiled", error=err)
     except (OSError, ValueError, RuntimeError) as err:
-        return FileReport(path, "failed", f"{path}: {type(err).__name__}: {err}")
+        return FileReport(path, "failed", f"{path}: {type(err).__name__}: {err}", error=err)
+
+
+def deblur_files(deblurrer: Deblurrer, items: Sequence[InputFile], options: OutputOptions = OutputOptions(), *,
+                 listener: Listener = Listener()) -> Counts:
+    """Deblur ``items`` one after the other (see :func:`deblur_file`): no input is ever written, no
+    file twice, and inputs whose outputs would collide are refused (:func:`find_collisions`).
+
+    Returns:
+        How many were deblurred, skipped and failed.
+    """
+    protected = frozenset(item.path.resolve() for item in items)
+    refused = find_collisions(items, options)
+    claimed: set[str] = set()
+    counts = Counts()
+    for index, item in enumerate(items):
+        listener.started(item, index, len(items))
+        if item.path in refused:
+            report = FileReport(item.path, "failed", refused[item.path])
+        else:
+            report = deblur_file(deblurrer, item, options, protected=protected, claimed=claimed, listener=listener)
+        counts.add(report.status)
+        listener.finished(report)
+    return counts
+
+
+class ConsoleListener(Listener):
+    """Progress bars on stderr (images, and tiles of the current image) and one line per input.
+
+    Args:
+        total: how many inputs will come.
+        quiet: only errors (and no bars).
+        verbose: also each memory plan.
+        prog: the command's name in error lines.
+    """
+
+    def __init__(self, total: int, quiet: bool = False, verbose: bool = False, prog: str = "ifan deblur") -> None:
+        from tqdm import tqdm
+
+        self._tqdm, self.quiet, self.verbose, self.prog = tqdm, quiet, verbose, prog
+        self.images = tqdm(total=total, desc="images", unit="img", disable=quiet or None, position=0)
+        self.tiles = None
+
+    def started(self, item: InputFile, index: int, total: int) -> None:
+        self.tiles = self._tqdm(total=1, desc=item.path.name, unit="tile", leave=False, disable=self.quiet or None,
+                                position=1)
+
+    def planned(self, item: InputFile, plan: TilePlan) -> None:
+        if self.verbose:
+            self._tqdm.write(f"{item.path}: {plan}", file=sys.stderr)
+
+    def tile(self, done: int, total: int) -> None:
+        self.tiles.total, self.tiles.n = total, done
+        self.tiles.refresh()
+
+    def finished(self, report: FileReport) -> None:
+        self.tiles.close()
+        if report.status == "failed":
+            self._tqdm.write(f"{self.prog}: error: {report.message}", file=sys.stderr)
+        elif not self.quiet:
+            self._tqdm.write(report.message, file=sys.stderr)
+        self.images.update(1)
+
+    def close(self) -> None:
+        self.images.close()

@@ -1,0 +1,55 @@
+"""Options shared by several ``ifan`` subcommands (imported when a subcommand's parser is built)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def device_argument(p: argparse.ArgumentParser, default: str = "auto") -> None:
+    from ifan.inference.runtime import DEVICE_HELP, check_device_name
+
+    def device(text: str) -> str:
+        try:
+            return check_device_name(text)
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+
+    p.add_argument("--device", type=device, default=default, help=f"{DEVICE_HELP} (default {default})")
+
+
+def precision_argument(p: argparse.ArgumentParser, default: str) -> None:
+    from ifan.inference.runtime import PRECISIONS
+
+    p.add_argument("--precision", default=default, choices=sorted(PRECISIONS),
+                   help=f"default {default}; auto = bf16 on CPUs with native bf16, fp16 on CUDA, fp32 elsewhere; "
+                        "fp32 = strict float32")
+
+
+def model_argument(p: argparse.ArgumentParser) -> None:
+    from ifan.models.zoo import DEFAULT_MODEL
+
+    p.add_argument("--model", default=DEFAULT_MODEL, help=f"model name or weights file (default: {DEFAULT_MODEL})")
+
+
+def output_argument(p: argparse.ArgumentParser, *aliases: str, **kwargs) -> None:
+    p.add_argument("-o", "--output", *aliases, dest="output", metavar=kwargs.pop("metavar", "OUT"), **kwargs)
+
+
+def max_memory_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--max-memory", metavar="SIZE",
+                   help="peak memory to stay under, e.g. 4G (GiB) or 4GB; larger images are tiled "
+                        "(default: memory in use + 60%% of what is available)")
+
+
+def load_deblurrer(args: argparse.Namespace, **options):
+    """The Deblurrer of ``--model`` (``args.command`` names the error), or an error line and None."""
+    from ifan.inference import Deblurrer
+    from ifan.models.official import CheckpointError
+
+    try:
+        return Deblurrer.from_pretrained(args.model, device=args.device, precision=args.precision,
+                                         max_memory=args.max_memory, **options)
+    except (FileNotFoundError, CheckpointError, ValueError) as err:
+        print(f"ifan {args.command}: error: model {args.model!r}: {err}", file=sys.stderr)
+        return None

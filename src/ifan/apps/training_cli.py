@@ -1,0 +1,140 @@
+"""The ``ifan`` subcommands that make data and models: ``synth``, ``train`` and ``curves``
+(arguments and runners, as in :mod:`ifan.apps.cli`)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from ifan.apps.options import device_argument, output_argument
+
+
+def _image_size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must look like 512x512 (WIDTHxHEIGHT), got {text!r}") from None
+    return w, h
+
+
+def synth_arguments(p: argparse.ArgumentParser) -> None:
+    output_argument(p, "--out", help="output folder (an interrupted run resumes; larger counts extend it)")
+    p.add_argument("--train", type=int, default=0, help="training samples (default 0)")
+    p.add_argument("--val", type=int, default=0, help="validation samples (default 0)")
+    p.add_argument("--test", type=int, default=0, help="test samples (default 0)")
+    p.add_argument("--size", type=_image_size, default=(512, 512), metavar="WxH", help="image size (default 512x512)")
+    p.add_argument("--seed", type=int, default=0, help="dataset seed (default 0)")
+    p.add_argument("--bit-depth", type=int, choices=(8, 16), default=8, help="PNG bit depth (default 8)")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                   help="rendering processes (default: all CPU cores)")
+    p.add_argument("--max-blur", type=float, default=20.0, help="largest blur radius in px (default 20)")
+    p.add_argument("--noise", action="store_true", help="add sensor shot and read noise to L and R")
+    p.add_argument("--mixture", action="store_true", help="the documented training mixture (docs/synth.md); "
+                   "the options below override its parts")
+    for flag, kind, what in _MIXTURE_OPTIONS:
+        p.add_argument(flag, type=kind, help=what)
+    p.add_argument("--preview", metavar="PNG", help="write a figure of a few samples (C, L, R, target, blur map)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _mix(text: str) -> tuple[tuple[str, float], ...]:
+    """``name=weight,name=weight`` (e.g. ``disc=0.5,polygon=0.5``) as a tuple of pairs."""
+    try:
+        return tuple((name.strip(), float(weight)) for name, weight in (item.split("=") for item in text.split(",")))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected NAME=WEIGHT[,NAME=WEIGHT...], got {text!r}") from None
+
+
+_MIXTURE_OPTIONS = (  # flag, type, help: the parts of ifan.synth.SynthConfig beyond size, blur and noise
+    ("--kinds", _mix, "scene kinds and weights, e.g. layers=0.6,planes=0.25,stereo=0.15,portrait=0,night=0"),
+    ("--psf", _mix, "aperture families and weights: disc, polygon, rim, soft, gaussian (default disc=1)"),
+    ("--cateye-p", float, "probability of cat's-eye vignetting (default 0)"),
+    ("--gamma-blur-p", float, "probability of blurring sRGB-encoded values (default 0)"),
+    ("--pipeline-p", float, "probability of a camera pipeline: tone, sharpening, resizing, JPEG (default 0)"),
+    ("--sharp-p", float, "probability of a sample without blur (default 0)"),
+    ("--content", str, "texture mixture: classic (default) or rich"),
+)
+
+
+def synth(args: argparse.Namespace) -> int:
+    import importlib.util
+
+    if importlib.util.find_spec("skimage") is None:
+        print("ifan synth: error: scikit-image is needed for the photo textures: pip install 'ifan[synth]'",
+              file=sys.stderr)
+        return 1
+    from ifan.io import write_image
+    from ifan.synth import SynthConfig, preview_figure, write_dataset
+
+    width, height = args.size
+    parts = {flag[2:].replace("-", "_"): getattr(args, flag[2:].replace("-", "_")) for flag, _, _ in _MIXTURE_OPTIONS}
+    try:
+        config = SynthConfig.from_options(width, height, args.max_blur, args.noise, args.mixture, **parts)
+    except ValueError as err:
+        print(f"ifan synth: error: {err}", file=sys.stderr)
+        return 2
+    if args.preview:
+        write_image(args.preview, preview_figure(config, seed=args.seed) / 255.0)
+        print(f"wrote {args.preview}")
+    if args.output is None:
+        if not args.preview:
+            print("ifan synth: error: give -o/--output DIR (or --preview FILE)", file=sys.stderr)
+            return 2
+        return 0
+    counts = {"train": args.train, "val": args.val, "test": args.test}
+    manifest = write_dataset(args.output, counts, config, seed=args.seed, bit_depth=args.bit_depth,
+                             workers=args.workers, progress=not args.no_progress)
+    print(f"wrote {args.output} (train {args.train}, val {args.val}, test {args.test}); manifest {manifest}")
+    return 0
+
+
+def train_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", nargs="?", help="recipe, e.g. configs/ifan.yaml or configs/ifan-lite-cpu.yaml")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a recipe value, e.g. --set train.steps=1000 (repeatable)")
+    output_argument(p, "--out", help="run folder, new or empty (default: runs/RECIPE-TIMESTAMP)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
+    p.add_argument("--force", action="store_true",
+                   help="start a new run in an -o folder that holds one: its checkpoints, config, metrics, "
+                        "TensorBoard logs and weights are deleted first")
+    p.add_argument("--init", metavar="MODEL_OR_FILE",
+                   help="start from trained weights (a bundled model such as ifan-lite, or a safetensors file): "
+                        "weights only, a fresh optimiser (same as --set init.weights=...)")
+    p.add_argument("--stop-after", type=int, metavar="N", help="stop with a checkpoint after N steps of this call")
+    p.add_argument("--time-limit", type=float, metavar="SECONDS",
+                   help="stop (with a checkpoint) after this many seconds of training in this call")
+    device_argument(p)
+
+
+def train(args: argparse.Namespace) -> int:
+    from ifan.train.run import resolve_run
+    from ifan.train.trainer import train
+
+    overrides = [*args.set, *([f"init.weights={args.init}"] if args.init else [])]
+    run = resolve_run(args.config, args.output, args.resume, overrides)
+    for note in run.notes:
+        print(f"note: {note}", file=sys.stderr)
+    result = train(run.config, run.run_dir, resume=run.resume, stop_after=args.stop_after, device=args.device,
+                   force=args.force, time_limit=args.time_limit)
+    if result.finished:
+        print(f"finished {result.step} steps; weights: {run.run_dir / 'model.safetensors'}")
+    else:
+        print(f"stopped at step {result.step}; continue with: ifan train --resume {run.run_dir}")
+    return 0
+
+
+def curves_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", help="run folder or its metrics.jsonl")
+    output_argument(p, "--out", required=True, metavar="PNG", help="the figure to write")
+
+
+def curves(args: argparse.Namespace) -> int:
+    from ifan.io import write_image
+    from ifan.train.run import read_metrics
+    from ifan.viz import curves_figure
+
+    train_rows, val_rows = read_metrics(args.run)
+    write_image(args.output, curves_figure(train_rows, val_rows) / 255.0)
+    print(f"wrote {args.output}: {len(train_rows)} training rows, {len(val_rows)} validation rows")
+    return 0
