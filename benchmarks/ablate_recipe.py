@@ -1,6 +1,6 @@
 """Recipe ablations at equal wall-clock: which losses, image loss, crop and precision learn most per CPU-hour.
 
-    python benchmarks/ablate_recipe.py --data data/mix --budget 480      # 8 minutes of training per variant
+    python benchmarks/ablate_recipe.py --data data/mix --budget 240      # 4 minutes of training per variant
 
 Every variant starts from the same weights (``--init``, default the shipped ``ifan-lite``) on the
 same data and trains for the same *time*. Machines shared with other work are noisy, so the time
@@ -41,6 +41,7 @@ VARIANTS = {  # name: overrides
     "dme-charb-freq": ["losses.image_loss=charbonnier", "losses.frequency=0.05", "losses.dme=1", "losses.reblur=0"],
     "dme-charb-192": ["losses.image_loss=charbonnier", "losses.dme=1", "losses.reblur=0", "train.patch_size=192"],
     "img-charb": ["losses.image_loss=charbonnier", "losses.dme=0", "losses.reblur=0"],
+    "dme-charb-disp": ["losses.image_loss=charbonnier", "losses.dme=1", "losses.reblur=0", "losses.disparity=0.1"],
 }
 
 
@@ -71,8 +72,10 @@ def step_costs(names: list[str], data_overrides: list[str], rounds: int = 3, ste
             for i in range(steps + 1):
                 t = time.perf_counter()
                 with autocast(torch.device("cpu"), dtype):
-                    out = net(views[0], views[2] if w.dme else None, views[3] if w.dme else None, aux=True)
-                    loss = ifan_losses(out, views[1], views[0], views[2], views[3], reblur, w)["total"]
+                    views_on = w.dme or w.disparity
+                    out = net(views[0], views[2] if views_on else None, views[3] if views_on else None, aux=True)
+                    loss = ifan_losses(out, views[1], views[0], views[2], views[3], reblur, w,
+                                       views[2][:, :1] * 8)["total"]
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(params, 0.5)
@@ -96,10 +99,10 @@ def evaluate(weights: Path, sets: dict) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, required=True, help="training data (DPDD layout, with a val split)")
-    parser.add_argument("--budget", type=float, default=480.0, help="seconds of training per variant")
+    parser.add_argument("--budget", type=float, default=240.0, help="seconds of training per variant")
     parser.add_argument("--init", default="ifan-lite", help="weights every variant starts from")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
-    parser.add_argument("--precision-check", type=int, default=600, metavar="STEPS",
+    parser.add_argument("--precision-check", type=int, default=300, metavar="STEPS",
                         help="steps of the bf16-vs-fp32 pair (0: skip)")
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "ablate")
     parser.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "ablations.json")
