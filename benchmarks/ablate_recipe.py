@@ -92,6 +92,7 @@ def evaluate(weights: Path, sets: dict) -> dict:
     s = bench_quality.summarise(r)
     out = {k: s[k]["gain_db"] for k in ("synth-mixture", "srgb-disc", "lin-gauss-jpeg") if k in s}
     out["spearman"] = s.get("synth-mixture", {}).get("spearman_mean")
+    out["spearman_pooled"] = s.get("synth-mixture", {}).get("spearman_pooled")
     out["harm_psnr"] = s["harm"]["psnr_to_input"]
     return out
 
