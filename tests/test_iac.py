@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
-from ifan.ops.iac import IAC, adaptive_conv1d, iac, separable_adaptive_conv, split_filters
+from ifan.ops.iac import (IAC, adaptive_conv1d, filter_channels, iac, iteration_rows, lean_iac,
+                          separable_adaptive_conv, split_filters)
 
 FORMS = ["separable", "official"]
 
@@ -137,6 +139,31 @@ def test_single_pass_and_split_layout():
         separable_adaptive_conv(x, kernel, kernel, "separable"),
         adaptive_conv1d(adaptive_conv1d(x, kernel, 2), kernel, 3),
     )
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_iteration_rows_are_the_rows_split_filters_cuts(form):
+    n, c, k = 3, 2, 5
+    filters = torch.arange(filter_channels(n, c, k)).view(1, -1, 1, 1).float()
+    k1s, k2s, biases = split_filters(filters, n, c, k)
+    for i in range(n):
+        rows = [filters[:, start:start + size] for start, size in iteration_rows(i, n, c, k, form)]
+        expected = [k1s[i], k2s[i], biases[i]] if form == "separable" else [k1s[i], biases[i]]
+        assert len(rows) == len(expected)
+        for got, want in zip(rows, expected):
+            torch.testing.assert_close(got, want)
+
+
+@pytest.mark.parametrize("form", FORMS)
+@pytest.mark.parametrize("act_last", [True, False])
+def test_lean_iac_equals_iac_of_the_whole_head(form, act_last):
+    n, c, k, feats = 3, 4, 3, 5
+    x, features = torch.randn(2, c, 6, 7), torch.randn(2, feats, 6, 7)
+    weight, bias = torch.randn(filter_channels(n, c, k), feats, 1, 1), torch.randn(filter_channels(n, c, k))
+    whole = iac(x, F.conv2d(features, weight, bias), n, k, act_last, form)
+    torch.testing.assert_close(lean_iac(x, features, weight, bias, n, k, act_last, form), whole, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="filter head has"):
+        lean_iac(x, features, weight[:-1], bias[:-1], n, k)
 
 
 def test_bad_arguments_raise_clear_errors():

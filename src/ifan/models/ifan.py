@@ -20,11 +20,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ifan.models.blocks import ConvAct, ResBlock, UpConvAct, conv_res_stack
-from ifan.ops.iac import IAC, IAC_FORMS, iac_step
+from ifan.ops.iac import IAC, IAC_FORMS, filter_channels, lean_iac
 
 
 @dataclass(frozen=True)
@@ -76,13 +75,12 @@ class IFANConfig:
     @property
     def filter_channels(self) -> int:
         """Channels of the IAC filter tensor: ``N * (2 * c4 * Fs + c4)``."""
-        c = self.feature_channels
-        return self.iterations * (2 * c * self.filter_size + c)
+        return filter_channels(self.iterations, self.feature_channels, self.filter_size)
 
     @property
     def reblur_filter_channels(self) -> int:
         """Channels of the reblurring filters (3 image channels): ``RBF_num * (2*3*RBFs + 3)``."""
-        return self.reblur_iterations * (2 * 3 * self.reblur_filter_size + 3)
+        return filter_channels(self.reblur_iterations, 3, self.reblur_filter_size)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -245,25 +243,11 @@ class IFAN(nn.Module):
         return self.filter_predictor[:-1](fused)
 
     def lean_iac(self, x: Tensor, filter_feats: Tensor) -> Tensor:
-        """IAC with the filter head applied per iteration (the full filter tensor is never built).
-
-        Equal to ``self.iac(x, self.filter_head(filter_feats))``. Under the official form only
-        kernel1 and the bias are computed, as kernel2 is unused.
-        """
+        """IAC with the filter head applied per iteration (:func:`ifan.ops.iac.lean_iac`): equal to
+        ``self.iac(x, self.filter_head(filter_feats))`` without building the full filter tensor."""
         cfg = self.config
-        n, c, k = cfg.iterations, cfg.feature_channels, cfg.filter_size
-        weight, bias = self.filter_head.weight, self.filter_head.bias
-        block = 2 * c * k
-        use_k2 = cfg.iac_form == "separable"
-        for i in range(n):
-            starts = [i * block] + ([i * block + c * k] if use_k2 else []) + [n * block + i * c]
-            sizes = [c * k] * (2 if use_k2 else 1) + [c]
-            w = torch.cat([weight.narrow(0, s, z) for s, z in zip(starts, sizes)])
-            b = torch.cat([bias.narrow(0, s, z) for s, z in zip(starts, sizes)])
-            parts = torch.split(F.conv2d(filter_feats, w, b), sizes, dim=1)
-            k1, k2 = parts[0], parts[1 if use_k2 else 0]
-            x = iac_step(x, k1, k2, parts[-1], act=i < n - 1 or self.iac.act_last, form=cfg.iac_form)
-        return x
+        return lean_iac(x, filter_feats, self.filter_head.weight, self.filter_head.bias, cfg.iterations,
+                        cfg.filter_size, self.iac.act_last, cfg.iac_form)
 
     def forward(self, image: Tensor, right: Tensor | None = None, left: Tensor | None = None,
                 aux: bool = False) -> IFANOutput:

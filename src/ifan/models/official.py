@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from torch import Tensor
 
 from ifan.models.ifan import IFANConfig
+from ifan.ops.iac import filter_channels
 
 # official prefix (after "Network.") -> our prefix in IFAN
 _NETWORK_PREFIXES: dict[str, str] = {
@@ -114,9 +115,9 @@ def infer_config(network: Mapping[str, Tensor], reblur: Mapping[str, Tensor] | N
     ch = int(first.shape[0])
     c4 = 4 * ch
     units = len({k.split(".")[3] for k in network if k.startswith("disparity_estimator.1.stem.")})
-    # filter_channels = N * (2 * c4 * Fs + c4): try the usual odd sizes.
-    n_fs = [(head.shape[0] // (2 * c4 * fs + c4), fs) for fs in (3, 5, 7, 1, 9, 11)
-            if head.shape[0] % (2 * c4 * fs + c4) == 0]
+    # filter_channels(N, c4, Fs) is N times the channels of one iteration: try the usual odd sizes.
+    n_fs = [(head.shape[0] // filter_channels(1, c4, fs), fs) for fs in (3, 5, 7, 1, 9, 11)
+            if head.shape[0] % filter_channels(1, c4, fs) == 0]
     if not n_fs:
         raise CheckpointError(f"filter head has {head.shape[0]} output channels: not N*(2*{c4}*Fs+{c4}) for any Fs")
     n, fs = n_fs[0]
@@ -124,9 +125,9 @@ def infer_config(network: Mapping[str, Tensor], reblur: Mapping[str, Tensor] | N
     if reblur:
         # The official configurations all use RBFs = 3.
         rb_out = reblur["filter_net.3.weight"].shape[0]
-        if rb_out % (2 * 3 * rb_fs + 3):
+        if rb_out % filter_channels(1, 3, rb_fs):
             raise CheckpointError(f"reblurring head has {rb_out} channels: not RBF_num*(2*3*3+3)")
-        rb_n = rb_out // (2 * 3 * rb_fs + 3)
+        rb_n = rb_out // filter_channels(1, 3, rb_fs)
     return IFANConfig(
         channels=ch, iterations=n, filter_size=fs, kernel_size=ks, res_units=max(units, 1),
         dual_pixel_input=enc_in == 6, iac_form=iac_form, reblur_iterations=rb_n, reblur_filter_size=rb_fs,

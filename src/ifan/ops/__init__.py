@@ -1,5 +1,5 @@
 """Functional ops (pure PyTorch)."""
 
-from ifan.ops.iac import IAC, adaptive_conv1d, iac, separable_adaptive_conv
+from ifan.ops.iac import IAC, adaptive_conv1d, filter_channels, iac, lean_iac, separable_adaptive_conv
 
-__all__ = ["IAC", "adaptive_conv1d", "iac", "separable_adaptive_conv"]
+__all__ = ["IAC", "adaptive_conv1d", "filter_channels", "iac", "lean_iac", "separable_adaptive_conv"]

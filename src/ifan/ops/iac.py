@@ -7,7 +7,10 @@ Layout of a filter tensor ``F`` for ``n`` iterations on ``c`` channels with kern
     kernel block i = [kernel1: c*k channels, kernel2: c*k channels]   (index = ch * k + tap)
     bias i         = c channels
 
-so ``F`` has ``n * (2*c*k + c)`` channels. Each iteration filters vertically with kernel1
+so ``F`` has ``n * (2*c*k + c)`` channels (:func:`filter_channels`). This module owns that
+layout: :func:`split_filters` cuts a whole tensor, :func:`iteration_rows` gives the channels of
+one iteration (what :func:`lean_iac` computes from a 1x1 head, one iteration at a time). Each
+iteration filters vertically with kernel1
 (replicate padding top/bottom), then horizontally with kernel2 (replicate padding
 left/right), adds its bias and applies leaky ReLU 0.1 (except after the last iteration when
 ``act_last`` is False).
@@ -94,6 +97,31 @@ def separable_adaptive_conv(x: Tensor, kernel1: Tensor, kernel2: Tensor, form: I
     return adaptive_conv1d(y, kernel1 if form == "official" else kernel2, dim=3)
 
 
+def filter_channels(n: int, c: int, k: int) -> int:
+    """Channels of the filter tensor of ``n`` iterations on ``c`` feature channels, kernel size ``k``.
+
+    Example:
+        >>> filter_channels(17, 128, 3)  # the paper's model
+        15232
+    """
+    return n * (2 * c * k + c)
+
+
+def iteration_rows(i: int, n: int, c: int, k: int, form: IACForm = "separable") -> list[tuple[int, int]]:
+    """``(start, size)`` of the channels iteration ``i`` reads: kernel1, kernel2, bias.
+
+    Under the ``"official"`` form kernel2 is never read, so only kernel1 and the bias are listed.
+
+    Example:
+        >>> iteration_rows(1, n=2, c=4, k=3)
+        [(24, 12), (36, 12), (52, 4)]
+    """
+    _check_form(form)
+    block = 2 * c * k
+    kernels = [(i * block, c * k), (i * block + c * k, c * k)] if form == "separable" else [(i * block, c * k)]
+    return [*kernels, (n * block + i * c, c)]
+
+
 def split_filters(filters: Tensor, n: int, c: int, k: int) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
     """Split an IAC filter tensor into per-iteration ``kernel1``, ``kernel2`` and ``bias`` views.
 
@@ -103,7 +131,7 @@ def split_filters(filters: Tensor, n: int, c: int, k: int) -> tuple[list[Tensor]
     Returns:
         Three lists of length ``n`` holding ``(B, c*k, H, W)``, ``(B, c*k, H, W)`` and ``(B, c, H, W)``.
     """
-    expected = n * (2 * c * k + c)
+    expected = filter_channels(n, c, k)
     if filters.shape[1] != expected:
         raise ValueError(
             f"IAC filters have {filters.shape[1]} channels; n={n}, c={c}, k={k} needs n*(2*c*k+c)={expected}"
@@ -148,6 +176,38 @@ def iac(
     k1s, k2s, biases = split_filters(filters, n, x.shape[1], k)
     for i in range(n):
         x = iac_step(x, k1s[i], k2s[i], biases[i], act=act_last or i < n - 1, form=form)
+    return x
+
+
+def lean_iac(x: Tensor, features: Tensor, head_weight: Tensor, head_bias: Tensor, n: int, k: int,
+             act_last: bool = True, form: IACForm = "separable") -> Tensor:
+    """IAC whose filters come from a 1x1 convolution head applied one iteration at a time.
+
+    Equal to ``iac(x, conv2d(features, head_weight, head_bias), n, k, act_last, form)``, but
+    the whole filter tensor (``filter_channels(n, C, k)`` channels) never exists: each
+    iteration computes only its own rows of the head (:func:`iteration_rows`).
+
+    Args:
+        x: features ``(B, C, H, W)``.
+        features: the head's input ``(B, F, H, W)``.
+        head_weight, head_bias: the 1x1 head, ``(filter_channels(n, C, k), F, 1, 1)`` and ``(filter_channels(n, C, k),)``.
+        n, k, act_last, form: as for :func:`iac`.
+
+    Returns:
+        ``(B, C, H, W)``.
+    """
+    c = x.shape[1]
+    if head_weight.shape[0] != filter_channels(n, c, k):
+        raise ValueError(f"the filter head has {head_weight.shape[0]} outputs; n={n}, c={c}, k={k} needs "
+                         f"{filter_channels(n, c, k)}")
+    for i in range(n):
+        rows = iteration_rows(i, n, c, k, form)
+        sizes = [size for _, size in rows]
+        weight = torch.cat([head_weight.narrow(0, start, size) for start, size in rows])
+        bias = torch.cat([head_bias.narrow(0, start, size) for start, size in rows])
+        parts = torch.split(F.conv2d(features, weight, bias), sizes, dim=1)
+        kernel1, kernel2 = parts[0], parts[1 if form == "separable" else 0]
+        x = iac_step(x, kernel1, kernel2, parts[-1], act=act_last or i < n - 1, form=form)
     return x
 
 
