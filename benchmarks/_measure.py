@@ -76,7 +76,7 @@ def machine() -> dict:
             mem = int(f.readline().split()[1]) * 1024
     except OSError:
         mem = 0
-    from ifan.inference import cpu_features
+    from ifan.inference.runtime import cpu_features
 
     return {
         "date": _dt.datetime.now().isoformat(timespec="seconds"),

@@ -26,7 +26,8 @@ def child(args: argparse.Namespace) -> None:
     import torch
 
     from ifan import create_model
-    from ifan.inference import HEAP_MEMORY_FACTOR, Deblurrer, plan_tiles
+    from ifan.inference import Deblurrer, plan_tiles
+    from ifan.inference.memory import HEAP_MEMORY_FACTOR
 
     torch.manual_seed(0)
     model = create_model("ifan", channels=args.channels, iterations=args.iterations)

@@ -7,7 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from ifan.train.curves import PANEL_H, PANEL_W, _running_mean, curves_figure, main, read_metrics
+from ifan.train.curves import main, read_metrics
+from ifan.viz import PANEL_H, PANEL_W, _running_mean, curves_figure
 
 
 def _write_metrics(path, n_train=12, n_val=3):

@@ -19,7 +19,6 @@ from ifan.cli import main as cli_main
 from ifan.models.ifan import IFAN
 from ifan.models.official import CheckpointError, split_official, to_official
 from ifan.models.padding import run_any_size
-from ifan.models.reblur import ReblurNet
 from ifan.models.serialization import read_weights
 from ifan.models.zoo import load_model
 from ifan.train.losses import area_downsample, horizontal_warp, ifan_losses

@@ -28,8 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ifan.inference import Deblurrer, ProgressCallback, TilePlan, save_defocus
+from ifan.inference import Deblurrer, ProgressCallback, TilePlan
 from ifan.io import DEFAULT_MAX_PIXELS, READ_SUFFIXES, WRITE_FORMATS, ImageReadError, ImageWriteError, read_image, write_like
+from ifan.viz import save_defocus
 
 SUFFIX = "_deblurred"
 DEFOCUS_SUFFIX = "_defocus"

@@ -11,10 +11,8 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-import numpy as np
-
-from ifan.figures import captioned_row, stack_rows
 from ifan.io import read_image, write_image, write_like
+from ifan.viz import colorize_defocus, comparison_figure, most_defocused_box
 
 EXAMPLE = "china_defocus.png"
 
@@ -22,32 +20,6 @@ EXAMPLE = "china_defocus.png"
 def example_path() -> Path:
     """The bundled example image: a photograph with synthetic defocus (see examples/README.md)."""
     return Path(str(resources.files("ifan") / "examples" / EXAMPLE))
-
-
-def most_defocused_box(defocus: np.ndarray, size: int) -> tuple[int, int]:
-    """Top-left of the ``size`` x ``size`` window with the largest mean |defocus| (where deblurring shows)."""
-    h, w = defocus.shape
-    size = min(size, h, w)
-    mag = np.abs(defocus).astype(np.float64)
-    integral = np.pad(mag.cumsum(0).cumsum(1), ((1, 0), (1, 0)))
-    sums = integral[size:, size:] - integral[:-size, size:] - integral[size:, :-size] + integral[:-size, :-size]
-    y, x = np.unravel_index(int(np.argmax(sums)), sums.shape)
-    return int(y), int(x)
-
-
-def comparison_figure(blurry: np.ndarray, deblurred: np.ndarray, defocus_rgb: np.ndarray,
-                      crop_box: tuple[int, int, int], sharp: np.ndarray | None = None) -> np.ndarray:
-    """Rows: [blurry | deblurred | defocus map] and [100 % crops]; all ``(H, W, 3)`` float in [0, 1].
-
-    ``crop_box`` is ``(top, left, size)``.
-    """
-    top, left, size = crop_box
-    window = (slice(top, top + size), slice(left, left + size))
-    crops = [("blurry (100% crop)", blurry[window]), ("deblurred (100% crop)", deblurred[window])]
-    if sharp is not None:
-        crops.append(("sharp reference (100% crop)", sharp[window]))
-    first = captioned_row([("blurry input", blurry), ("deblurred", deblurred), ("estimated defocus", defocus_rgb)])
-    return stack_rows([first, captioned_row(crops)])
 
 
 @dataclass
@@ -65,7 +37,7 @@ def run_demo(out_dir: str | os.PathLike = "outputs/demo", model: str | None = No
     ``defocus.png`` and ``figure.png`` into ``out_dir``."""
     import time
 
-    from ifan.inference import Deblurrer, colorize_defocus
+    from ifan.inference import Deblurrer
     from ifan.models.zoo import DEFAULT_MODEL
 
     model = model or DEFAULT_MODEL

@@ -35,9 +35,10 @@ from urllib.parse import unquote
 import numpy as np
 
 from ifan.batch import InputFile, output_path
-from ifan.demo import example_path, most_defocused_box
-from ifan.inference import Deblurrer, TilePlan, colorize_defocus
+from ifan.demo import example_path
+from ifan.inference import Deblurrer, TilePlan
 from ifan.io import ImageReadError, read_image, write_image, write_like
+from ifan.viz import colorize_defocus, most_defocused_box
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7860

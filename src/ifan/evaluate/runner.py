@@ -38,11 +38,11 @@ from ifan.data.datasets import DefocusDataset, open_dataset
 from ifan.evaluate.baselines import get_baseline
 from ifan.evaluate.lpips import load_lpips_or_none
 from ifan.evaluate.metrics import format_score, get_protocol, json_score, score_image, summarize
-from ifan.figures import captioned_row
 from ifan.fileutil import atomic_write_bytes
 from ifan.io import write_image
 from ifan.models.padding import run_any_size
 from ifan.models.zoo import load_model
+from ifan.viz import captioned_row, colorize_defocus
 
 DATASETS = {"dpdd": "dpdd", "realdof": "realdof", "cuhk": "cuhk", "pixeldp": "pixeldp", "folder": "folder"}
 BASELINE_NAMES = ("input", "wiener")
@@ -154,8 +154,6 @@ def evaluate(
                     np.save(buf, img.astype(np.float32))
                     atomic_write_bytes(out / "outputs" / method / f"{item['name']}.npy", buf.getvalue())
         if out is not None and figures:
-            from ifan.inference import colorize_defocus
-
             size = outputs["ifan"][0].shape[-2:]
             disp = torch.nn.functional.interpolate(res.disparity, size=size, mode="bilinear", align_corners=False)
             defocus_rgb, _ = colorize_defocus(disp[0, 0].cpu().numpy())

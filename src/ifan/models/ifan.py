@@ -25,6 +25,18 @@ from torch import Tensor, nn
 from ifan.models.blocks import ConvAct, ResBlock, UpConvAct, conv_res_stack
 from ifan.ops.iac import IAC, IAC_FORMS, filter_channels, lean_iac
 
+DOWNSCALE = 8  # three stride-2 levels: IAC, the filters and the disparity are at 1/8; H, W must be multiples
+
+
+def padded_side(n: int) -> int:
+    """The smallest side the network accepts that holds ``n`` pixels: ``n`` rounded up to a multiple of 8.
+
+    Example:
+        >>> padded_side(37), padded_side(40)
+        (40, 40)
+    """
+    return -(-n // DOWNSCALE) * DOWNSCALE
+
 
 @dataclass(frozen=True)
 class IFANConfig:
@@ -218,7 +230,7 @@ class IFAN(nn.Module):
             raise ValueError(f"IFAN: {name} is required here")
         if x.dim() != 4 or x.shape[1] != channels:
             raise ValueError(f"IFAN: {name} must be (B, {channels}, H, W), got {tuple(x.shape)}")
-        if x.shape[-2] % 8 or x.shape[-1] % 8:
+        if x.shape[-2] % DOWNSCALE or x.shape[-1] % DOWNSCALE:
             raise ValueError(
                 f"IFAN: {name} height and width must be multiples of 8, got {tuple(x.shape[-2:])}; "
                 "use ifan.models.padding.run_any_size for any size"

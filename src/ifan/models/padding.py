@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor
 
-from ifan.models.ifan import IFAN, IFANOutput
+from ifan.models.ifan import DOWNSCALE, IFAN, IFANOutput
 
-MULTIPLE = 8
+MULTIPLE = DOWNSCALE
 
 
 def pad_to_multiple(x: Tensor, multiple: int = MULTIPLE) -> tuple[Tensor, tuple[int, int]]:

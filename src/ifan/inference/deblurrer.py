@@ -1,0 +1,279 @@
+"""The :class:`Deblurrer`: one image of any size through the network, whole or tiled, within a memory budget.
+
+This is the one inference path: ``ifan deblur``, ``ifan serve``, ``ifan demo``, ``ifan evaluate``
+and training validation all run the network through :meth:`Deblurrer.run`.
+
+The defocus map is the network's disparity output (``(B, 1, H/8, W/8)``), upsampled
+bilinearly to the input size and multiplied by 8: the signed horizontal disparity between
+the dual-pixel views the network was trained to predict, in pixels of the input image. Its
+magnitude grows with the blur (0 = in focus); its sign tells on which side of the focal
+plane a point lies (the convention of the training data's left/right views). Without
+dual-pixel supervision (a model trained on images alone) it is only a relative blur cue.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ifan.inference.adapters import prepare
+from ifan.inference.memory import (_LIBC, HEAP_MEMORY_FACTOR, MemoryBudgetError, format_bytes, heap_allocation,
+                                   memory_budget, memory_model, parse_size, trim_heap)
+from ifan.inference.runtime import (DEFAULT_PRECISION, autocast, describe_cpu, describe_precision, resolve_device,
+                                    resolve_precision)
+from ifan.inference.tiling import DEFAULT_MARGIN, DEFAULT_OVERLAP, TilePlan, blend_weights, plan_tiles
+from ifan.models.ifan import DOWNSCALE, IFAN, IFANConfig
+from ifan.models.padding import pad_to_multiple
+from ifan.models.zoo import DEFAULT_MODEL
+
+ProgressCallback = Callable[[int, int], None]
+
+
+@dataclass
+class DeblurResult:
+    """Outputs of :meth:`Deblurrer.run` for one ``(1, 3, H, W)`` image.
+
+    Attributes:
+        image: deblurred, ``(1, 3, H, W)`` float32, not clipped, on the input's device.
+        defocus: signed defocus disparity in input pixels, ``(1, 1, H, W)``, or None.
+        plan: how the image was run.
+    """
+
+    image: Tensor
+    defocus: Tensor | None
+    plan: TilePlan
+
+
+class Deblurrer:
+    """Deblur images of any size with an IFAN model, on CPU or GPU, within a memory budget.
+
+    Args:
+        model: an :class:`~ifan.models.ifan.IFAN` (moved to ``device``, put in eval mode and, with
+            ``channels_last``, converted in place).
+        device: ``"auto"`` (CUDA if available), ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...
+        precision: ``"fp32"`` (default, strict float32), ``"auto"`` (bf16 autocast on CPUs with native
+            bf16, float32 on others; fp16 autocast on CUDA), ``"bf16"`` or ``"fp16"`` (CUDA).
+        channels_last: NHWC activations (faster with oneDNN and cuDNN); default True.
+        compile: run the network through ``torch.compile`` (pays off only after many calls of the
+            same shape: the first call of each new shape compiles for tens of seconds on a CPU).
+        max_memory: peak memory the process may reach while deblurring (bytes or ``"4G"``), CPU RSS
+            or CUDA allocated memory; default: what is in use now plus 60 % of what is available.
+        overlap: minimum tile overlap in pixels.
+        tile_size: force square tiles of this side (for tests and experiments).
+        blend_margin: fraction of each overlap, at a tile's edge, that gets no weight in the blend.
+        cpu_heap: on CPU with glibc, serve large allocations from the heap while running
+            (:func:`heap_allocation`: no page faults on reused activations; process-wide while
+            it lasts).
+
+    Example:
+        >>> from ifan import create_model
+        >>> deblurrer = Deblurrer(create_model("ifan", channels=2, iterations=2), device="cpu")
+        >>> deblurrer.deblur(np.zeros((37, 53, 3), np.uint8)).shape
+        (37, 53, 3)
+    """
+
+    def __init__(self, model: IFAN, device: str | torch.device | None = "auto", precision: str = DEFAULT_PRECISION,
+                 channels_last: bool = True, compile: bool = False, max_memory: int | str | None = None,
+                 overlap: int = DEFAULT_OVERLAP, tile_size: int | None = None,
+                 blend_margin: float = DEFAULT_MARGIN, cpu_heap: bool = True) -> None:
+        if not isinstance(model, IFAN):
+            raise TypeError(f"expected an ifan IFAN model, got {type(model).__name__}")
+        if model.config.dual_pixel_input:
+            raise ValueError("the dual-pixel variant needs the right and left views; Deblurrer takes single images "
+                             "(call the model directly with right=..., left=...)")
+        self.device = resolve_device(device)
+        self.precision = precision
+        self.autocast_dtype = resolve_precision(precision, self.device)
+        self.channels_last = channels_last
+        self.model = model.to(self.device).eval()
+        if channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.max_memory = None if max_memory is None else parse_size(max_memory)
+        self.overlap = overlap
+        self.tile_size = tile_size
+        if not 0 <= blend_margin < 0.5:
+            raise ValueError(f"blend_margin must be in [0, 0.5), got {blend_margin}")
+        self.blend_margin = blend_margin
+        self.cpu_heap = cpu_heap and self.device.type == "cpu" and _LIBC is not None
+        self._forward = torch.compile(self.model, dynamic=False) if compile else self.model
+        self.compiled = compile
+        self.memory = memory_model(model.config, self.autocast_dtype, channels_last, self.device.type)
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | os.PathLike | IFAN = DEFAULT_MODEL, device: str | torch.device = "auto",
+                        **kwargs) -> Deblurrer:
+        """Load a named model's bundled weights (or a weights file) and wrap it.
+
+        Args:
+            name_or_path: a model name (see :func:`ifan.list_models`), a weights file, or an IFAN module.
+            device: see :class:`Deblurrer`.
+            **kwargs: further :class:`Deblurrer` options.
+
+        Raises:
+            FileNotFoundError: no weights ship for the name, or the file does not exist.
+            ifan.models.official.CheckpointError: the file does not fit the model.
+        """
+        if isinstance(name_or_path, IFAN):
+            return cls(name_or_path, device=device, **kwargs)
+        from ifan.models.zoo import load_model
+
+        return cls(load_model(name_or_path, device="cpu"), device=device, **kwargs)
+
+    @property
+    def config(self) -> IFANConfig:
+        return self.model.config
+
+    def describe(self) -> str:
+        """One line: model, device, precision and memory format."""
+        cfg = self.config
+        parts = [f"ch={cfg.channels} N={cfg.iterations}", f"device={self.device}",
+                 f"precision={describe_precision(self.precision, self.autocast_dtype)}",
+                 "channels_last" if self.channels_last else "NCHW", "lean IAC"]
+        if self.compiled:
+            parts.append("torch.compile")
+        if self.cpu_heap:
+            parts.append("heap allocation")
+        if self.device.type == "cpu":
+            parts.append(f"cpu={describe_cpu()}")
+        return ", ".join(parts)
+
+    # -- memory ---------------------------------------------------------------------------------
+
+    def budget(self) -> int | None:
+        """Bytes the next run may add to what is in use now (None = unknown: no limit)."""
+        return memory_budget(self.device, self.max_memory)
+
+    def plan(self, h: int, w: int, defocus: bool = False) -> TilePlan:
+        """The plan for an ``h x w`` image under the current budget (see :func:`plan_tiles`).
+
+        Raises:
+            MemoryBudgetError: the budget is used up already, or even the smallest tiles do not fit.
+        """
+        budget = self.budget()
+        if budget is not None and budget <= 0:
+            raise MemoryBudgetError(f"the memory budget {format_bytes(self.max_memory or 0)} is too small: this "
+                                    f"process already uses {format_bytes((self.max_memory or 0) - budget)}")
+        return plan_tiles(h, w, budget, memory=self.memory, overlap=self.overlap, tile=self.tile_size,
+                          defocus=defocus, host_accumulators=self.device.type == "cuda",
+                          heap_factor=HEAP_MEMORY_FACTOR if self.cpu_heap else None)
+
+    # -- running --------------------------------------------------------------------------------
+
+    def _network(self, x: Tensor, defocus: bool) -> tuple[Tensor, Tensor | None]:
+        """Run the padded ``(1, 3, h, w)`` input: (image float32, defocus at full size or None)."""
+        x = x.to(self.device, torch.float32)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast(self.device, self.autocast_dtype):
+            out = self._forward(x)
+        image = out.image.float()
+        disparity = None
+        if defocus:
+            disparity = F.interpolate(out.disparity.float(), size=x.shape[-2:], mode="bilinear", align_corners=False)
+            disparity = disparity * DOWNSCALE
+        return image, disparity
+
+    @torch.no_grad()
+    def run(self, rgb: Tensor, defocus: bool = False, plan: TilePlan | None = None,
+            progress: ProgressCallback | None = None) -> DeblurResult:
+        """Deblur one ``(1, 3, H, W)`` float image in [0, 1] (any memory layout, any size >= 1).
+
+        Args:
+            rgb: the image, on any device (the result comes back there).
+            defocus: also compute the defocus map.
+            plan: a plan from :meth:`plan` (default: made now).
+            progress: called as ``progress(done, total)`` after each tile.
+        """
+        if rgb.dim() != 4 or rgb.shape[:2] != (1, 3):
+            raise ValueError(f"expected a (1, 3, H, W) image, got {tuple(rgb.shape)}")
+        h, w = rgb.shape[-2:]
+        plan = plan or self.plan(h, w, defocus)
+        if (plan.height, plan.width) != (h, w):
+            raise ValueError(f"the plan is for {plan.width}x{plan.height}, the image is {w}x{h}")
+        with heap_allocation(plan.heap and self.cpu_heap):
+            return self._run(rgb, defocus, plan, progress)
+
+    def _run(self, rgb: Tensor, defocus: bool, plan: TilePlan, progress: ProgressCallback | None) -> DeblurResult:
+        h, w = rgb.shape[-2:]
+        home = rgb.device
+        if not plan.tiled:
+            image, disp = self._network(pad_to_multiple(rgb.float())[0], defocus)
+            if progress:
+                progress(1, 1)
+            image = image[..., :h, :w].to(home)
+            return DeblurResult(image, None if disp is None else disp[..., :h, :w].to(home), plan)
+
+        th, tw = plan.tile
+        wy = blend_weights(plan.rows, th, plan.padded[0], self.blend_margin)
+        wx = blend_weights(plan.cols, tw, plan.padded[1], self.blend_margin)
+        # the result in HWC (channels-last) so that numpy callers get it without a copy
+        out = torch.zeros(1, h, w, 3, dtype=torch.float32, device=home).permute(0, 3, 1, 2)
+        out_map = torch.zeros(1, 1, h, w, dtype=torch.float32, device=home) if defocus else None
+        total, done = plan.num_tiles, 0
+        for r, y0 in enumerate(plan.rows):
+            y1 = min(y0 + th, h)
+            for c, x0 in enumerate(plan.cols):
+                x1 = min(x0 + tw, w)
+                crop = rgb[..., y0:y1, x0:x1].float()
+                image, disp = self._network(pad_to_multiple(crop)[0], defocus)
+                weight = (wy[r, : y1 - y0, None] * wx[c, None, : x1 - x0]).to(home)
+                out[..., y0:y1, x0:x1] += image[..., : y1 - y0, : x1 - x0].to(home) * weight
+                if out_map is not None:
+                    out_map[..., y0:y1, x0:x1] += disp[..., : y1 - y0, : x1 - x0].to(home) * weight
+                del image, disp
+                if plan.heap and self.cpu_heap:
+                    trim_heap()  # each tile starts from a trimmed heap: fragmentation does not add up
+                done += 1
+                if progress:
+                    progress(done, total)
+        return DeblurResult(out, out_map, plan)
+
+    def deblur(self, x, *, return_defocus: bool = False, plan: TilePlan | None = None,
+               progress: ProgressCallback | None = None):
+        """Deblur an image and return it in the same kind.
+
+        Args:
+            x: one of
+
+                * numpy ``(H, W, C)`` or ``(H, W)``: uint8, uint16 or float in [0, 1]; C = 1 (grey),
+                  2 (grey + alpha), 3 (RGB) or 4 (RGBA);
+                * a PIL image (L, LA, RGB, RGBA, I;16, I, F; other modes are converted to RGB(A));
+                * a tensor ``(C, H, W)`` or ``(B, C, H, W)``, float in [0, 1] or uint8, any device.
+
+                Grey images are run as RGB and averaged back; alpha is passed through unchanged.
+            return_defocus: also return :meth:`defocus_map` (from the same run).
+            plan: a plan from :meth:`plan` (default: made now).
+            progress: ``progress(done, total)`` after each tile.
+
+        Returns:
+            The deblurred image, same kind, shape and dtype (clipped to the input's range), and
+            with ``return_defocus`` a pair ``(image, defocus map)``.
+        """
+        prepared = prepare(x)
+        images, maps = [], []
+        for b in range(prepared.rgb.shape[0]):
+            res = self.run(prepared.rgb[b:b + 1], defocus=return_defocus, plan=plan, progress=progress)
+            images.append(res.image)
+            maps.append(res.defocus)
+        image = images[0] if len(images) == 1 else torch.cat(images)
+        result = prepared.restore(image, prepared.alpha)
+        if not return_defocus:
+            return result
+        return result, prepared.restore_map(maps[0] if len(maps) == 1 else torch.cat(maps))
+
+    def defocus_map(self, x, *, plan: TilePlan | None = None, progress: ProgressCallback | None = None):
+        """The signed defocus disparity of ``x`` in input pixels (see the module docstring).
+
+        Returns:
+            numpy ``(H, W)`` float32 for an array, a PIL ``"F"`` image for a PIL image, a float32
+            ``(B, 1, H, W)`` (or ``(1, H, W)``) tensor for a tensor.
+        """
+        prepared = prepare(x)
+        maps = [self.run(prepared.rgb[b:b + 1], defocus=True, plan=plan, progress=progress).defocus
+                for b in range(prepared.rgb.shape[0])]
+        return prepared.restore_map(maps[0] if len(maps) == 1 else torch.cat(maps))
