@@ -11,7 +11,6 @@ from PIL import Image as PILImage
 
 from ifan import create_model
 from ifan.inference import Deblurrer, MemoryBudgetError
-from ifan.models.padding import run_any_size
 from ifan.models.serialization import save_weights
 
 
@@ -23,15 +22,18 @@ def model():
 
 @pytest.fixture(scope="module")
 def deblurrer(model):
-    return Deblurrer(model, device="cpu")
+    return Deblurrer(model, device="cpu", precision="fp32")
 
 
 def reference(model, rgb: np.ndarray) -> np.ndarray:
-    """The plain model call on the padded image, cropped and clipped (float64 numpy HWC)."""
+    """The plain model call on the image reflection-padded to a multiple of 8, cropped back and
+    clipped (float64 numpy HWC)."""
     x = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(2, 0, 1)[None]
+    h, w = x.shape[-2:]
+    x = F.pad(x, (0, -w % 8, 0, -h % 8), mode="reflect")
     with torch.no_grad():
-        out = run_any_size(model.to(memory_format=torch.contiguous_format), x)
-    return out.image.clamp(0, 1)[0].permute(1, 2, 0).double().numpy()
+        out = model.to(memory_format=torch.contiguous_format)(x).image[..., :h, :w]
+    return out.clamp(0, 1)[0].permute(1, 2, 0).double().numpy()
 
 
 def photo(h=40, w=56, seed=0):
@@ -112,10 +114,25 @@ def test_tensors_keep_shape_dtype_and_batch(model, deblurrer):
     assert deblurrer.deblur(x[:1]).shape == (1, 40, 56)  # grey (1, H, W)
 
 
-@pytest.mark.parametrize("size", [(1, 1), (1, 9), (7, 3), (37, 53), (8, 8)])
+@pytest.mark.parametrize("size", [(1, 1), (1, 9), (7, 3), (37, 53), (8, 8), (9, 17), (64, 3)])
 def test_any_size(deblurrer, size):
     out = deblurrer.deblur(np.full((*size, 3), 0.5, np.float32))
     assert out.shape == (*size, 3) and np.isfinite(out).all()
+    res = deblurrer.run(torch.rand(1, 3, *size), defocus=True)
+    assert res.image.shape == (1, 3, *size) and res.defocus.shape == (1, 1, *size)
+
+
+def test_dual_pixel_views_are_tiled_like_the_image():
+    model = create_model("ifan-dual", channels=4, iterations=2).eval()
+    c, right, left = (torch.rand(1, 3, 64, 48, generator=torch.Generator().manual_seed(i)) for i in range(3))
+    with torch.no_grad():
+        expected = model(c, right, left).image
+    whole = Deblurrer(model, device="cpu", precision="fp32", channels_last=False)
+    torch.testing.assert_close(whole.run(c, right=right, left=left).image, expected, atol=2e-6, rtol=0)
+    tiled = Deblurrer(model, device="cpu", precision="fp32", tile_size=40, overlap=16).run(c, right=right, left=left)
+    assert tiled.plan.tiled and psnr(tiled.image.numpy(), expected.numpy()) > 40
+    with pytest.raises(ValueError, match="both be given"):
+        whole.run(c, right=right)
 
 
 def test_bad_inputs_raise_clear_errors(deblurrer, model):
@@ -129,8 +146,11 @@ def test_bad_inputs_raise_clear_errors(deblurrer, model):
         deblurrer.deblur([[0.5]])
     with pytest.raises(TypeError, match="IFAN model"):
         Deblurrer(torch.nn.Conv2d(3, 3, 1), device="cpu")
-    with pytest.raises(ValueError, match="dual-pixel"):
-        Deblurrer(create_model("ifan-dual", channels=2, iterations=2), device="cpu")
+    dual = Deblurrer(create_model("ifan-dual", channels=2, iterations=2), device="cpu")
+    with pytest.raises(ValueError, match="needs the right and left views"):
+        dual.deblur(np.zeros((8, 8, 3), np.float32))
+    with pytest.raises(ValueError, match="takes no dual-pixel views"):
+        deblurrer.run(torch.zeros(1, 3, 8, 8), right=torch.zeros(1, 3, 8, 8), left=torch.zeros(1, 3, 8, 8))
 
 
 # --- from_pretrained ---------------------------------------------------------------------------
@@ -151,8 +171,8 @@ def test_from_pretrained_loads_a_weights_file(tmp_path, model):
 
 def test_tiled_run_agrees_with_the_whole_image(model):
     rgb = photo(96, 96, seed=3)
-    whole = Deblurrer(model, device="cpu")
-    tiled = Deblurrer(model, device="cpu", tile_size=48, overlap=16)
+    whole = Deblurrer(model, device="cpu", precision="fp32")
+    tiled = Deblurrer(model, device="cpu", precision="fp32", tile_size=48, overlap=16)
     plan = tiled.plan(96, 96)
     assert plan.tiled and plan.num_tiles == 9
     calls = []
@@ -171,7 +191,7 @@ def test_tiled_run_agrees_with_the_whole_image(model):
 
 def test_tiled_run_with_odd_size_fills_every_pixel(model):
     rgb = photo(70, 45, seed=4)
-    out = Deblurrer(model, device="cpu", tile_size=32, overlap=8).deblur(rgb)
+    out = Deblurrer(model, device="cpu", precision="fp32", tile_size=32, overlap=8).deblur(rgb)
     ref = reference(model, rgb)
     assert out.shape == rgb.shape and psnr(out, ref) > 40
 
@@ -207,8 +227,8 @@ def test_defocus_map_is_the_upsampled_disparity_in_pixels(model, deblurrer):
 
 def test_channels_last_and_nchw_agree(model):
     rgb = photo()
-    a = Deblurrer(model, device="cpu", channels_last=True).deblur(rgb)
-    b = Deblurrer(model, device="cpu", channels_last=False).deblur(rgb)
+    a = Deblurrer(model, device="cpu", precision="fp32", channels_last=True).deblur(rgb)
+    b = Deblurrer(model, device="cpu", precision="fp32", channels_last=False).deblur(rgb)
     np.testing.assert_allclose(a, b, atol=1e-5)
 
 
@@ -222,7 +242,7 @@ def test_cuda_matches_cpu(precision, min_psnr):
     torch.manual_seed(0)
     model = create_model("ifan", channels=4, iterations=2).eval()
     rgb = photo(96, 96)
-    cpu = Deblurrer(model, device="cpu").deblur(rgb)
+    cpu = Deblurrer(model, device="cpu", precision="fp32").deblur(rgb)
     model_gpu = create_model("ifan", channels=4, iterations=2)
     model_gpu.load_state_dict(model.state_dict())
     gpu = Deblurrer(model_gpu, device="cuda", precision=precision)

@@ -70,6 +70,8 @@ def test_csv_equals_skimage_from_saved_outputs_and_summary_equals_csv(tiny_weigh
         assert stats["lpips"] is None
     table = (out / "summary.md").read_text()
     assert "| ifan |" in table and "| wiener |" in table and "official" in table
+    # the official protocol scores float32 outputs: evaluation keeps fp32 by default, and says so
+    assert summary["precision"] == "fp32 (float32)" and "- precision: fp32 (float32)" in table
 
 
 def test_full_protocol_keeps_the_full_size(tiny_weights, realdof, tmp_path):
@@ -91,3 +93,14 @@ def test_inputs_only_dataset_and_pixeldp_rotation(tiny_weights, tmp_path):
     assert read_image(tmp_path / "o" / "outputs" / "ifan" / "x.png").rgb.shape == (24, 40, 3)  # rotated back
     with pytest.raises(ValueError, match="unknown dataset"):
         evaluate(str(tiny_weights), "NYU", tmp_path, progress=False)
+
+
+def test_runs_through_the_deblurrer_with_its_memory_budget_and_precision(tiny_weights, realdof, tmp_path):
+    from ifan.evaluate.runner import evaluate
+    from ifan.inference import MemoryBudgetError
+
+    with pytest.raises(MemoryBudgetError, match="too small"):
+        evaluate(str(tiny_weights), "realdof", realdof, max_memory="1M", progress=False)
+    result = evaluate(str(tiny_weights), "realdof", realdof, precision="bf16", out_dir=tmp_path, progress=False)
+    assert result.summary["precision"] == "bf16 (torch.bfloat16 autocast)"
+    assert "not the official protocol's float32" in (tmp_path / "summary.md").read_text()

@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from ifan import IFANConfig, create_model, list_models
-from ifan.models.padding import official_crop, pad_to_multiple, run_any_size
 from ifan.models.reblur import ReblurNet
 from ifan.train.losses import ifan_losses
 
@@ -96,28 +95,3 @@ def test_input_validation():
         create_model("ifan", filter_size=4)
     with pytest.raises(ValueError, match="iac_form"):
         replace(IFANConfig(), iac_form="kernel2")
-
-
-@pytest.mark.parametrize("size", [(1, 1), (1, 9), (37, 53), (8, 8), (9, 17), (64, 3)])
-def test_any_size_returns_the_input_size(size):
-    model = tiny("ifan", iterations=2).eval()
-    x = torch.rand(1, 3, *size)
-    with torch.no_grad():
-        out = run_any_size(model, x)
-    assert out.image.shape == x.shape
-    h8, w8 = -(-size[0] // 8), -(-size[1] // 8)
-    assert out.disparity.shape == (1, 1, h8, w8)
-
-
-def test_padding_reflects_and_crop_is_top_left():
-    x = torch.arange(3 * 5, dtype=torch.float32).view(1, 1, 3, 5)
-    padded, size = pad_to_multiple(x)
-    assert size == (3, 5) and padded.shape == (1, 1, 8, 8)
-    torch.testing.assert_close(padded[..., :3, :5], x)
-    assert padded[0, 0, 0, 5] == x[0, 0, 0, 3]  # reflection, not replication
-    assert padded[0, 0, 3, 0] == x[0, 0, 1, 0]
-    y = torch.rand(1, 3, 69, 101)
-    assert official_crop(y).shape == (1, 3, 64, 96)
-    torch.testing.assert_close(official_crop(y), y[..., :64, :96])
-    with pytest.raises(ValueError, match="at least 8x8"):
-        official_crop(torch.rand(1, 3, 5, 20))

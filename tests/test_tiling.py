@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from ifan.inference.memory import HEAP_MAX_PIXELS, MemoryBudgetError, MemoryModel
-from ifan.inference.tiling import blend_weights, plan_tiles
+from ifan.inference.tiling import blend_weights, pad_to_multiple, plan_tiles
 
 
 def test_plan_is_whole_when_it_fits_and_tiles_when_not():
@@ -79,3 +79,16 @@ def test_plan_takes_the_heap_mode_where_it_fits():
     huge = plan_tiles(4000, 6000, budget=None, memory=mem, heap_factor=1.75)
     assert huge.heap and huge.tiled and huge.tile[0] * huge.tile[1] <= HEAP_MAX_PIXELS
     assert huge.area <= 1.25 * 4000 * 6000
+
+
+def test_padding_reflects_and_replicates_a_single_pixel():
+    x = torch.arange(3 * 5, dtype=torch.float32).view(1, 1, 3, 5)
+    padded = pad_to_multiple(x)
+    assert padded.shape == (1, 1, 8, 8)
+    torch.testing.assert_close(padded[..., :3, :5], x)
+    assert padded[0, 0, 0, 5] == x[0, 0, 0, 3]  # reflection, not replication
+    assert padded[0, 0, 3, 0] == x[0, 0, 1, 0]
+    row = pad_to_multiple(torch.tensor([[[[1.0, 2.0]]]]))
+    assert row.shape == (1, 1, 8, 8) and torch.all(row[0, 0, 1:] == row[0, 0, :1])  # one row: replicated
+    with pytest.raises(ValueError, match="empty image"):
+        pad_to_multiple(torch.zeros(1, 1, 0, 4))

@@ -1,5 +1,9 @@
 """``ifan evaluate``: score a model (and baselines) on a dataset under a stated protocol.
 
+The network runs through the one inference path, :class:`ifan.inference.Deblurrer` (images too
+large for the memory budget are tiled; ``--max-memory`` sets it), in strict float32 unless
+``--precision`` says otherwise: the official protocol's numbers are float32 numbers.
+
 Protocols (see :mod:`ifan.evaluate.metrics`):
 
 * ``official`` reproduces the authors' evaluation: input, views and target cropped (top-left)
@@ -26,7 +30,6 @@ import csv
 import io as _stdio
 import json
 import math
-import platform
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,16 +37,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ifan.data.datasets import DefocusDataset, open_dataset
+from ifan.data.datasets import VIEWS, DefocusDataset, open_dataset
 from ifan.evaluate.baselines import get_baseline
 from ifan.evaluate.lpips import load_lpips_or_none
-from ifan.evaluate.metrics import format_score, get_protocol, json_score, score_image, summarize
+from ifan.evaluate.metrics import crop_hw, format_score, get_protocol, json_score, score_image, summarize
 from ifan.fileutil import atomic_write_bytes
+from ifan.inference import Deblurrer
+from ifan.inference.runtime import describe_cpu, describe_precision
 from ifan.io import write_image
-from ifan.models.padding import run_any_size
 from ifan.models.zoo import load_model
 from ifan.viz import captioned_row, colorize_defocus
 
+# The official protocol scores float32 outputs: evaluation keeps fp32 unless told otherwise (ifan deblur uses "auto").
+EVALUATE_PRECISION = "fp32"
 DATASETS = {"dpdd": "dpdd", "realdof": "realdof", "cuhk": "cuhk", "pixeldp": "pixeldp", "folder": "folder"}
 BASELINE_NAMES = ("input", "wiener")
 
@@ -79,6 +85,8 @@ def evaluate(
     split: str = "test",
     progress: bool = True,
     save_float: bool = False,
+    precision: str = EVALUATE_PRECISION,
+    max_memory: int | str | None = None,
 ) -> EvalResult:
     """Evaluate ``model`` (a name with bundled weights or a weights file) on a dataset.
 
@@ -90,22 +98,27 @@ def evaluate(
         out_dir: where to write the CSV, summaries, outputs and figures (None: nothing written).
         baselines: also score the input itself and the Wiener baseline.
         figures: write input | output | target | defocus-map figures.
-        device: ``cpu`` or ``cuda``.
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
         lpips_weights: LPIPS weights (else ``IFAN_LPIPS_WEIGHTS``; without them LPIPS is empty).
         limit: evaluate only the first N images.
         split: the DPDD split (``test`` by default).
         save_float: also save each output as float32 ``.npy``, exactly as it was scored.
+        precision: ``fp32`` (default: the official protocol's float32) or another precision of
+            :mod:`ifan.inference.runtime`.
+        max_memory: peak memory of a run (bytes or ``"4G"``); larger images are tiled (default:
+            what is in use plus 60 % of what is available, as for ``ifan deblur``).
     """
     proto = get_protocol(protocol)
     kind = DATASETS.get(dataset.lower())
     if kind is None:
         raise ValueError(f"unknown dataset {dataset!r}; expected one of DPDD, RealDOF, CUHK, PixelDP, folder")
-    net = load_model(model, device=device)
+    deblurrer = Deblurrer(load_model(model), device=device, precision=precision, max_memory=max_memory)
+    net = deblurrer.model
     dual = net.config.dual_pixel_input
     data: DefocusDataset = open_dataset(kind, root, split=split)
     if dual and "l" not in data[0]:
         raise ValueError(f"{model} reads the dual-pixel views, which the {dataset} dataset does not have")
-    lpips, lpips_note = load_lpips_or_none(lpips_weights, device=device)
+    lpips, lpips_note = load_lpips_or_none(lpips_weights, device=deblurrer.device)
     out = Path(out_dir) if out_dir is not None else None
     methods = ["ifan"] + (list(BASELINE_NAMES) if baselines else [])
 
@@ -120,18 +133,17 @@ def evaluate(
     for i in iterator:
         item = data[i]
         bit_depth = max(bit_depth, item["bit_depth"])
-        views = {k: item[k][None].to(device) for k in ("c", "gt", "l", "r") if k in item}
+        views = {k: item[k][None] for k in VIEWS if k in item}
         crop = proto.crop_multiple is not None
+        if crop:
+            views = {k: crop_hw(v, proto.crop_multiple, "CHW") for k, v in views.items()}
         t0 = time.perf_counter()
-        with torch.no_grad():
-            res = run_any_size(net, views["c"], views.get("r") if dual else None,
-                               views.get("l") if dual else None, crop=crop)
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
+        res = deblurrer.run(views["c"], defocus=figures and out is not None,
+                            right=views.get("r") if dual else None, left=views.get("l") if dual else None)
+        if deblurrer.device.type == "cuda":
+            torch.cuda.synchronize(deblurrer.device)
         seconds = time.perf_counter() - t0
         c_img = _hwc(views["c"][0])
-        if crop:
-            c_img = proto.crop(c_img)
         outputs = {"ifan": (proto.prepare_output(res.image[0]).clamp(0, 1), seconds)}
         for name in methods[1:]:
             t0 = time.perf_counter()
@@ -154,24 +166,22 @@ def evaluate(
                     np.save(buf, img.astype(np.float32))
                     atomic_write_bytes(out / "outputs" / method / f"{item['name']}.npy", buf.getvalue())
         if out is not None and figures:
-            size = outputs["ifan"][0].shape[-2:]
-            disp = torch.nn.functional.interpolate(res.disparity, size=size, mode="bilinear", align_corners=False)
-            defocus_rgb, _ = colorize_defocus(disp[0, 0].cpu().numpy())
+            defocus_rgb, _ = colorize_defocus(res.defocus[0, 0].numpy())
             panels = [("input", c_img), ("ifan", _hwc(outputs["ifan"][0]))]
             if target is not None:
-                panels.append(("target", proto.crop(target) if crop else target))
+                panels.append(("target", target))
             panels.append(("defocus map", defocus_rgb))
             fig = captioned_row([(label, _unrotate(p, item["rotated"])) for label, p in panels])
             write_image(out / "figures" / f"{item['name']}.png", fig)
 
-    result.summary = _summarize(result.rows, methods, model, net, dataset, root, proto.name, device, bit_depth,
+    result.summary = _summarize(result.rows, methods, model, deblurrer, dataset, root, proto.name, bit_depth,
                                 lpips_note, count)
     if out is not None:
         _write_reports(out, result)
     return result
 
 
-def _summarize(rows, methods, model, net, dataset, root, protocol, device, bit_depth, lpips_note, count) -> dict:
+def _summarize(rows, methods, model, deblurrer, dataset, root, protocol, bit_depth, lpips_note, count) -> dict:
     per_method = {}
     for method in methods:
         mine = [r for r in rows if r["method"] == method]
@@ -185,13 +195,13 @@ def _summarize(rows, methods, model, net, dataset, root, protocol, device, bit_d
     return {
         "methods": per_method,
         "model": model,
-        "model_config": net.config.to_dict(),
-        "model_source": getattr(net, "weights_metadata", {}).get("source", ""),
+        "model_config": deblurrer.config.to_dict(),
+        "model_source": getattr(deblurrer.model, "weights_metadata", {}).get("source", ""),
         "dataset": dataset,
         "root": str(root),
         "protocol": protocol,
-        "device": device if device != "cpu" else f"cpu ({platform.processor() or platform.machine()}, "
-                                                   f"{torch.get_num_threads()} threads)",
+        "device": str(deblurrer.device) + (f" ({describe_cpu()})" if deblurrer.device.type == "cpu" else ""),
+        "precision": describe_precision(deblurrer.precision, deblurrer.autocast_dtype),
         "bit_depth": bit_depth,
         "images": count,
         "lpips_note": lpips_note,
@@ -227,7 +237,9 @@ def _write_reports(out: Path, result: EvalResult) -> None:
     s = result.summary
     text = [f"# Evaluation: {s['model']} on {s['dataset']}", "",
             f"- protocol: `{s['protocol']}`; images: {s['images']}; bit depth: {s['bit_depth']}",
-            f"- device: {s['device']}; torch {s['torch']}; {s['date']}", ""]
+            f"- device: {s['device']}; torch {s['torch']}; {s['date']}",
+            f"- precision: {s['precision']}" + ("" if s["precision"].startswith("fp32") else
+                                                 " (not the official protocol's float32)"), ""]
     text.append(markdown_table(s))
     if s["lpips_note"]:
         text += ["", f"LPIPS: {s['lpips_note']}"]

@@ -1,9 +1,10 @@
 """The :class:`Deblurrer`: one image of any size through the network, whole or tiled, within a memory budget.
 
 This is the one inference path: ``ifan deblur``, ``ifan serve``, ``ifan demo``, ``ifan evaluate``
-and training validation all run the network through :meth:`Deblurrer.run`.
+and training validation all run the network through :meth:`Deblurrer.run` (the dual-pixel
+variant too, with its right and left views tiled like the image).
 
-The defocus map is the network's disparity output (``(B, 1, H/8, W/8)``), upsampled
+The defocus map (:func:`defocus_from_disparity`, its one definition) is the network's disparity output (``(B, 1, H/8, W/8)``), upsampled
 bilinearly to the input size and multiplied by 8: the signed horizontal disparity between
 the dual-pixel views the network was trained to predict, in pixels of the input image. Its
 magnitude grows with the blur (0 = in focus); its sign tells on which side of the focal
@@ -26,12 +27,18 @@ from ifan.inference.memory import (_LIBC, HEAP_MEMORY_FACTOR, MemoryBudgetError,
                                    memory_budget, memory_model, parse_size, trim_heap)
 from ifan.inference.runtime import (DEFAULT_PRECISION, autocast, describe_cpu, describe_precision, resolve_device,
                                     resolve_precision)
-from ifan.inference.tiling import DEFAULT_MARGIN, DEFAULT_OVERLAP, TilePlan, blend_weights, plan_tiles
+from ifan.inference.tiling import DEFAULT_MARGIN, DEFAULT_OVERLAP, TilePlan, blend_weights, pad_to_multiple, plan_tiles
 from ifan.models.ifan import DOWNSCALE, IFAN, IFANConfig
-from ifan.models.padding import pad_to_multiple
 from ifan.models.zoo import DEFAULT_MODEL
 
 ProgressCallback = Callable[[int, int], None]
+
+
+def defocus_from_disparity(disparity: Tensor, size: tuple[int, int]) -> Tensor:
+    """The defocus map: the disparity ``(B, 1, h, w)`` at 1/8, upsampled bilinearly to ``size``
+    and multiplied by 8, so that it is in pixels of the input image. ``(B, 1, *size)`` float32."""
+    upsampled = F.interpolate(disparity.float(), size=size, mode="bilinear", align_corners=False)
+    return upsampled * DOWNSCALE
 
 
 @dataclass
@@ -40,7 +47,7 @@ class DeblurResult:
 
     Attributes:
         image: deblurred, ``(1, 3, H, W)`` float32, not clipped, on the input's device.
-        defocus: signed defocus disparity in input pixels, ``(1, 1, H, W)``, or None.
+        defocus: the defocus map (signed disparity in input pixels), ``(1, 1, H, W)``, or None.
         plan: how the image was run.
     """
 
@@ -54,7 +61,8 @@ class Deblurrer:
 
     Args:
         model: an :class:`~ifan.models.ifan.IFAN` (moved to ``device``, put in eval mode and, with
-            ``channels_last``, converted in place).
+            ``channels_last``, converted in place). The dual-pixel variant is run by :meth:`run`
+            with its views; :meth:`deblur` and :meth:`defocus_map` take single images.
         device: ``"auto"`` (CUDA if available), ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...
         precision: ``"fp32"`` (default, strict float32), ``"auto"`` (bf16 autocast on CPUs with native
             bf16, float32 on others; fp16 autocast on CUDA), ``"bf16"`` or ``"fp16"`` (CUDA).
@@ -83,9 +91,6 @@ class Deblurrer:
                  blend_margin: float = DEFAULT_MARGIN, cpu_heap: bool = True) -> None:
         if not isinstance(model, IFAN):
             raise TypeError(f"expected an ifan IFAN model, got {type(model).__name__}")
-        if model.config.dual_pixel_input:
-            raise ValueError("the dual-pixel variant needs the right and left views; Deblurrer takes single images "
-                             "(call the model directly with right=..., left=...)")
         self.device = resolve_device(device)
         self.precision = precision
         self.autocast_dtype = resolve_precision(precision, self.device)
@@ -164,23 +169,19 @@ class Deblurrer:
 
     # -- running --------------------------------------------------------------------------------
 
-    def _network(self, x: Tensor, defocus: bool) -> tuple[Tensor, Tensor | None]:
-        """Run the padded ``(1, 3, h, w)`` input: (image float32, defocus at full size or None)."""
-        x = x.to(self.device, torch.float32)
+    def _network(self, x: Tensor, views: tuple[Tensor, ...], defocus: bool) -> tuple[Tensor, Tensor | None]:
+        """Run the padded ``(1, 3, h, w)`` input (and padded views): (image float32, defocus map or None)."""
+        x, *views = (v.to(self.device, torch.float32) for v in (x, *views))
         if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
+            x, *views = (v.contiguous(memory_format=torch.channels_last) for v in (x, *views))
         with autocast(self.device, self.autocast_dtype):
-            out = self._forward(x)
-        image = out.image.float()
-        disparity = None
-        if defocus:
-            disparity = F.interpolate(out.disparity.float(), size=x.shape[-2:], mode="bilinear", align_corners=False)
-            disparity = disparity * DOWNSCALE
-        return image, disparity
+            out = self._forward(x, *views)
+        return out.image.float(), defocus_from_disparity(out.disparity, x.shape[-2:]) if defocus else None
 
     @torch.no_grad()
     def run(self, rgb: Tensor, defocus: bool = False, plan: TilePlan | None = None,
-            progress: ProgressCallback | None = None) -> DeblurResult:
+            progress: ProgressCallback | None = None, right: Tensor | None = None,
+            left: Tensor | None = None) -> DeblurResult:
         """Deblur one ``(1, 3, H, W)`` float image in [0, 1] (any memory layout, any size >= 1).
 
         Args:
@@ -188,21 +189,30 @@ class Deblurrer:
             defocus: also compute the defocus map.
             plan: a plan from :meth:`plan` (default: made now).
             progress: called as ``progress(done, total)`` after each tile.
+            right, left: the dual-pixel views, same shape as ``rgb`` (the dual-pixel variant only).
         """
         if rgb.dim() != 4 or rgb.shape[:2] != (1, 3):
             raise ValueError(f"expected a (1, 3, H, W) image, got {tuple(rgb.shape)}")
+        views = () if right is None and left is None else (right, left)
+        if bool(views) != self.config.dual_pixel_input:
+            raise ValueError("the dual-pixel variant needs the right and left views (run(image, right=..., "
+                             "left=...))" if self.config.dual_pixel_input else "this model takes no dual-pixel views")
+        if any(v is None or v.shape != rgb.shape for v in views):
+            raise ValueError(f"the right and left views must both be given, shaped like the image {tuple(rgb.shape)}")
         h, w = rgb.shape[-2:]
         plan = plan or self.plan(h, w, defocus)
         if (plan.height, plan.width) != (h, w):
             raise ValueError(f"the plan is for {plan.width}x{plan.height}, the image is {w}x{h}")
         with heap_allocation(plan.heap and self.cpu_heap):
-            return self._run(rgb, defocus, plan, progress)
+            return self._run(rgb, views, defocus, plan, progress)
 
-    def _run(self, rgb: Tensor, defocus: bool, plan: TilePlan, progress: ProgressCallback | None) -> DeblurResult:
+    def _run(self, rgb: Tensor, views: tuple[Tensor, ...], defocus: bool, plan: TilePlan,
+             progress: ProgressCallback | None) -> DeblurResult:
         h, w = rgb.shape[-2:]
         home = rgb.device
         if not plan.tiled:
-            image, disp = self._network(pad_to_multiple(rgb.float())[0], defocus)
+            image, disp = self._network(pad_to_multiple(rgb.float()), tuple(pad_to_multiple(v.float()) for v in views),
+                                        defocus)
             if progress:
                 progress(1, 1)
             image = image[..., :h, :w].to(home)
@@ -219,8 +229,8 @@ class Deblurrer:
             y1 = min(y0 + th, h)
             for c, x0 in enumerate(plan.cols):
                 x1 = min(x0 + tw, w)
-                crop = rgb[..., y0:y1, x0:x1].float()
-                image, disp = self._network(pad_to_multiple(crop)[0], defocus)
+                crop, *crop_views = (pad_to_multiple(t[..., y0:y1, x0:x1].float()) for t in (rgb, *views))
+                image, disp = self._network(crop, tuple(crop_views), defocus)
                 weight = (wy[r, : y1 - y0, None] * wx[c, None, : x1 - x0]).to(home)
                 out[..., y0:y1, x0:x1] += image[..., : y1 - y0, : x1 - x0].to(home) * weight
                 if out_map is not None:
@@ -232,6 +242,12 @@ class Deblurrer:
                 if progress:
                     progress(done, total)
         return DeblurResult(out, out_map, plan)
+
+    def _prepare_single(self, x):
+        if self.config.dual_pixel_input:
+            raise ValueError("the dual-pixel variant needs the right and left views: use "
+                             "run(image, right=..., left=...) with (1, 3, H, W) tensors")
+        return prepare(x)
 
     def deblur(self, x, *, return_defocus: bool = False, plan: TilePlan | None = None,
                progress: ProgressCallback | None = None):
@@ -254,7 +270,7 @@ class Deblurrer:
             The deblurred image, same kind, shape and dtype (clipped to the input's range), and
             with ``return_defocus`` a pair ``(image, defocus map)``.
         """
-        prepared = prepare(x)
+        prepared = self._prepare_single(x)
         images, maps = [], []
         for b in range(prepared.rgb.shape[0]):
             res = self.run(prepared.rgb[b:b + 1], defocus=return_defocus, plan=plan, progress=progress)
@@ -273,7 +289,7 @@ class Deblurrer:
             numpy ``(H, W)`` float32 for an array, a PIL ``"F"`` image for a PIL image, a float32
             ``(B, 1, H, W)`` (or ``(1, H, W)``) tensor for a tensor.
         """
-        prepared = prepare(x)
+        prepared = self._prepare_single(x)
         maps = [self.run(prepared.rgb[b:b + 1], defocus=True, plan=plan, progress=progress).defocus
                 for b in range(prepared.rgb.shape[0])]
         return prepared.restore_map(maps[0] if len(maps) == 1 else torch.cat(maps))

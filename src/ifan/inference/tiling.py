@@ -1,4 +1,7 @@
-"""Tiling: whether an image runs whole or as overlapping tiles, and how the tiles are blended back.
+"""Tiling: whether an image runs whole or as overlapping tiles, how the tiles are blended back, padding.
+
+Every piece the network sees (the whole image or a tile) is padded to a multiple of 8 by
+reflection (:func:`pad_to_multiple`) and its output cropped back.
 
 :func:`plan_tiles` compares the estimated peak of a whole-image forward with the budget. When it
 does not fit, it splits the image (padded to a multiple of 8) into the fewest, smallest equal
@@ -14,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from ifan.inference.memory import (HEAP_MAX_PIXELS, HEAP_SPEEDUP, MemoryBudgetError, MemoryModel, format_bytes,
@@ -22,6 +26,30 @@ from ifan.models.ifan import DOWNSCALE, IFANConfig, padded_side
 
 DEFAULT_OVERLAP = 128  # pixels; chosen from benchmarks/bench_tiling.py sweep (docs/benchmarks.md)
 DEFAULT_MARGIN = 0.25  # fraction of each overlap given zero weight at a tile's edge
+
+
+def pad_to_multiple(x: Tensor) -> Tensor:
+    """Pad ``(B, C, H, W)`` at the bottom and right to multiples of 8 by reflection.
+
+    Reflection needs the pad to be smaller than the side; it is applied in steps when the
+    image is small, and a side of 1 pixel is replicated.
+
+    Example:
+        >>> pad_to_multiple(torch.arange(3.0).view(1, 1, 1, 3)).shape
+        torch.Size([1, 1, 8, 8])
+    """
+    h, w = x.shape[-2:]
+    if h < 1 or w < 1:
+        raise ValueError(f"cannot pad an empty image of size {h}x{w}")
+    target_h, target_w = padded_side(h), padded_side(w)
+    while x.shape[-2] < target_h or x.shape[-1] < target_w:
+        cur_h, cur_w = x.shape[-2:]
+        ph, pw = min(target_h - cur_h, cur_h - 1), min(target_w - cur_w, cur_w - 1)
+        if (cur_h < target_h and cur_h == 1) or (cur_w < target_w and cur_w == 1):
+            x = F.pad(x, (0, target_w - cur_w, 0, target_h - cur_h), mode="replicate")
+        else:
+            x = F.pad(x, (0, pw, 0, ph), mode="reflect")
+    return x
 
 
 def _axis_layout(extent: int, count: int, overlap: int) -> tuple[int, tuple[int, ...]]:

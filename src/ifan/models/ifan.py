@@ -186,7 +186,7 @@ class IFAN(nn.Module):
 
     Shape:
         - image: ``(B, 3, H, W)`` in [0, 1], ``H`` and ``W`` multiples of 8
-          (use :func:`ifan.models.padding.run_any_size` for other sizes).
+          (:class:`ifan.Deblurrer` takes any size: it pads, or tiles, and crops back).
         - right, left: dual-pixel views, same shape (needed by the dual-pixel variant, and by
           a training call that computes the disparity loss).
         - output: :class:`IFANOutput`.
@@ -233,7 +233,7 @@ class IFAN(nn.Module):
         if x.shape[-2] % DOWNSCALE or x.shape[-1] % DOWNSCALE:
             raise ValueError(
                 f"IFAN: {name} height and width must be multiples of 8, got {tuple(x.shape[-2:])}; "
-                "use ifan.models.padding.run_any_size for any size"
+                "ifan.Deblurrer takes any size"
             )
 
     def filter_encoder_input(self, image: Tensor, right: Tensor | None, left: Tensor | None) -> Tensor:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import signal
 import time
 import warnings
@@ -29,15 +28,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
-from ifan.data.datasets import DefocusDataset, dpdd_files, folder_files
+from ifan.data.datasets import VIEWS, DefocusDataset, dpdd_files, folder_files
+from ifan.evaluate.metrics import psnr
 from ifan.fileutil import atomic_write_bytes
 from ifan.models.ifan import IFAN
-from ifan.models.padding import run_any_size
+from ifan.inference import Deblurrer
 from ifan.models.reblur import ReblurNet
 from ifan.models.serialization import save_weights
 from ifan.models.zoo import create_model
@@ -46,6 +45,7 @@ from ifan.train.checkpoint import latest_checkpoint, load_checkpoint, save_check
 from ifan.train.config import ConfigError, TrainConfig, dump_config
 from ifan.train.losses import LossWeights, ifan_losses
 from ifan.train.sampler import StepBatchSampler
+from ifan.viz import colorize_defocus
 
 
 class TrainingModule(nn.Module):
@@ -101,30 +101,28 @@ def _center_crop(x: Tensor, size: int | None) -> Tensor:
     return x[..., top:top + th, left:left + tw]
 
 
-def _psnr(a: Tensor, b: Tensor) -> float:
-    mse = float(F.mse_loss(a.double(), b.double()))
-    return float("inf") if mse == 0 else 10 * math.log10(1.0 / mse)
-
-
 @torch.no_grad()
 def validate(model: IFAN, val_set: DefocusDataset, device: torch.device, crop: int | None,
-             memory_format: torch.memory_format) -> dict:
-    """Mean PSNR (output clipped to [0, 1]) and the input's PSNR on centre crops; one image grid."""
+             channels_last: bool) -> dict:
+    """Mean PSNR (output clipped to [0, 1]) and the input's PSNR on centre crops; one image grid
+    (input | output | target | defocus map). The network runs through the inference path
+    (:class:`~ifan.inference.Deblurrer`, float32), as ``ifan deblur`` and ``ifan evaluate`` run it."""
     was_training = model.training
-    model.eval()
+    deblurrer = Deblurrer(model, device=device, precision="fp32", channels_last=channels_last, cpu_heap=False)
     psnrs, inputs, grid = [], [], None
     for i in range(len(val_set)):
         item = val_set[i]
-        views = {k: _center_crop(item[k], crop)[None].to(device).contiguous(memory_format=memory_format)
-                 for k in ("c", "gt", "l", "r") if k in item}
-        out = run_any_size(model, views["c"], views.get("r"), views.get("l"))
-        result = out.image.clamp(0, 1)
-        psnrs.append(_psnr(result, views["gt"]))
-        inputs.append(_psnr(views["c"], views["gt"]))
+        views = {k: _center_crop(item[k], crop)[None] for k in VIEWS if k in item}
+        dual = model.config.dual_pixel_input
+        res = deblurrer.run(views["c"], defocus=i == 0, right=views.get("r") if dual else None,
+                            left=views.get("l") if dual else None)
+        result = res.image.clamp(0, 1)
+        psnrs.append(float(psnr(result, views["gt"])[0]))
+        inputs.append(float(psnr(views["c"], views["gt"])[0]))
         if i == 0:
-            disp = F.interpolate(out.disparity, size=result.shape[-2:], mode="bilinear", align_corners=False)
-            disp = (disp - disp.min()) / (disp.max() - disp.min()).clamp_min(1e-8)
-            grid = torch.cat([views["c"], result, views["gt"], disp.expand(-1, 3, -1, -1)], dim=-1)[0].cpu()
+            defocus_rgb, _ = colorize_defocus(res.defocus[0, 0].numpy())
+            grid = torch.cat([views["c"], result, views["gt"], torch.from_numpy(defocus_rgb).permute(2, 0, 1)[None]],
+                             dim=-1)[0]
     model.train(was_training)
     return {"psnr": sum(psnrs) / len(psnrs), "psnr_input": sum(inputs) / len(inputs), "grid": grid}
 
@@ -335,7 +333,7 @@ def _train(cfg: TrainConfig, run_dir: Path, resume: bool, stop_after: int | None
                         writer.add_scalar("train/grad_norm", row["grad_norm"], step)
                     t_window, steps_window = time.perf_counter(), 0
                 if val_set is not None and (step % cfg.log.val_every == 0 or step == cfg.train.steps):
-                    result = validate(model, val_set, dev, cfg.data.val_crop, memory_format)
+                    result = validate(model, val_set, dev, cfg.data.val_crop, cfg.train.channels_last)
                     _append_metrics(run_dir, {"step": step, "kind": "val", "psnr": result["psnr"],
                                               "psnr_input": result["psnr_input"],
                                               "elapsed": elapsed + time.perf_counter() - t_start})
