@@ -19,7 +19,6 @@ Run folder::
 
 from __future__ import annotations
 
-import contextlib
 import json
 import signal
 import time
@@ -35,8 +34,9 @@ from torch.utils.data import DataLoader
 from ifan.data.datasets import VIEWS, DefocusDataset, dpdd_files, folder_files
 from ifan.evaluate.metrics import psnr
 from ifan.fileutil import atomic_write_bytes
-from ifan.models.ifan import IFAN
 from ifan.inference import Deblurrer
+from ifan.inference.runtime import autocast, resolve_precision
+from ifan.models.ifan import IFAN
 from ifan.models.reblur import ReblurNet
 from ifan.models.serialization import save_weights
 from ifan.models.zoo import create_model
@@ -188,13 +188,6 @@ def _trim_metrics(run_dir: Path, step: int) -> None:
         atomic_write_bytes(path, ("\n".join(rows) + "\n" if rows else "").encode())
 
 
-def _autocast(device: torch.device, precision: str):
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return torch.autocast(device_type=device.type, dtype=dtype)
-
-
 def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, stop_after: int | None = None,
           device: str = "auto") -> TrainResult:
     """Train (or resume training) into ``run_dir``. See the module docstring.
@@ -203,7 +196,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, stop_afte
         cfg: the resolved recipe.
         run_dir: the run folder; with ``resume`` the latest checkpoint in it is loaded.
         stop_after: stop (with a checkpoint) after this many steps of this invocation.
-        device: ``auto``, ``cpu`` or ``cuda``.
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (under torchrun: each process's local GPU).
     """
     run_dir = Path(run_dir)
     info = distributed.setup(device)
@@ -216,10 +209,10 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, stop_afte
 def _train(cfg: TrainConfig, run_dir: Path, resume: bool, stop_after: int | None,
            info: distributed.DistInfo) -> TrainResult:
     dev = info.device
-    if cfg.train.precision == "fp16" and dev.type != "cuda":
-        raise ConfigError("train.precision fp16 needs a CUDA device; use fp32 (or bf16 where the CPU has it)")
-    if cfg.train.precision == "bf16" and dev.type == "cpu" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
-        warnings.warn("this CPU has no native bf16: bf16 training will be much slower than fp32", stacklevel=2)
+    try:  # the precision policy of inference and evaluation (ifan.inference.runtime)
+        autocast_dtype = resolve_precision(cfg.train.precision, dev)
+    except ValueError as err:
+        raise ConfigError(f"train.precision: {err}") from None
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     existing = latest_checkpoint(run_dir)
@@ -242,7 +235,7 @@ def _train(cfg: TrainConfig, run_dir: Path, resume: bool, stop_after: int | None
     params = [p for p in module.parameters() if p.requires_grad]
     optimizer = torch.optim.RAdam(params, lr=cfg.train.lr, betas=tuple(cfg.train.betas), eps=cfg.train.eps,
                                   weight_decay=cfg.train.weight_decay, decoupled_weight_decay=True)
-    scaler = torch.amp.GradScaler(dev.type, enabled=cfg.train.precision == "fp16")
+    scaler = torch.amp.GradScaler(dev.type, enabled=autocast_dtype is torch.float16)
 
     step, best_psnr, elapsed = 0, None, 0.0
     if resume and existing is not None:
@@ -300,8 +293,8 @@ def _train(cfg: TrainConfig, run_dir: Path, resume: bool, stop_after: int | None
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(step, cfg)
             views = {k: batch[k].to(dev, non_blocking=True).contiguous(memory_format=memory_format)
-                     for k in ("c", "gt", "l", "r") if k in batch}
-            with _autocast(dev, cfg.train.precision):
+                     for k in VIEWS if k in batch}
+            with autocast(dev, autocast_dtype):
                 losses = net(views["c"], views["gt"], views.get("r"), views.get("l"))
             if not torch.isfinite(losses["total"]):
                 raise FloatingPointError(f"the loss became {float(losses['total'])} at step {step + 1}; "
