@@ -22,7 +22,7 @@ import _measure as M  # noqa: E402
 
 
 def child(args) -> None:
-    from ifan.cli import main
+    from ifan.apps.cli import main
 
     t = time.perf_counter()
     code = main(["deblur", args.image, "-o", args.out, "--model", args.weights, "--max-memory", args.max_memory,

@@ -45,7 +45,7 @@ def main() -> int:
     parser.add_argument("--limit", type=int)
     args = parser.parse_args()
 
-    from ifan.demo import example_path, run_demo
+    from ifan.apps.demo import example_path, run_demo
     from ifan.evaluate.runner import evaluate, markdown_table
     from ifan.io import read_image
 
@@ -92,8 +92,8 @@ def main() -> int:
         demo = run_demo(work / key, model=args.model, image=image, sharp=sharp)
         (IMAGES / f"{key}.png").write_bytes(demo.figure.read_bytes())
         seconds[key] = demo.seconds
-        inp = read_image(work / key / "input.png").rgb
-        out = read_image(work / key / "deblurred.png").rgb
+        inp = read_image(image).rgb
+        out = read_image(demo.output).rgb
         numbers[key] = {"change": psnr(inp, out)}
         if sharp is not None:
             ref = read_image(sharp).rgb

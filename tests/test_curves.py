@@ -1,4 +1,4 @@
-"""Training curves drawn from metrics.jsonl."""
+"""Training curves: a run's metrics.jsonl read back, drawn, and `ifan curves`."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from ifan.train.curves import main, read_metrics
+from ifan.apps.cli import main
+from ifan.train.run import read_metrics
 from ifan.viz import PANEL_H, PANEL_W, _running_mean, curves_figure
 
 
@@ -37,9 +38,12 @@ def test_running_mean():
     assert _running_mean([1.0, 3.0, 5.0, 7.0], 2) == [1.0, 2.0, 4.0, 6.0]
 
 
-def test_cli_writes_png_and_refuses_empty(tmp_path):
+def test_cli_writes_png_and_refuses_empty(tmp_path, capsys):
     _write_metrics(tmp_path / "metrics.jsonl")
-    assert main([str(tmp_path), "-o", str(tmp_path / "c.png")]) == 0
-    assert (tmp_path / "c.png").stat().st_size > 1000
+    assert main(["curves", str(tmp_path), "-o", str(tmp_path / "c.png")]) == 0
+    assert "12 training rows, 3 validation rows" in capsys.readouterr().out
+    from ifan.io import read_image
+
+    assert read_image(tmp_path / "c.png").size == (2 * PANEL_H + 4, PANEL_W)
     with pytest.raises(ValueError, match="no training or validation rows"):
         curves_figure([], [])

@@ -8,8 +8,8 @@ import torch
 from PIL import Image as PILImage
 
 from ifan import create_model
-from ifan.batch import InputFile, collect_inputs, output_path
-from ifan.cli import main
+from ifan.apps.files import InputFile, collect_inputs, output_path
+from ifan.apps.cli import main
 from ifan.io import read_image, write_image
 from ifan.models.serialization import save_weights
 

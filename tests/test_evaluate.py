@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from ifan.cli import main as cli_main
+from ifan.apps.cli import main as cli_main
 from ifan.io import read_image, write_image
 from ifan.models.serialization import save_weights
 from ifan.models.zoo import create_model

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from ifan import create_model
-from ifan.cli import main
+from ifan.apps.cli import main
 from ifan.models.serialization import save_weights
 
 onnx = pytest.importorskip("onnx", reason="the optional extra ifan[onnx] (onnx) is not installed")

@@ -220,9 +220,11 @@ def test_pack_round_trip_and_cli(files, tmp_path, images, capsys):
         assert set(f.keys()) == set(L.expected_shapes())
         assert f.metadata()["format"] == L.FORMAT
     torch.testing.assert_close(L.load_lpips(dst)(x, y), L.load_lpips(files["one"])(x, y), rtol=0, atol=0)
-    assert L.main(["pack", str(files["trunk"]), str(files["heads"]), "-o", str(tmp_path / "cli.safetensors")]) == 0
-    assert L.main(["check", str(tmp_path / "cli.safetensors")]) == 0
-    assert L.main(["check", str(files["trunk"])]) == 1
+    from ifan.apps.cli import main
+
+    assert main(["lpips", "pack", str(files["trunk"]), str(files["heads"]), "-o", str(tmp_path / "cli.safetensors")]) == 0
+    assert main(["lpips", "check", str(tmp_path / "cli.safetensors")]) == 0
+    assert main(["lpips", "check", str(files["trunk"])]) == 1
     assert "heads are missing" in capsys.readouterr().err
 
 

@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from ifan.cli import main as cli_main
+from ifan.apps.cli import main as cli_main
 from ifan.models.ifan import IFAN
 from ifan.models.official import CheckpointError, split_official, to_official
 from ifan.evaluate.metrics import crop_hw
 from ifan.models.serialization import read_weights
-from ifan.models.zoo import load_model
+from ifan.models.zoo import load_model, load_reblur_net
 from ifan.train.losses import area_downsample, horizontal_warp, ifan_losses
 
 from official_reference import reference_forward
@@ -36,7 +36,7 @@ def assert_matches(actual: torch.Tensor, expected: torch.Tensor, what: str, atol
 
 
 def _load_small(path, dtype):
-    model, reblur = load_model(path, with_reblur=True)
+    model, reblur = load_model(path), load_reblur_net(path)
     return model.to(dtype), reblur.to(dtype)
 
 
@@ -139,7 +139,7 @@ def _check_against_reference(model, reblur, state, inputs):
 
 
 def test_default_config_official_checkpoint_direct(default_checkpoint, default_inputs):
-    model, reblur = load_model(default_checkpoint, with_reblur=True)
+    model, reblur = load_model(default_checkpoint), load_reblur_net(default_checkpoint)
     assert model.config.iac_form == "official"
     assert (model.config.channels, model.config.iterations) == (32, 17)
     assert sum(p.numel() for p in model.parameters()) == 10_476_996
@@ -154,7 +154,7 @@ def test_default_config_through_convert(default_checkpoint, default_inputs, tmp_
     assert loaded.metadata["format"] == "ifan-weights/1"
     assert loaded.config.iac_form == "official"
     assert "IFAN.pytorch" in loaded.metadata["source"]
-    model, reblur = load_model(dst, with_reblur=True)
+    model, reblur = load_model(dst), load_reblur_net(dst)
     _check_against_reference(model, reblur, torch.load(default_checkpoint, weights_only=True), default_inputs)
     direct = load_model(default_checkpoint)
     with torch.no_grad():
@@ -166,7 +166,7 @@ def test_checkpoint_without_module_prefix_and_without_reblur(official_small_stat
                        if ".reblurNet." not in k)
     path = tmp_path / "net_only.pth"
     torch.save(bare, path)
-    model, reblur = load_model(path, with_reblur=True)
+    model, reblur = load_model(path), load_reblur_net(path)
     assert reblur is None
     with torch.no_grad():
         assert_matches(model(ref_small["C"]).image.clamp(0, 1), ref_small["result_eval"], "result_eval")

@@ -11,11 +11,11 @@ import pytest
 import torch
 
 from ifan import create_model
-from ifan.cli import main
+from ifan.apps.cli import main
 from ifan.inference import Deblurrer
 from ifan.io import read_image, write_image
 from ifan.models.serialization import save_weights
-from ifan.serve import DeblurService, Limits, RequestGuard, UploadError, is_loopback
+from ifan.apps.serve import DeblurService, Limits, RequestGuard, UploadError, is_loopback
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +57,7 @@ def test_16bit_png_gives_the_deblurrers_output_at_16_bits(service, tmp_path):
 
 
 def test_previews_are_downscaled_and_the_download_is_not(service, tmp_path, monkeypatch):
-    monkeypatch.setattr("ifan.serve.PREVIEW_SIDE", 32)
+    monkeypatch.setattr("ifan.apps.serve.PREVIEW_SIDE", 32)
     job = service.process(write_image(tmp_path / "p.png", pattern(48, 64)))
     assert read_image(job.before).size == read_image(job.after).size == read_image(job.defocus_preview).size == (24, 32)
     assert read_image(job.output).size == read_image(job.defocus).size == (48, 64)
@@ -172,8 +172,8 @@ def test_cli_reports_a_model_that_cannot_be_loaded(tmp_path, capsys):
 def test_cli_serves_a_weights_file(model, tmp_path, monkeypatch):
     weights = save_weights(tmp_path / "tiny.safetensors", model.config, model.state_dict())
     seen = {}
-    monkeypatch.setattr("ifan.serve.require_gradio", lambda: None)
-    monkeypatch.setattr("ifan.serve.serve", lambda deblurrer, label, host, port, **kw: seen.update(
+    monkeypatch.setattr("ifan.apps.serve.require_gradio", lambda: None)
+    monkeypatch.setattr("ifan.apps.serve.serve", lambda deblurrer, label, host, port, **kw: seen.update(
         label=label, host=host, port=port, **kw))
     argv = ["serve", "--model", str(weights), "--port", "9999", "--max-upload", "2MB", "--max-pixels", "1000"]
     assert main(argv) == 0

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from ifan import Deblurrer, load_model
-from ifan.demo import example_path
+from ifan.apps.demo import example_path
 from ifan.io import read_image
 from ifan.models.zoo import DEFAULT_MODEL, bundled_weights_path
 

@@ -11,7 +11,7 @@ import pytest
 
 pytest.importorskip("skimage")
 
-from ifan.cli import main  # noqa: E402
+from ifan.apps.cli import main  # noqa: E402
 from ifan.data.datasets import open_dataset  # noqa: E402
 from ifan.synth.color import linear_to_srgb, srgb_to_linear  # noqa: E402
 from ifan.synth.optics import ThinLensCamera  # noqa: E402

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ifan.cli import main as cli_main
+from ifan.apps.cli import main as cli_main
 from ifan.data import DatasetError
 from ifan.models.zoo import load_model
 from ifan.train.config import ConfigError, TrainConfig, from_dict, load_config

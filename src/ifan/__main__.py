@@ -2,6 +2,6 @@
 
 import sys
 
-from ifan.cli import main
+from ifan.apps.cli import main
 
 sys.exit(main())

@@ -27,10 +27,8 @@ with safetensors or ``torch.load(weights_only=True)``: nothing is unpickled.
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
-import sys
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -81,7 +79,7 @@ and point ifan at it:  export {ENV_VAR}=/path/to/lpips_alex_v0.1.safetensors
   - the heads: lpips/weights/v0.1/alex.pth inside the lpips wheel
     (pip download lpips==0.1.4 --no-deps; unzip -j lpips-0.1.4-py3-none-any.whl lpips/weights/v0.1/alex.pth)
   then  export {ENV_VAR}=/path/alexnet-owt-7be5be79.pth{os.pathsep}/path/alex.pth
-  or merge them:  python -m ifan.evaluate.lpips pack alexnet-owt-7be5be79.pth alex.pth -o lpips_alex_v0.1.safetensors"""
+  or merge them:  ifan lpips pack alexnet-owt-7be5be79.pth alex.pth -o lpips_alex_v0.1.safetensors"""
 
 
 class LPIPSWeightsError(ValueError):
@@ -384,31 +382,3 @@ def pack_lpips_weights(sources: Sequence[str | os.PathLike], dst: str | os.PathL
             "sources": ", ".join(Path(s).name for s in sources)}
     tensors = {k: v.contiguous() for k, v in state.items()}
     return atomic_write(dst, lambda tmp: save_file(tensors, tmp, metadata=meta))
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m ifan.evaluate.lpips pack SRC... -o DST`` / ``python -m ifan.evaluate.lpips check [FILE...]``."""
-    parser = argparse.ArgumentParser(prog="python -m ifan.evaluate.lpips",
-                                     description="LPIPS (AlexNet v0.1) weights: merge or check local files",
-                                     epilog=HOW_TO_GET_WEIGHTS, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("pack", help="merge the AlexNet trunk and the LPIPS heads into one safetensors file")
-    p.add_argument("sources", nargs="+")
-    p.add_argument("-o", "--output", required=True)
-    p = sub.add_parser("check", help=f"check that files (default: ${ENV_VAR}) hold the right tensors")
-    p.add_argument("sources", nargs="*")
-    args = parser.parse_args(argv)
-    try:
-        if args.command == "pack":
-            print(f"wrote {pack_lpips_weights(args.sources, args.output)}")
-        else:
-            state = read_lpips_weights(args.sources or None)
-            print(f"ok: {len(state)} tensors, {sum(v.numel() for v in state.values())} values")
-    except (LPIPSWeightsNotFound, LPIPSWeightsError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())

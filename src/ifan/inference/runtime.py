@@ -14,6 +14,7 @@ precision name means the same everywhere:
 
 from __future__ import annotations
 
+import re
 import warnings
 from contextlib import nullcontext
 from pathlib import Path
@@ -23,6 +24,7 @@ import torch
 PRECISIONS = frozenset({"fp32", "auto", "bf16", "fp16"})
 DEFAULT_PRECISION = "fp32"  # "auto" once the bf16 guard is in place
 DEVICE_HELP = "auto (CUDA if available), cpu, cuda or cuda:N"
+_DEVICE_NAME = re.compile(r"auto|cpu|cuda(:\d+)?")
 _BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
@@ -73,6 +75,17 @@ def describe_cpu() -> str:
     flags = ", ".join(name for name in _BF16_FLAGS if f[name]) or "no bf16 flags"
     return (f"{f['model']}, {f['capability']}, {flags}, native bf16 {'yes' if f['native_bf16'] else 'no'}, "
             f"{f['threads']} threads")
+
+
+def check_device_name(name: str) -> str:
+    """``name`` if it is one of :data:`DEVICE_HELP`'s forms.
+
+    Raises:
+        ValueError: any other name.
+    """
+    if not _DEVICE_NAME.fullmatch(name):
+        raise ValueError(f"unknown device {name!r}; use {DEVICE_HELP}")
+    return name
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:

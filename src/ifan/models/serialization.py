@@ -46,8 +46,11 @@ class LoadedWeights:
         name = (lambda k: official_key(k)) if self.official_layout else (lambda k: k)
         check_state_dict(network, self.network, f"weights file {path}", name)
         if reblur is not None and self.reblur:
-            rb_name = (lambda k: official_key(k, reblur=True)) if self.official_layout else (lambda k: REBLUR_PREFIX + k)
-            check_state_dict(reblur, self.reblur, f"reblurring weights in {path}", rb_name)
+            check_state_dict(reblur, self.reblur, f"reblurring weights in {path}", self.reblur_key_name)
+
+    def reblur_key_name(self, key: str) -> str:
+        """A reblurring-network key as the file spells it (for messages)."""
+        return official_key(key, reblur=True) if self.official_layout else REBLUR_PREFIX + key
 
 
 def save_weights(path: str | os.PathLike, config: IFANConfig, network: Mapping[str, Tensor],

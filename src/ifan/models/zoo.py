@@ -27,7 +27,7 @@ import torch
 
 from ifan.models.ifan import IFAN, IFANConfig
 from ifan.models.reblur import ReblurNet
-from ifan.models.serialization import read_weights, save_weights
+from ifan.models.serialization import check_state_dict, read_weights, save_weights
 
 
 @dataclass(frozen=True)
@@ -90,11 +90,6 @@ def create_model(name: str = "ifan", **overrides) -> IFAN:
     return IFAN(config)
 
 
-def create_reblur_net(config: IFANConfig) -> ReblurNet:
-    """The reblurring network matching ``config`` (training only)."""
-    return ReblurNet(config)
-
-
 def bundled_weights_path(name: str) -> Path | None:
     """Path of a named model's shipped weights file, or None when none ships."""
     spec = get_spec(name)
@@ -122,8 +117,7 @@ def resolve_weights(name_or_path: str | os.PathLike) -> Path:
     return path
 
 
-def load_model(name_or_path: str | os.PathLike = DEFAULT_MODEL, device: str | torch.device = "cpu",
-               with_reblur: bool = False):
+def load_model(name_or_path: str | os.PathLike = DEFAULT_MODEL, device: str | torch.device = "cpu") -> IFAN:
     """Load trained weights into a model, in eval mode.
 
     Args:
@@ -132,25 +126,39 @@ def load_model(name_or_path: str | os.PathLike = DEFAULT_MODEL, device: str | to
             without ``module.``; N, width and the dual-pixel input are inferred from the
             shapes and the official IAC form is selected), or a state dict.
         device: where to put the model.
-        with_reblur: also return the reblurring network (``(model, reblur_net_or_None)``).
 
     Raises:
         CheckpointError: the file does not fit the model (the message names the keys and shapes).
+
+    Example:
+        >>> model = load_model("ifan-lite")
+        >>> model.config.channels, model.config.iterations, model.training
+        (16, 8, False)
     """
     path = resolve_weights(name_or_path)
     loaded = read_weights(path)
     model = IFAN(loaded.config)
-    reblur = ReblurNet(loaded.config) if with_reblur and loaded.reblur else None
-    loaded.check(model.state_dict(), reblur.state_dict() if reblur else None, path)
+    loaded.check(model.state_dict(), None, path)
     model.load_state_dict(loaded.network)
     model.weights_metadata = dict(loaded.metadata, path=str(path))
-    model = model.to(device).eval()
-    if not with_reblur:
-        return model
-    if reblur is not None:
-        reblur.load_state_dict(loaded.reblur)
-        reblur = reblur.to(device).eval()
-    return model, reblur
+    return model.to(device).eval()
+
+
+def load_reblur_net(name_or_path: str | os.PathLike = DEFAULT_MODEL, device: str | torch.device = "cpu") -> ReblurNet | None:
+    """Load the reblurring network (training only) that a weights file holds beside the model, in eval
+    mode; None when the file holds none. Arguments as for :func:`load_model`.
+
+    Raises:
+        CheckpointError: the reblurring tensors do not fit the file's config.
+    """
+    path = resolve_weights(name_or_path)
+    loaded = read_weights(path)
+    if not loaded.reblur:
+        return None
+    reblur = ReblurNet(loaded.config)
+    check_state_dict(reblur.state_dict(), loaded.reblur, f"reblurring weights in {path}", loaded.reblur_key_name)
+    reblur.load_state_dict(loaded.reblur)
+    return reblur.to(device).eval()
 
 
 def convert_weights(src: str | os.PathLike, dst: str | os.PathLike) -> IFANConfig:

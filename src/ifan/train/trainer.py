@@ -5,21 +5,12 @@ reblurring network (Xavier init with the recipe's gains), runs RAdam with decoup
 decay, step learning-rate decay and gradient clipping, validates every ``log.val_every``
 steps (PSNR on held-out images), logs to TensorBoard and ``metrics.jsonl``, checkpoints
 atomically (last K kept, best by validation PSNR exported), and writes the final weights as
-ifan safetensors. Under ``torchrun`` it runs DDP; rank 0 logs and writes.
-
-Run folder::
-
-    RUN_DIR/config.yaml                   the resolved recipe
-    RUN_DIR/checkpoints/step_*.pt         resumable state (the last K)
-    RUN_DIR/best.safetensors              weights with the best validation PSNR
-    RUN_DIR/model.safetensors             final weights
-    RUN_DIR/metrics.jsonl                 training losses and validation results
-    RUN_DIR/tb/                           TensorBoard events
+ifan safetensors. Under ``torchrun`` it runs DDP; rank 0 logs and writes. What the run
+folder holds, and how a run starts or resumes, is :mod:`ifan.train.run`.
 """
 
 from __future__ import annotations
 
-import json
 import signal
 import time
 import warnings
@@ -33,7 +24,6 @@ from torch.utils.data import DataLoader
 
 from ifan.data.datasets import VIEWS, DefocusDataset, dpdd_files, folder_files
 from ifan.evaluate.metrics import psnr
-from ifan.fileutil import atomic_write_bytes
 from ifan.inference import Deblurrer
 from ifan.inference.runtime import autocast, resolve_precision
 from ifan.models.ifan import IFAN
@@ -41,9 +31,10 @@ from ifan.models.reblur import ReblurNet
 from ifan.models.serialization import save_weights
 from ifan.models.zoo import create_model
 from ifan.train import distributed
-from ifan.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from ifan.train.config import ConfigError, TrainConfig, dump_config
+from ifan.train.checkpoint import load_checkpoint, save_checkpoint
+from ifan.train.config import ConfigError, TrainConfig
 from ifan.train.losses import LossWeights, ifan_losses
+from ifan.train.run import append_metrics, check_run_dir, save_config, trim_metrics
 from ifan.train.sampler import StepBatchSampler
 from ifan.viz import colorize_defocus
 
@@ -58,6 +49,13 @@ class TrainingModule(nn.Module):
     def forward(self, c: Tensor, gt: Tensor, r: Tensor | None = None, l: Tensor | None = None) -> dict[str, Tensor]:  # noqa: E741
         out = self.model(c, r, l, aux=True)
         return ifan_losses(out, gt, c, r, l, self.reblur, self.weights)
+
+
+def build_optimizer(params: list[nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:
+    """The paper's optimiser: RAdam with decoupled weight decay (torch-optimizer's RAdam, which the
+    official code uses) and the recipe's learning rate, betas, eps and weight decay."""
+    return torch.optim.RAdam(params, lr=cfg.train.lr, betas=tuple(cfg.train.betas), eps=cfg.train.eps,
+                             weight_decay=cfg.train.weight_decay, decoupled_weight_decay=True)
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -175,19 +173,6 @@ def _writer(run_dir: Path, cfg: TrainConfig, start_step: int):
     return SummaryWriter(str(run_dir / "tb"), purge_step=start_step or None)
 
 
-def _append_metrics(run_dir: Path, row: dict) -> None:
-    with open(run_dir / "metrics.jsonl", "a") as f:
-        f.write(json.dumps(row) + "\n")
-
-
-def _trim_metrics(run_dir: Path, step: int) -> None:
-    """On resume, drop rows logged after the checkpoint (they will be logged again)."""
-    path = run_dir / "metrics.jsonl"
-    if path.exists():
-        rows = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
-        atomic_write_bytes(path, ("\n".join(rows) + "\n" if rows else "").encode())
-
-
 def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, stop_after: int | None = None,
           device: str = "auto") -> TrainResult:
     """Train (or resume training) into ``run_dir``. See the module docstring.
@@ -215,9 +200,7 @@ def _train(cfg: TrainConfig, run_dir: Path, resume: bool, stop_after: int | None
         raise ConfigError(f"train.precision: {err}") from None
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
-    existing = latest_checkpoint(run_dir)
-    if existing is not None and not resume:
-        raise ConfigError(f"{run_dir} already holds a run (checkpoint {existing.name}); resume it with --resume")
+    existing = check_run_dir(run_dir, resume)
 
     train_set, val_set = build_datasets(cfg)  # data problems surface before any compute
 
@@ -233,12 +216,11 @@ def _train(cfg: TrainConfig, run_dir: Path, resume: bool, stop_after: int | None
     memory_format = torch.channels_last if cfg.train.channels_last else torch.contiguous_format
     module = module.to(memory_format=memory_format)
     params = [p for p in module.parameters() if p.requires_grad]
-    optimizer = torch.optim.RAdam(params, lr=cfg.train.lr, betas=tuple(cfg.train.betas), eps=cfg.train.eps,
-                                  weight_decay=cfg.train.weight_decay, decoupled_weight_decay=True)
+    optimizer = build_optimizer(params, cfg)
     scaler = torch.amp.GradScaler(dev.type, enabled=autocast_dtype is torch.float16)
 
     step, best_psnr, elapsed = 0, None, 0.0
-    if resume and existing is not None:
+    if existing is not None:
         state = load_checkpoint(existing)
         model.load_state_dict(state["model"])
         if reblur is not None:
@@ -250,8 +232,8 @@ def _train(cfg: TrainConfig, run_dir: Path, resume: bool, stop_after: int | None
         step, best_psnr, elapsed = state["step"], state.get("best_psnr"), state.get("elapsed", 0.0)
     if info.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(run_dir / "config.yaml", dump_config(cfg).encode())
-        _trim_metrics(run_dir, step)
+        save_config(run_dir, cfg)
+        trim_metrics(run_dir, step)
 
     net = DistributedDataParallel(module, device_ids=[dev.index] if dev.type == "cuda" else None) \
         if info.enabled else module
@@ -317,7 +299,7 @@ def _train(cfg: TrainConfig, run_dir: Path, resume: bool, stop_after: int | None
                     rate = steps_window / max(time.perf_counter() - t_window, 1e-9)
                     row = {"step": step, "kind": "train", "lr": lr_at(step - 1, cfg), "steps_per_s": rate,
                            "grad_norm": grad_norm.item(), **{k: v.detach().item() for k, v in losses.items()}}
-                    _append_metrics(run_dir, row)
+                    append_metrics(run_dir, row)
                     if writer is not None:
                         for k in losses:
                             writer.add_scalar(f"train/loss_{k}", row[k], step)
@@ -327,7 +309,7 @@ def _train(cfg: TrainConfig, run_dir: Path, resume: bool, stop_after: int | None
                     t_window, steps_window = time.perf_counter(), 0
                 if val_set is not None and (step % cfg.log.val_every == 0 or step == cfg.train.steps):
                     result = validate(model, val_set, dev, cfg.data.val_crop, cfg.train.channels_last)
-                    _append_metrics(run_dir, {"step": step, "kind": "val", "psnr": result["psnr"],
+                    append_metrics(run_dir, {"step": step, "kind": "val", "psnr": result["psnr"],
                                               "psnr_input": result["psnr_input"],
                                               "elapsed": elapsed + time.perf_counter() - t_start})
                     if writer is not None:

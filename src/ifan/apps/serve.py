@@ -3,9 +3,10 @@
 Three layers:
 
 * :class:`DeblurService`, the functional core (no web library): checks an uploaded file against
-  the :class:`Limits`, deblurs it with the memory plan of ``ifan deblur`` (tiled when large), and
-  writes the full-size, full-bit-depth result, the defocus map, previews and 100 % crops into
-  its working folder, one job at a time.
+  the :class:`Limits` and deblurs it with the file loop of ``ifan deblur``
+  (:func:`ifan.apps.files.deblur_file`: the same reading, memory plan, tiling and writing), which
+  writes the full-size, full-bit-depth result and the defocus map into a job folder; previews
+  and 100 % crops are drawn beside them. One job at a time.
 * :func:`build_page`, a thin Gradio page over it: upload or example, progress, before/after
   slider, crops side by side at 100 %, defocus map, downloads; a queue runs one job at a time.
 * :func:`serve`, which mounts the page in a FastAPI app behind :class:`RequestGuard` and runs it
@@ -34,16 +35,16 @@ from urllib.parse import unquote
 
 import numpy as np
 
-from ifan.batch import InputFile, output_path
-from ifan.demo import example_path
+from ifan.apps.demo import example_path
+from ifan.apps.files import InputFile, Listener, OutputOptions, deblur_file
 from ifan.inference import Deblurrer, TilePlan
-from ifan.io import ImageReadError, read_image, write_image, write_like
+from ifan.io import Image, ImageReadError, write_image
 from ifan.viz import colorize_defocus, most_defocused_box
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7860
-DEFAULT_MAX_UPLOAD = 50 * 2**20  # bytes
-DEFAULT_MAX_PIXELS = 40_000_000
+DEFAULT_MAX_UPLOAD_BYTES = 50 * 2**20
+DEFAULT_MAX_UPLOAD_PIXELS = 40_000_000  # smaller than what ifan deblur reads (ifan.io.DEFAULT_MAX_PIXELS)
 DEFAULT_QUEUE_SIZE = 16
 PREVIEW_SIDE = 2048  # longest side of the images shown in the slider and the defocus view
 CROP_SIDE = 320  # side of the 100 % crops
@@ -60,8 +61,8 @@ class UploadError(ValueError):
 class Limits:
     """What one upload may be: file size in bytes and pixel count."""
 
-    max_upload_bytes: int = DEFAULT_MAX_UPLOAD
-    max_pixels: int = DEFAULT_MAX_PIXELS
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
+    max_pixels: int = DEFAULT_MAX_UPLOAD_PIXELS
 
 
 @dataclass
@@ -132,14 +133,13 @@ class DeblurService:
         self._lock = threading.Lock()
 
     def _new_job_dir(self) -> Path:
-        self.jobs.mkdir(parents=True, exist_ok=True)
-        cutoff = time.time() - KEEP_SECONDS
-        for old in self.jobs.iterdir():
-            if old.is_dir() and old.stat().st_mtime < cutoff:
-                shutil.rmtree(old, ignore_errors=True)
-        job = self.jobs / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
-        job.mkdir()
-        return job
+        """A fresh job folder's path (created when the first output is written); old jobs are removed."""
+        if self.jobs.is_dir():
+            cutoff = time.time() - KEEP_SECONDS
+            for old in self.jobs.iterdir():
+                if old.is_dir() and old.stat().st_mtime < cutoff:
+                    shutil.rmtree(old, ignore_errors=True)
+        return self.jobs / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
 
     def process(self, path: str | os.PathLike, name: str | None = None, progress: Progress | None = None) -> Job:
         """Deblur the image file ``path`` (``name``: what the user called it; default its file name).
@@ -159,46 +159,58 @@ class DeblurService:
                               f"{_fmt_size(self.limits.max_upload_bytes)} (ifan serve --max-upload)")
         with self._lock:
             report(0.0, "reading the image")
-            try:
-                img = read_image(path, max_pixels=self.limits.max_pixels)
-            except ImageReadError as err:
-                raise UploadError(str(err).replace(str(path), name, 1)) from None
-            h, w = img.size
-            try:
-                plan = self.deblurrer.plan(h, w, defocus=True)
-
-                def on_tile(done: int, total: int) -> None:
-                    report(0.05 + 0.85 * done / total, f"deblurring: tile {done} of {total}" if total > 1
-                           else "deblurring")
-
-                report(0.05, "deblurring" if not plan.tiled else f"deblurring: tile 0 of {plan.num_tiles}")
-                start = time.perf_counter()
-                deblurred, defocus = self.deblurrer.deblur(img.rgb, return_defocus=True, plan=plan, progress=on_tile)
-                seconds = time.perf_counter() - start
-            except MemoryError as err:
-                raise UploadError(f"{name}: out of memory ({err or 'allocation failed'}); start the server with a "
-                                  "smaller --max-memory so that large images are tiled") from None
-            report(0.9, "writing the result")
-            side = min(CROP_SIDE, h, w)
-            detail = np.hypot(*np.gradient(img.rgb.mean(axis=2)))  # a blurred sky shows no change: aim at detail
-            top, left = most_defocused_box(np.abs(defocus) * detail, side)
-            window = (slice(top, top + side), slice(left, left + side))
-            defocus_rgb, _ = colorize_defocus(defocus)
-            try:
-                job = self._new_job_dir()
-                output = write_like(output_path(InputFile(job / name), None), deblurred, img)
-                defocus_file = write_image(job / f"{Path(name).stem}_defocus.png", defocus_rgb)
-                views = {
-                    "before": _preview(img.rgb, PREVIEW_SIDE), "after": _preview(deblurred, PREVIEW_SIDE),
-                    "defocus_preview": _preview(defocus_rgb, PREVIEW_SIDE),
-                    "crop_before": img.rgb[window], "crop_after": deblurred[window],
-                }
-                paths = {key: write_image(job / "view" / f"{key}.png", rgb) for key, rgb in views.items()}
-            except OSError as err:  # ImageWriteError too: a full disk, a removed working folder
-                raise UploadError(f"{name}: the result could not be written ({err})") from None
+            job = self._new_job_dir()
+            views = _JobViews(job, report)
+            done = deblur_file(self.deblurrer, InputFile(path, name=name),
+                               OutputOptions(out_dir=job, defocus_map=True, max_pixels=self.limits.max_pixels),
+                               protected=frozenset({path.resolve()}), listener=views)
+            if done.status != "done":
+                raise UploadError(_upload_message(done.error, done.message, path, name)) from None
             report(1.0, "done")
-            return Job(name, (h, w), img.bit_depth, output, defocus_file, crop_box=(top, left, side), plan=plan,
-                       seconds=seconds, **paths)
+            output, defocus_file = done.outputs
+            return Job(name, views.size, views.bit_depth, output, defocus_file, crop_box=views.crop_box,
+                       plan=done.plan, seconds=done.seconds, **views.paths)
+
+
+class _JobViews(Listener):
+    """Reports the progress of one upload, and draws its previews and 100 % crops from the arrays."""
+
+    def __init__(self, job: Path, report: Progress) -> None:
+        self.job, self.report = job, report
+
+    def planned(self, item: InputFile, plan: TilePlan) -> None:
+        self.report(0.05, "deblurring" if not plan.tiled else f"deblurring: tile 0 of {plan.num_tiles}")
+
+    def tile(self, done: int, total: int) -> None:
+        self.report(0.05 + 0.85 * done / total, f"deblurring: tile {done} of {total}" if total > 1 else "deblurring")
+
+    def result(self, item: InputFile, image: Image, deblurred: np.ndarray, defocus: np.ndarray | None) -> None:
+        self.report(0.9, "writing the result")
+        self.size, self.bit_depth = image.size, image.bit_depth
+        side = min(CROP_SIDE, *image.size)
+        detail = np.hypot(*np.gradient(image.rgb.mean(axis=2)))  # a blurred sky shows no change: aim at detail
+        top, left = most_defocused_box(np.abs(defocus) * detail, side)
+        self.crop_box = (top, left, side)
+        window = (slice(top, top + side), slice(left, left + side))
+        defocus_rgb, _ = colorize_defocus(defocus)
+        views = {
+            "before": _preview(image.rgb, PREVIEW_SIDE), "after": _preview(deblurred, PREVIEW_SIDE),
+            "defocus_preview": _preview(defocus_rgb, PREVIEW_SIDE),
+            "crop_before": image.rgb[window], "crop_after": deblurred[window],
+        }
+        self.paths = {key: write_image(self.job / "view" / f"{key}.png", rgb) for key, rgb in views.items()}
+
+
+def _upload_message(error: Exception | None, message: str, path: Path, name: str) -> str:
+    """What the page says when the file loop failed on an upload (the server's paths left out)."""
+    if isinstance(error, ImageReadError):
+        return str(error).replace(str(path), name, 1)
+    if isinstance(error, MemoryError):
+        return (f"{name}: out of memory ({error or 'allocation failed'}); start the server with a smaller "
+                "--max-memory so that large images are tiled")
+    if isinstance(error, OSError):  # ImageWriteError too: a full disk, a removed working folder
+        return f"{name}: the result could not be written ({error.strerror or error})"
+    return message.replace(str(path), name)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -1,0 +1,444 @@
+"""The ``ifan`` command line: one entry point, a few lines per subcommand over the library.
+
+Each subcommand is a pair of functions: ``_NAME_arguments(parser)`` declares its options (with
+the library's own defaults) and ``_NAME(args)`` runs it. Only the chosen subcommand's options
+are built, so ``ifan --help`` imports nothing heavy (no torch, numpy, OpenCV or Gradio).
+Every option that names an output is ``-o/--output`` (the older spelling stays as an alias), and
+every ``--device`` takes the same forms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+# --------------------------------------------------------------------------------------------------
+# shared options
+# --------------------------------------------------------------------------------------------------
+def _device_argument(p: argparse.ArgumentParser, default: str = "auto") -> None:
+    from ifan.inference.runtime import DEVICE_HELP, check_device_name
+
+    def device(text: str) -> str:
+        try:
+            return check_device_name(text)
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+
+    p.add_argument("--device", type=device, default=default, help=f"{DEVICE_HELP} (default {default})")
+
+
+def _precision_argument(p: argparse.ArgumentParser, default: str) -> None:
+    from ifan.inference.runtime import PRECISIONS
+
+    p.add_argument("--precision", default=default, choices=sorted(PRECISIONS),
+                   help=f"default {default}; auto = bf16 on CPUs with native bf16, fp16 on CUDA, fp32 elsewhere; "
+                        "fp32 = strict float32")
+
+
+def _model_argument(p: argparse.ArgumentParser) -> None:
+    from ifan.models.zoo import DEFAULT_MODEL
+
+    p.add_argument("--model", default=DEFAULT_MODEL, help=f"model name or weights file (default: {DEFAULT_MODEL})")
+
+
+def _output_argument(p: argparse.ArgumentParser, *aliases: str, **kwargs) -> None:
+    p.add_argument("-o", "--output", *aliases, dest="output", metavar=kwargs.pop("metavar", "OUT"), **kwargs)
+
+
+def _max_memory_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--max-memory", metavar="SIZE",
+                   help="peak memory to stay under, e.g. 4G (GiB) or 4GB; larger images are tiled "
+                        "(default: memory in use + 60%% of what is available)")
+
+
+def _load_deblurrer(args: argparse.Namespace, **options):
+    """The Deblurrer of ``--model`` (``args.command`` names the error), or an error line and None."""
+    from ifan.inference import Deblurrer
+    from ifan.models.official import CheckpointError
+
+    try:
+        return Deblurrer.from_pretrained(args.model, device=args.device, precision=args.precision,
+                                         max_memory=args.max_memory, **options)
+    except (FileNotFoundError, CheckpointError, ValueError) as err:
+        print(f"ifan {args.command}: error: model {args.model!r}: {err}", file=sys.stderr)
+        return None
+
+
+# --------------------------------------------------------------------------------------------------
+# subcommands
+# --------------------------------------------------------------------------------------------------
+def _list_models(args: argparse.Namespace) -> int:
+    from ifan.models.zoo import MODELS, bundled_weights_path
+
+    for name, spec in MODELS.items():
+        c = spec.config
+        weights = "bundled weights" if bundled_weights_path(name) else "no weights"
+        print(f"{name:<10} ch={c.channels:<3} N={c.iterations:<3} {weights:<15} {spec.description}")
+    return 0
+
+
+def _convert_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("src", help="source weights: official .pytorch/.pth, a state dict, or ifan safetensors")
+    p.add_argument("dst", help="destination .safetensors file")
+
+
+def _convert(args: argparse.Namespace) -> int:
+    from ifan.models.zoo import convert_weights
+
+    config = convert_weights(args.src, args.dst)
+    print(f"wrote {args.dst}: ch={config.channels} N={config.iterations} dual={config.dual_pixel_input} "
+          f"iac_form={config.iac_form}")
+    return 0
+
+
+def _deblur_arguments(p: argparse.ArgumentParser) -> None:
+    from ifan.apps.files import RAW_KINDS
+    from ifan.inference import DEFAULT_OVERLAP, DEFAULT_PRECISION
+    from ifan.io import DEFAULT_MAX_PIXELS, WRITE_FORMATS
+
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders (searched recursively) or globs")
+    _output_argument(p, help="output folder (default: beside each input)")
+    _model_argument(p)
+    _device_argument(p)
+    _precision_argument(p, DEFAULT_PRECISION)
+    _max_memory_argument(p)
+    p.add_argument("--defocus-map", action="store_true", help="also write NAME_defocus.png (colour-mapped |disparity|)")
+    p.add_argument("--defocus-raw", choices=sorted(RAW_KINDS),
+                   help="also write the signed defocus map in pixels: NAME_defocus.npy (float32) or "
+                        "NAME_defocus16.png (uint16 = 32768 + 256 * pixels)")
+    p.add_argument("--format", choices=sorted(WRITE_FORMATS), help="output format (default: the input's)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs (never an input)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the network (pays off on many same-size tiles)")
+    p.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP,
+                   help=f"minimum tile overlap in pixels (default {DEFAULT_OVERLAP})")
+    p.add_argument("--tile", type=int, metavar="PX", help="force square tiles of this side (default: from the memory plan)")
+    p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
+                   help=f"refuse larger images as possible decompression bombs (default {DEFAULT_MAX_PIXELS})")
+    p.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality (default 95)")
+    p.add_argument("-v", "--verbose", action="store_true", help="show the device, precision and each memory plan")
+    p.add_argument("-q", "--quiet", action="store_true", help="only errors and the summary")
+
+
+def _deblur(args: argparse.Namespace) -> int:
+    from ifan.apps.files import ConsoleListener, OutputOptions, collect_inputs, deblur_files
+
+    collected = collect_inputs(args.inputs)
+    for message in collected.errors:
+        print(f"ifan deblur: error: {message}", file=sys.stderr)
+    if not collected.files:
+        print("ifan deblur: error: nothing to deblur", file=sys.stderr)
+        return 1
+    deblurrer = _load_deblurrer(args, compile=args.compile, overlap=args.overlap, tile_size=args.tile)
+    if deblurrer is None:
+        return 1
+    if args.verbose:
+        print(f"model {args.model}: {deblurrer.describe()}", file=sys.stderr)
+    options = OutputOptions(args.output, args.format, args.defocus_map, args.defocus_raw, args.overwrite,
+                            args.max_pixels, args.quality)
+    listener = ConsoleListener(len(collected.files), quiet=args.quiet, verbose=args.verbose)
+    counts = deblur_files(deblurrer, collected.files, options, listener=listener)
+    listener.close()
+    counts.failed += len(collected.errors)
+    print(f"ifan deblur: {counts}", file=sys.stderr)
+    return 1 if counts.failed else 0
+
+
+def _export_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="model name with bundled weights, or a weights file")
+    _output_argument(p, "--onnx", required=True, metavar="OUT.onnx", help="the ONNX file to write")
+    p.add_argument("--height", type=int, default=256, help="example input height for tracing (multiple of 8)")
+    p.add_argument("--width", type=int, default=256, help="example input width for tracing (multiple of 8)")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    p.add_argument("--no-check", action="store_true", help="skip the onnxruntime parity check")
+
+
+def _export(args: argparse.Namespace) -> int:
+    from ifan.export import export_onnx
+
+    report = export_onnx(args.model, args.output, height=args.height, width=args.width, opset=args.opset,
+                         check=not args.no_check)
+    print(report)
+    return 0 if report.ok else 1
+
+
+def _image_size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must look like 512x512 (WIDTHxHEIGHT), got {text!r}") from None
+    return w, h
+
+
+def _synth_arguments(p: argparse.ArgumentParser) -> None:
+    _output_argument(p, "--out", help="output folder (an interrupted run resumes; larger counts extend it)")
+    p.add_argument("--train", type=int, default=0, help="training samples (default 0)")
+    p.add_argument("--val", type=int, default=0, help="validation samples (default 0)")
+    p.add_argument("--test", type=int, default=0, help="test samples (default 0)")
+    p.add_argument("--size", type=_image_size, default=(512, 512), metavar="WxH", help="image size (default 512x512)")
+    p.add_argument("--seed", type=int, default=0, help="dataset seed (default 0)")
+    p.add_argument("--bit-depth", type=int, choices=(8, 16), default=8, help="PNG bit depth (default 8)")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                   help="rendering processes (default: all CPU cores)")
+    p.add_argument("--max-blur", type=float, default=20.0, help="largest blur radius in px (default 20)")
+    p.add_argument("--noise", action="store_true", help="add sensor shot and read noise to L and R")
+    p.add_argument("--preview", metavar="PNG", help="write a figure of a few samples (C, L, R, target, blur map)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _synth(args: argparse.Namespace) -> int:
+    import importlib.util
+
+    if importlib.util.find_spec("skimage") is None:
+        print("ifan synth: error: scikit-image is needed for the photo textures: pip install 'ifan[synth]'",
+              file=sys.stderr)
+        return 1
+    from ifan.io import write_image
+    from ifan.synth import SynthConfig, preview_figure, write_dataset
+
+    width, height = args.size
+    config = SynthConfig(width=width, height=height, max_blur=args.max_blur, noise=args.noise)
+    if args.preview:
+        write_image(args.preview, preview_figure(config, seed=args.seed) / 255.0)
+        print(f"wrote {args.preview}")
+    if args.output is None:
+        if not args.preview:
+            print("ifan synth: error: give -o/--output DIR (or --preview FILE)", file=sys.stderr)
+            return 2
+        return 0
+    counts = {"train": args.train, "val": args.val, "test": args.test}
+    manifest = write_dataset(args.output, counts, config, seed=args.seed, bit_depth=args.bit_depth,
+                             workers=args.workers, progress=not args.no_progress)
+    print(f"wrote {args.output} (train {args.train}, val {args.val}, test {args.test}); manifest {manifest}")
+    return 0
+
+
+def _train_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", nargs="?", help="recipe, e.g. configs/ifan.yaml or configs/ifan-lite-cpu.yaml")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a recipe value, e.g. --set train.steps=1000 (repeatable)")
+    _output_argument(p, "--out", help="run folder (default: runs/RECIPE-TIMESTAMP)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
+    p.add_argument("--stop-after", type=int, metavar="N", help="stop with a checkpoint after N steps of this call")
+    _device_argument(p)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from ifan.train.run import start_run
+    from ifan.train.trainer import train
+
+    run = start_run(args.config, args.output, args.resume, args.set)
+    for note in run.notes:
+        print(f"note: {note}", file=sys.stderr)
+    result = train(run.config, run.run_dir, resume=run.resume, stop_after=args.stop_after, device=args.device)
+    if result.finished:
+        print(f"finished {result.step} steps; weights: {run.run_dir / 'model.safetensors'}")
+    else:
+        print(f"stopped at step {result.step}; continue with: ifan train --resume {run.run_dir}")
+    return 0
+
+
+def _evaluate_arguments(p: argparse.ArgumentParser) -> None:
+    from ifan.evaluate.metrics import PROTOCOLS
+    from ifan.evaluate.runner import EVALUATE_PRECISION
+
+    _model_argument(p)
+    p.add_argument("--dataset", required=True, help="DPDD, RealDOF, CUHK, PixelDP or folder")
+    p.add_argument("--root", required=True, help="the dataset folder")
+    p.add_argument("--protocol", default="official", choices=sorted(PROTOCOLS))
+    _output_argument(p, "--out", help="folder for per_image.csv, summary.json/.md, outputs/ and figures/")
+    p.add_argument("--baselines", action="store_true", help="also score the input itself and Wiener deconvolution")
+    p.add_argument("--figures", action="store_true", help="write input | output | target | defocus-map figures")
+    p.add_argument("--save-float", action="store_true", help="also save outputs as float32 .npy, as scored")
+    p.add_argument("--split", default="test", help="DPDD split (default: test)")
+    p.add_argument("--limit", type=int, help="only the first N images")
+    p.add_argument("--lpips-weights", help="LPIPS weights file(s) (default: $IFAN_LPIPS_WEIGHTS)")
+    _device_argument(p, default="cpu")
+    _precision_argument(p, EVALUATE_PRECISION)
+    _max_memory_argument(p)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from ifan.evaluate.runner import evaluate, markdown_table
+
+    result = evaluate(args.model, args.dataset, args.root, protocol=args.protocol, out_dir=args.output,
+                      baselines=args.baselines, figures=args.figures, device=args.device,
+                      lpips_weights=args.lpips_weights, limit=args.limit, split=args.split,
+                      save_float=args.save_float, precision=args.precision, max_memory=args.max_memory)
+    s = result.summary
+    print(f"{s['model']} on {s['dataset']} ({s['images']} images, protocol {s['protocol']}, {s['device']}, "
+          f"precision {s['precision']})")
+    print(markdown_table(s))
+    if s["lpips_note"]:
+        print(f"LPIPS: {s['lpips_note']}")
+    if args.output:
+        print(f"wrote {args.output}/per_image.csv, summary.json, summary.md and outputs/")
+    return 0
+
+
+def _demo_arguments(p: argparse.ArgumentParser) -> None:
+    from ifan.inference import DEFAULT_PRECISION
+
+    _output_argument(p, "--out", default="outputs/demo", help="output folder (default: outputs/demo)")
+    _model_argument(p)
+    p.add_argument("--image", help="a photo to use instead of the bundled example")
+    p.add_argument("--sharp", help="a sharp reference of the same size, shown in the crop row")
+    _device_argument(p)
+    _precision_argument(p, DEFAULT_PRECISION)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from ifan.apps.demo import run_demo
+
+    result = run_demo(args.output, model=args.model, image=args.image, sharp=args.sharp, device=args.device,
+                      precision=args.precision)
+    print(f"deblurred {args.image or 'the bundled example'} with {result.model} in {result.seconds:.1f} s")
+    print(f"wrote {result.output}, {result.defocus} and {result.figure}")
+    return 0
+
+
+def _serve_arguments(p: argparse.ArgumentParser) -> None:
+    from ifan.apps.serve import DEFAULT_HOST, DEFAULT_MAX_UPLOAD_BYTES, DEFAULT_MAX_UPLOAD_PIXELS, DEFAULT_PORT
+    from ifan.inference import DEFAULT_PRECISION
+
+    _model_argument(p)
+    p.add_argument("--host", default=DEFAULT_HOST, help=f"address to listen on (default {DEFAULT_HOST}: this machine only)")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
+    _device_argument(p)
+    _precision_argument(p, DEFAULT_PRECISION)
+    _max_memory_argument(p)
+    p.add_argument("--max-upload", default=f"{DEFAULT_MAX_UPLOAD_BYTES // 2**20}MiB", metavar="SIZE",
+                   help=f"largest upload accepted, e.g. 20MiB or 20MB (default {DEFAULT_MAX_UPLOAD_BYTES // 2**20}MiB)")
+    p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_UPLOAD_PIXELS,
+                   help=f"largest image accepted, in pixels (default {DEFAULT_MAX_UPLOAD_PIXELS})")
+    p.add_argument("--workdir", metavar="DIR",
+                   help="working folder for uploads and results (default: a new temporary folder, removed on exit)")
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ifan.apps import serve
+    from ifan.inference import parse_size
+
+    limits = serve.Limits(max_upload_bytes=parse_size(args.max_upload), max_pixels=args.max_pixels)
+    serve.require_gradio()
+    deblurrer = _load_deblurrer(args)
+    if deblurrer is None:
+        return 1
+    serve.serve(deblurrer, Path(args.model).name, args.host, args.port, workdir=args.workdir, limits=limits)
+    return 0
+
+
+def _curves_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", help="run folder or its metrics.jsonl")
+    _output_argument(p, "--out", required=True, metavar="PNG", help="the figure to write")
+
+
+def _curves(args: argparse.Namespace) -> int:
+    from ifan.io import write_image
+    from ifan.train.run import read_metrics
+    from ifan.viz import curves_figure
+
+    train_rows, val_rows = read_metrics(args.run)
+    write_image(args.output, curves_figure(train_rows, val_rows) / 255.0)
+    print(f"wrote {args.output}: {len(train_rows)} training rows, {len(val_rows)} validation rows")
+    return 0
+
+
+def _lpips_arguments(p: argparse.ArgumentParser) -> None:
+    from ifan.evaluate.lpips import ENV_VAR, HOW_TO_GET_WEIGHTS
+
+    p.epilog, p.formatter_class = HOW_TO_GET_WEIGHTS, argparse.RawDescriptionHelpFormatter
+    sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    pack = sub.add_parser("pack", help="merge the AlexNet trunk and the LPIPS heads into one safetensors file")
+    pack.add_argument("sources", nargs="+", metavar="FILE")
+    _output_argument(pack, required=True, metavar="DST")
+    check = sub.add_parser("check", help=f"check that files (default: ${ENV_VAR}) hold the right tensors")
+    check.add_argument("sources", nargs="*", metavar="FILE")
+
+
+def _lpips(args: argparse.Namespace) -> int:
+    from ifan.evaluate.lpips import pack_lpips_weights, read_lpips_weights
+
+    if args.action == "pack":
+        print(f"wrote {pack_lpips_weights(args.sources, args.output)}")
+    else:
+        state = read_lpips_weights(args.sources or None)
+        print(f"ok: {len(state)} tensors, {sum(v.numel() for v in state.values())} values")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------------
+# the parser
+# --------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Command:
+    """A subcommand: its one-line help, its options and what it runs."""
+
+    help: str
+    arguments: Callable[[argparse.ArgumentParser], None] | None
+    run: Callable[[argparse.Namespace], int]
+    description: str | None = None
+
+
+COMMANDS: dict[str, Command] = {
+    "deblur": Command(
+        "deblur images, folders or globs", _deblur_arguments, _deblur,
+        "Deblur photos of any size. photo.jpg -> photo_deblurred.jpg beside it, or under -o OUT (folders keep "
+        "their structure); existing outputs are skipped unless --overwrite."),
+    "serve": Command(
+        "a local web page that deblurs photos (needs the optional extra ifan[demo])", _serve_arguments, _serve,
+        "Serve a page to upload a photo (or pick the bundled example), watch the progress, compare before/after "
+        "and at 100%, see the defocus map and download the result at full size and bit depth. Listens on "
+        "127.0.0.1 only unless --host says otherwise."),
+    "demo": Command("deblur the bundled example (or --image) and write a comparison figure", _demo_arguments, _demo),
+    "evaluate": Command("score a model (and baselines) on a dataset by a stated protocol (fp32 by default)",
+                        _evaluate_arguments, _evaluate),
+    "train": Command("train a model from a YAML recipe (resumable; torchrun for several processes)",
+                     _train_arguments, _train),
+    "curves": Command("draw a training run's validation PSNR, losses and learning rate as a PNG",
+                      _curves_arguments, _curves),
+    "synth": Command("render a synthetic dual-pixel defocus dataset in the DPDD layout", _synth_arguments, _synth),
+    "list-models": Command("list the named model configurations", None, _list_models),
+    "convert": Command("convert a weights file (e.g. the authors' IFAN.pytorch) to ifan safetensors",
+                       _convert_arguments, _convert),
+    "export": Command("export a model to ONNX (needs the optional extra ifan[onnx])", _export_arguments, _export),
+    "lpips": Command("pack or check local LPIPS weights files (ifan never downloads them)", _lpips_arguments, _lpips),
+}
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The ``ifan`` parser; only ``command``'s options are added (they import what their help shows)."""
+    from ifan import __version__
+
+    parser = argparse.ArgumentParser(prog="ifan", description="IFAN single-image defocus deblurring")
+    parser.add_argument("--version", action="version", version=f"ifan {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, cmd in COMMANDS.items():
+        p = sub.add_parser(name, help=cmd.help, description=cmd.description or cmd.help)
+        p.set_defaults(func=cmd.run)
+        if name == command and cmd.arguments is not None:
+            cmd.arguments(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in argv if not a.startswith("-")), None)  # the top level has no valued options
+    args = build_parser(command).parse_args(argv)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except (FileNotFoundError, ValueError, OSError, ImportError) as err:
+        print(f"ifan {args.command}: error: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
