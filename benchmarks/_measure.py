@@ -1,4 +1,8 @@
-"""Helpers shared by the benchmarks: peak-RSS measurement in child processes, timing, tables, JSON."""
+"""Helpers shared by the benchmarks: peak-RSS measurement in child processes, timing, tables, JSON.
+
+The facts the package owns are taken from it: the resident memory (``ifan.inference.memory``), PSNR
+(``ifan.evaluate.metrics``) and the CPU's model and bf16 flags (``ifan.inference.runtime``).
+"""
 
 from __future__ import annotations
 
@@ -17,8 +21,20 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 
 def rss_bytes() -> int:
     """Current resident set size of this process (Linux)."""
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    from ifan.inference.memory import process_rss
+
+    rss = process_rss()
+    if rss is None:
+        raise RuntimeError("the resident memory is unknown here (no /proc)")
+    return rss
+
+
+def psnr(a, b) -> float:
+    """PSNR (dB, peak 1) of two ``(H, W, 3)`` arrays in [0, 1], by ifan's metric."""
+    from ifan.evaluate.metrics import psnr as per_image_psnr
+    from ifan.evaluate.metrics import to_nchw
+
+    return float(per_image_psnr(to_nchw(a), to_nchw(b))[0])
 
 
 def peak_rss_bytes() -> int:
@@ -55,40 +71,24 @@ def run_child(module_args: list[str], timeout: float | None = None, keep_stderr:
 
 
 def machine() -> dict:
-    """A short description of the machine the numbers come from."""
+    """A short description of the machine the numbers come from: the CPU's model and bf16 flags
+    (``ifan.inference.runtime.cpu_features``), memory, versions and the load."""
     import torch
 
-    cpu = platform.processor() or ""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    try:
-        flags = set(open("/proc/cpuinfo").read().split("flags", 1)[1].split("\n", 1)[0].split())
-    except (OSError, IndexError):
-        flags = set()
+    from ifan.inference.runtime import cpu_features
+
     try:
         with open("/proc/meminfo") as f:
             mem = int(f.readline().split()[1]) * 1024
     except OSError:
         mem = 0
-    from ifan.inference.runtime import cpu_features
-
     return {
         "date": _dt.datetime.now().isoformat(timespec="seconds"),
-        "cpu": cpu,
         "cpus": os.cpu_count(),
-        "avx512f": "avx512f" in flags,
-        "avx512_bf16": "avx512_bf16" in flags,
-        "amx_bf16": "amx_bf16" in flags,
         "ram_gib": round(mem / 2**30, 1),
         "python": platform.python_version(),
         "torch": torch.__version__,
-        **{f"torch_{k}": v for k, v in cpu_features().items()},
+        **{f"cpu_{k}": v for k, v in cpu_features().items()},
         "load_avg_1min": os.getloadavg()[0],
     }
 

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import subprocess
 import sys
@@ -151,12 +150,6 @@ class Worker:
         return out
 
 
-def psnr(a, b) -> float:
-    import numpy as np
-
-    mse = float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
-    return math.inf if mse == 0 else 10 * math.log10(1 / mse)
-
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -202,7 +195,7 @@ def main() -> None:
                 wk.run()
                 wk.finish()
                 pair[mode] = np.load(wk.save)
-            bf16 = {"size": args.bf16_size, "psnr_vs_fp32": psnr(pair["bf16_accuracy"], pair["fp32"]),
+            bf16 = {"size": args.bf16_size, "psnr_vs_fp32": M.psnr(pair["bf16_accuracy"], pair["fp32"]),
                     "max_abs": float(np.abs(pair["bf16_accuracy"] - pair["fp32"]).max()), "time_s": wk.times[0]}
             notes.append(f"bf16 emulated at {args.bf16_size}: PSNR vs fp32 {bf16['psnr_vs_fp32']:.1f} dB, "
                          f"max |diff| {bf16['max_abs']:.1e}, {bf16['time_s']:.1f} s per call (emulated: not a speed)")
@@ -210,7 +203,7 @@ def main() -> None:
     rows = []
     for mode, r in results.items():
         med, best = M.median(r["times"]), min(r["times"])
-        r.update(median_s=med, min_s=best, psnr_vs_reference=psnr(outputs[mode], outputs["reference"]) if ref else None)
+        r.update(median_s=med, min_s=best, psnr_vs_reference=M.psnr(outputs[mode], outputs["reference"]) if ref else None)
         if ref:
             r.update(speedup_median=M.median(ref["times"]) / med, speedup_min=min(ref["times"]) / best)
         rows.append([mode, f"{med:.2f}", f"{best:.2f}",

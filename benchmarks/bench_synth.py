@@ -27,6 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _measure as M  # noqa: E402
+
 
 def _parse_size(text: str) -> tuple[int, int]:
     w, h = (int(v) for v in text.lower().split("x"))
@@ -123,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{write['seconds']:.1f} s = {write['images_per_s']:.2f} samples/s; "
               f"{write['cpu_seconds_per_sample']:.3f} CPU s per sample ({write['bytes'] / 1e9:.2f} GB)")
     result = {
+        "machine": M.machine(),
         "size": [w, h], "max_blur": args.max_blur, "cpu_count": os.cpu_count(), "platform": platform.platform(),
         "python": sys.version.split()[0], "numpy": np.__version__, "date": time.strftime("%Y-%m-%d %H:%M:%S"),
         "load_average_before": load_before, "load_average_after": os.getloadavg(),

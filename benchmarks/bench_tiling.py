@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import math
 import sys
 import tempfile
 import time
@@ -53,12 +52,6 @@ def test_photo(h: int, w: int):
     return np.clip(img, 0, 1).astype(np.float32)
 
 
-def psnr(a, b) -> float:
-    import numpy as np
-
-    mse = float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
-    return math.inf if mse == 0 else 10 * math.log10(1 / mse)
-
 
 def sweep(args) -> None:
     import numpy as np
@@ -82,7 +75,7 @@ def sweep(args) -> None:
             t = time.perf_counter()
             out, dmap = d.deblur(rgb, return_defocus=True, plan=plan)
             seconds = time.perf_counter() - t
-            p = psnr(out, ref)
+            p = M.psnr(out, ref)
             rel = float(np.sqrt(np.mean((dmap - ref_map) ** 2)) / max(np.sqrt(np.mean(ref_map ** 2)), 1e-12))
             records.append({"overlap": overlap, "margin": margin, "tile": list(plan.tile), "tiles": plan.num_tiles,
                             "psnr": p, "max_abs": float(np.abs(out - ref).max()), "defocus_rel_rms": rel,
@@ -138,7 +131,7 @@ def memory(args) -> None:
                     "--threads", str(args.threads)] + ([] if budget is None else ["--budget", budget])
             r = M.run_child(argv)
             outputs[label] = np.load(save)
-            p = psnr(outputs[label], outputs["unlimited"])
+            p = M.psnr(outputs[label], outputs["unlimited"])
             r.update(budget=label, psnr_vs_whole=p)
             records.append(r)
             heap = "heap" if "allocation: heap" in r["plan"] else "default"

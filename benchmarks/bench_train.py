@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import resource
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _measure as M  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -82,7 +83,6 @@ def main() -> None:
                                   text=True, check=True)
             samples[case].append(json.loads(proc.stdout.strip().splitlines()[-1]))
 
-    import torch
 
     rows = []
     for case, runs in samples.items():
@@ -98,10 +98,7 @@ def main() -> None:
     for r in rows:
         print(f"{r['model']:<10} {r['crop']:>5} {r['batch']:>5} {r['layout']:<14} {r['step_s']:>8.3f} "
               f"{r['steps_per_s']:>8.3f} {r['samples_per_s']:>7.2f} {r['peak_mb']:>8.0f}")
-    meta = {"date": time.strftime("%Y-%m-%d %H:%M"), "python": platform.python_version(),
-            "torch": torch.__version__, "cpu": platform.processor() or platform.machine(),
-            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "threads": args.threads,
-            "rounds": args.rounds, "timed_steps": args.steps, "load_average_1min": os.getloadavg()[0]}
+    meta = {**M.machine(), "threads": args.threads, "rounds": args.rounds, "timed_steps": args.steps}
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
     print(f"\nwrote {args.json}")

@@ -14,9 +14,11 @@ import torch
 
 from ifan.apps.cli import main as cli_main
 from ifan.data import DatasetError
-from ifan.models.zoo import load_model
+from ifan.models.reblur import ReblurNet
+from ifan.models.zoo import create_model, load_model
 from ifan.train.config import ConfigError, TrainConfig, from_dict, load_config
-from ifan.train.trainer import lr_at, train
+from ifan.train.losses import LossWeights
+from ifan.train.trainer import TrainingModule, build_optimizer, lr_at, train
 
 from helpers import make_dpdd
 
@@ -75,35 +77,48 @@ def test_unknown_keys_and_wrong_types_are_named(tmp_path):
     assert cfg.train.steps == 12 and cfg.train.betas == [0.8, 0.99] and cfg.data.val_count is None
 
 
-def test_radam_matches_torch_optimizer_update_rule():
-    """torch.optim.RAdam(decoupled_weight_decay=True) is torch-optimizer's RAdam (restated here)."""
-    torch.manual_seed(0)
-    p = torch.randn(5, requires_grad=True)
-    ref = p.detach().clone()
-    opt = torch.optim.RAdam([p], lr=1e-2, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01,
-                            decoupled_weight_decay=True)
-    m, v = torch.zeros(5), torch.zeros(5)
-    b1, b2, lr, wd = 0.9, 0.999, 1e-2, 0.01
-    n_max = 2 / (1 - b2) - 1
-    for t in range(1, 12):
-        g = torch.randn(5)
-        p.grad = g.clone()
-        opt.step()
-        m, v = b1 * m + (1 - b1) * g, b2 * v + (1 - b2) * g * g
-        n_sma = n_max - 2 * t * b2**t / (1 - b2**t)
-        ref = ref - wd * lr * ref
-        if n_sma >= 5:
-            r = math.sqrt((1 - b2**t) * (n_sma - 4) / (n_max - 4) * (n_sma - 2) / n_sma * n_max / (n_max - 2))
-            ref = ref - lr * r / (1 - b1**t) * m / (v.sqrt() + 1e-8)
-        else:
-            ref = ref - lr / (1 - b1**t) * m
-        torch.testing.assert_close(p.detach(), ref, atol=1e-7, rtol=1e-6)
+def test_optimizer_is_the_recipes_radam_over_both_networks():
+    cfg = load_config(ROOT / "configs" / "ifan.yaml")
+    model = create_model("ifan", channels=2, iterations=2, reblur_iterations=2)
+    reblur = ReblurNet(model.config)
+    optimizer = build_optimizer(TrainingModule(model, reblur, LossWeights()), cfg)
+    assert isinstance(optimizer, torch.optim.RAdam) and len(optimizer.param_groups) == 1
+    group = optimizer.param_groups[0]
+    assert (group["lr"], group["betas"], group["eps"], group["weight_decay"]) == (1e-4, (0.9, 0.999), 1e-8, 0.01)
+    expected = [*model.parameters(), *reblur.parameters()]
+    assert len(group["params"]) == len(expected) and {id(q) for q in group["params"]} == {id(q) for q in expected}
+    # decoupled weight decay: with no gradient, the first step only shrinks the weights by lr * weight_decay
+    before = model.filter_head.weight.detach().clone()
+    for q in expected:
+        q.grad = torch.zeros_like(q)
+    optimizer.step()
+    torch.testing.assert_close(model.filter_head.weight.detach(), before * (1 - 1e-4 * 0.01))
+    assert [lr_at(s, cfg) for s in (0, 499_999, 500_000, 550_000)] == [1e-4, 1e-4, 5e-5, 2.5e-5]
+
+
+def test_precision_follows_the_shared_policy(data_root, tmp_path):
+    cfg = from_dict(TrainConfig, tiny_config(data_root, steps=1, precision="fp16"))
+    with pytest.raises(ConfigError, match="train.precision: precision 'fp16' needs a CUDA device"):
+        train(cfg, tmp_path / "run", device="cpu")
+    assert not (tmp_path / "run").exists()
+
+
+def test_validation_images_follow_image_every(data_root, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    raw = tiny_config(data_root, steps=4)
+    raw["log"].update(val_every=1, image_every=2)
+    train(from_dict(TrainConfig, raw), tmp_path / "run", device="cpu")
+    events = EventAccumulator(str(tmp_path / "run" / "tb")).Reload()
+    assert [e.step for e in events.Scalars("val/psnr")] == [1, 2, 3, 4]
+    assert [e.step for e in events.Images("val/input_output_target_defocus")] == [2, 4]
 
 
 def _weights(path: Path) -> dict:
     return load_model(path).state_dict()
 
 
+@pytest.mark.slow
 def test_killed_and_resumed_run_ends_bit_identical(data_root, tmp_path):
     cfg = from_dict(TrainConfig, tiny_config(data_root))
     straight = train(cfg, tmp_path / "straight", device="cpu")
@@ -177,6 +192,7 @@ def test_cli_train_resume_and_overrides(data_root, tmp_path, capsys):
     assert cli_main(["train", str(tmp_path / "nope.yaml")]) == 1
 
 
+@pytest.mark.slow
 def test_two_processes_with_gloo_stay_identical_and_match_one_process(data_root, tmp_path):
     raw = tiny_config(data_root, steps=3, batch_size=4)
     raw["log"].update(val_every=100)

@@ -1,7 +1,7 @@
 """The paper's training augmentations, applied with the same random draws to every view.
 
-A sample is a dict of float32 HWC arrays in [0, 1] (``c``, ``gt``, and optionally ``l``,
-``r``). In the official order:
+A sample is a dict of float32 HWC arrays in [0, 1] keyed by :data:`ifan.data.datasets.VIEWS`
+(``c``, ``gt``, and optionally ``l``, ``r``). In the official order:
 
 1. noise (p 0.05): one zero-mean Gaussian field, sigma uniform in [sqrt(0.001), sqrt(0.005)],
    added to every view, the target included (as the official loader does), then clipped;
@@ -22,8 +22,6 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-
-VIEW_KEYS = ("c", "gt", "l", "r")
 
 
 @dataclass(frozen=True)

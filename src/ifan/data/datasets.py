@@ -37,7 +37,7 @@ from torch.utils.data import Dataset
 from ifan.data.augment import AugmentConfig, augment
 from ifan.io import READ_SUFFIXES, ImageReadError, read_image
 
-VIEWS = ("c", "gt", "l", "r")
+VIEWS = ("c", "gt", "l", "r")  # blurry centre, all-in-focus target, left and right dual-pixel views
 
 
 class DatasetError(ValueError):

@@ -78,7 +78,11 @@ class InitConfig:
 
 @dataclass
 class LogConfig:
-    """How often to log, validate and checkpoint (in steps)."""
+    """How often to log, validate and checkpoint (in steps).
+
+    ``image_every``: log the validation image grid at validations whose step is a multiple of it
+    (None: at every validation).
+    """
 
     log_every: int = 50
     val_every: int = 2000

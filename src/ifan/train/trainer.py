@@ -51,9 +51,11 @@ class TrainingModule(nn.Module):
         return ifan_losses(out, gt, c, r, l, self.reblur, self.weights)
 
 
-def build_optimizer(params: list[nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:
-    """The paper's optimiser: RAdam with decoupled weight decay (torch-optimizer's RAdam, which the
+def build_optimizer(module: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """The paper's optimiser over every trainable parameter of ``module`` (the deblurring and the
+    reblurring network): RAdam with decoupled weight decay (torch-optimizer's RAdam, which the
     official code uses) and the recipe's learning rate, betas, eps and weight decay."""
+    params = [p for p in module.parameters() if p.requires_grad]
     return torch.optim.RAdam(params, lr=cfg.train.lr, betas=tuple(cfg.train.betas), eps=cfg.train.eps,
                              weight_decay=cfg.train.weight_decay, decoupled_weight_decay=True)
 
@@ -215,8 +217,8 @@ def _train(cfg: TrainConfig, run_dir: Path, resume: bool, stop_after: int | None
     module = TrainingModule(model, reblur, weights).to(dev)
     memory_format = torch.channels_last if cfg.train.channels_last else torch.contiguous_format
     module = module.to(memory_format=memory_format)
-    params = [p for p in module.parameters() if p.requires_grad]
-    optimizer = build_optimizer(params, cfg)
+    optimizer = build_optimizer(module, cfg)
+    params = optimizer.param_groups[0]["params"]
     scaler = torch.amp.GradScaler(dev.type, enabled=autocast_dtype is torch.float16)
 
     step, best_psnr, elapsed = 0, None, 0.0
@@ -315,7 +317,8 @@ def _train(cfg: TrainConfig, run_dir: Path, resume: bool, stop_after: int | None
                     if writer is not None:
                         writer.add_scalar("val/psnr", result["psnr"], step)
                         writer.add_scalar("val/psnr_input", result["psnr_input"], step)
-                        writer.add_image("val/input_output_target_disparity", result["grid"], step)
+                        if cfg.log.image_every is None or step % cfg.log.image_every == 0:
+                            writer.add_image("val/input_output_target_defocus", result["grid"], step)
                     if best_psnr is None or result["psnr"] > best_psnr:
                         best_psnr = result["psnr"]
                         export(run_dir / "best.safetensors", step=str(step), val_psnr=f"{best_psnr:.4f}")
