@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ifan.inference.runtime import resolve_precision
+from ifan.inference.runtime import check_device_name, resolve_precision
 
 
 def test_precision_policy(monkeypatch):
@@ -22,3 +22,20 @@ def test_precision_policy(monkeypatch):
     monkeypatch.setattr("ifan.inference.runtime.cpu_has_native_bf16", lambda: True)
     assert resolve_precision("auto", cpu) is torch.bfloat16
     assert resolve_precision("auto", torch.device("cuda")) is torch.float16
+
+
+def test_auto_is_the_default_and_resolves_per_device(monkeypatch):
+    from ifan import Deblurrer, create_model
+
+    monkeypatch.setattr("ifan.inference.runtime.cpu_has_native_bf16", lambda: True)
+    deblurrer = Deblurrer(create_model("ifan", channels=2, iterations=2), device="cpu")
+    assert deblurrer.precision == "auto" and deblurrer.autocast_dtype is torch.bfloat16
+    assert "precision=auto (torch.bfloat16 autocast)" in deblurrer.describe()
+
+
+def test_device_names():
+    for name in ("auto", "cpu", "cuda", "cuda:1"):
+        assert check_device_name(name) == name
+    for bad in ("gpu", "cuda:", "CPU", "mps"):
+        with pytest.raises(ValueError, match="auto \\(CUDA if available\\), cpu, cuda or cuda:N"):
+            check_device_name(bad)

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 PRECISIONS = frozenset({"fp32", "auto", "bf16", "fp16"})
-DEFAULT_PRECISION = "fp32"  # "auto" once the bf16 guard is in place
+DEFAULT_PRECISION = "auto"
 DEVICE_HELP = "auto (CUDA if available), cpu, cuda or cuda:N"
 _DEVICE_NAME = re.compile(r"auto|cpu|cuda(:\d+)?")
 _BF16_FLAGS = ("avx512_bf16", "amx_bf16")
