@@ -3,6 +3,7 @@
 
     python3 dev.py demo     # deblur the bundled example with the bundled model -> outputs/demo/
     python3 dev.py test     # run the test suite
+    python3 dev.py quick    # the test suite without the tests marked slow (a minute or less)
 
 Both create `.venv` in the repository root if it is absent and install into it:
 torch first (the CPU build ``torch==2.13.0`` unless ``IFAN_TORCH`` names another
@@ -28,6 +29,7 @@ JOBS = {
     # job: (extras to install, command run inside the venv)
     "demo": ("", ["ifan", "demo", "--out", "outputs/demo"]),
     "test": ("test", ["python", "-m", "pytest", "-q"]),
+    "quick": ("test", ["python", "-m", "pytest", "-q", "-m", "not slow"]),
 }
 
 

@@ -8,22 +8,18 @@ optional Gaussian noise and 8-bit quantisation.
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 
 from ifan.evaluate import baselines as B
+
+from helpers import psnr
 
 data = pytest.importorskip("skimage.data")
 signal = pytest.importorskip("scipy.signal")
 ndimage = pytest.importorskip("scipy.ndimage")
 
 SIZE = 256
-
-
-def _psnr(a, b) -> float:
-    return float(10 * np.log10(1.0 / np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2)))
 
 
 def _hard_disc(r: float) -> np.ndarray:
@@ -75,22 +71,22 @@ def test_estimates_radius_and_improves_psnr(photos, name, radius, noise, min_gai
     blurred, sharp = _blurred(photos[name], radius, noise)
     restored, est = B.wiener_deblur(blurred)
     assert abs(est - radius) <= 1.0, f"estimated {est:.2f} for a disc of radius {radius}"
-    gain = _psnr(restored, sharp) - _psnr(blurred, sharp)
+    gain = psnr(restored, sharp) - psnr(blurred, sharp)
     assert gain >= min_gain, f"PSNR gain {gain:.2f} dB"
     # the border strip improves too (mirror extension, no wrap-around ringing)
     strip = np.zeros(blurred.shape[:2], bool)
     strip[:16], strip[-16:], strip[:, :16], strip[:, -16:] = True, True, True, True
-    assert _psnr(restored[strip], sharp[strip]) > _psnr(blurred[strip], sharp[strip])
+    assert psnr(restored[strip], sharp[strip]) > psnr(blurred[strip], sharp[strip])
 
 
 def test_given_radius_is_used(photos):
     blurred, sharp = _blurred(photos["coffee"], 6)
     restored, r = B.wiener_deblur(blurred, radius=6.0)
     assert r == 6.0
-    assert _psnr(restored, sharp) > _psnr(blurred, sharp) + 2.0
+    assert psnr(restored, sharp) > psnr(blurred, sharp) + 2.0
     # a badly wrong radius does worse than the right one
     wrong, _ = B.wiener_deblur(blurred, radius=2.0)
-    assert _psnr(wrong, sharp) < _psnr(restored, sharp)
+    assert psnr(wrong, sharp) < psnr(restored, sharp)
 
 
 @pytest.mark.parametrize("name", ["astronaut", "chelsea", "motorcycle"])
@@ -182,11 +178,10 @@ def test_registry(photos):
         B.get_baseline("deblurgan")
 
 
-def test_runtime_512(photos):
-    img = photos["astronaut"].astype(np.float32)  # 512 x 512 x 3
+def test_full_size_photo_radius(photos):
+    """A whole 512x512 photo (its speed is benchmarks/bench_baselines.py's, not a test's)."""
+    img = photos["astronaut"].astype(np.float32)
     blurred = np.stack([ndimage.convolve(img[..., c], _hard_disc(5), mode="reflect") for c in range(3)], -1)
-    start = time.perf_counter()
-    _, r = B.wiener_deblur(blurred)
-    elapsed = time.perf_counter() - start
+    restored, r = B.wiener_deblur(blurred)
     assert abs(r - 5) <= 1.0
-    assert elapsed < 5.0  # about 0.5 s on 2 quiet cores; generous for a shared machine
+    assert psnr(restored, img) > psnr(blurred, img) + 1.0

@@ -24,6 +24,7 @@ def tiny():
     return create_model("ifan", channels=2, iterations=2).eval()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("form", ["separable", "official"])
 def test_export_matches_pytorch_at_another_size(tmp_path, form):
     torch.manual_seed(0)
@@ -41,6 +42,7 @@ def test_export_matches_pytorch_at_another_size(tmp_path, form):
     np.testing.assert_allclose(disparity, ref_disp.numpy(), atol=1e-4)
 
 
+@pytest.mark.slow
 def test_cli_export_from_a_weights_file(tmp_path, tiny, capsys):
     weights = save_weights(tmp_path / "tiny.safetensors", tiny.config, tiny.state_dict())
     code = main(["export", str(weights), "--onnx", str(tmp_path / "out.onnx"), "--height", "32", "--width", "32"])

@@ -76,6 +76,7 @@ def test_forms_differ_and_official_ignores_kernel2():
     assert not torch.allclose(iac(x, changed, n, k, form="separable"), iac(x, filters, n, k, form="separable"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("form", FORMS)
 @pytest.mark.parametrize("k", [1, 3, 5])
 def test_gradcheck_float64(form, k):

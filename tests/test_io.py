@@ -89,10 +89,13 @@ def test_cmyk_jpeg_becomes_rgb(tmp_path):
 
 def test_palette_with_transparency(tmp_path):
     pil = PILImage.fromarray((gradient() * 255).astype(np.uint8)).convert("P")
+    index = np.asarray(pil)
     path = tmp_path / "p.png"
-    pil.save(path, transparency=0)
+    pil.save(path, transparency=int(index[0, 0]))  # one palette entry is transparent
     img = read_image(path)
-    assert img.alpha is not None and img.rgb.shape == (23, 37, 3)
+    assert img.rgb.shape == (23, 37, 3)
+    np.testing.assert_array_equal(img.alpha, (index != index[0, 0]).astype(np.float32))
+    assert 0 < (img.alpha == 0).sum() < img.alpha.size  # some pixels, not all
 
 
 def test_bad_files_raise_clear_errors(tmp_path):

@@ -47,6 +47,7 @@ print(*counts)
 """
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(memory._LIBC is None, reason="glibc only")
 def test_heap_allocation_reuses_freed_blocks_without_page_faults():
     # in a fresh process: how glibc serves a block depends on the allocation history

@@ -138,6 +138,7 @@ def _check_against_reference(model, reblur, state, inputs):
             assert_matches(reblur(gt, train.filters), ref["SB"], "SB")
 
 
+@pytest.mark.slow
 def test_default_config_official_checkpoint_direct(default_checkpoint, default_inputs):
     model, reblur = load_model(default_checkpoint), load_reblur_net(default_checkpoint)
     assert model.config.iac_form == "official"
@@ -147,6 +148,7 @@ def test_default_config_official_checkpoint_direct(default_checkpoint, default_i
     _check_against_reference(model, reblur, torch.load(default_checkpoint, weights_only=True), default_inputs)
 
 
+@pytest.mark.slow
 def test_default_config_through_convert(default_checkpoint, default_inputs, tmp_path):
     dst = tmp_path / "ifan.safetensors"
     assert cli_main(["convert", str(default_checkpoint), str(dst)]) == 0

@@ -37,6 +37,8 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--
                  "--disable-default-apps", "--disable-quic"]
 MAX_PIXELS = 4000  # the server's --max-pixels: 64x48 passes, 80x64 is refused
 
+pytestmark = pytest.mark.slow  # a server process and a browser
+
 
 def chromium_executable() -> str | None:
     """``IFAN_CHROMIUM``, else the first Chromium or Chrome on PATH."""

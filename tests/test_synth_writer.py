@@ -127,6 +127,7 @@ def test_a_crash_inside_a_sample_leaves_it_incomplete_and_the_next_run_completes
     assert not list(tmp_path.rglob("*.tmp"))
 
 
+@pytest.mark.slow
 def test_same_seed_gives_identical_files_whatever_the_worker_count(tmp_path):
     write_dataset(tmp_path / "one", {"train": 3}, CONFIG, seed=5, workers=1, progress=False)
     write_dataset(tmp_path / "two", {"train": 3}, CONFIG, seed=5, workers=2, progress=False)

@@ -37,6 +37,11 @@ def colorize_defocus(defocus: np.ndarray, vmax: float | None = None) -> tuple[np
 
     Returns:
         The colour image and the ``vmax`` used.
+
+    Example:
+        >>> rgb, vmax = colorize_defocus(np.array([[0.0, -2.0], [1.0, 4.0]]), vmax=4.0)
+        >>> rgb.shape, vmax, bool(rgb[1, 1].mean() > rgb[0, 0].mean())
+        ((2, 2, 3), 4.0, True)
     """
     mag = np.abs(np.asarray(defocus, dtype=np.float32))
     if vmax is None:

@@ -79,6 +79,7 @@ class Deblurrer:
             it lasts).
 
     Example:
+        >>> import numpy as np
         >>> from ifan import create_model
         >>> deblurrer = Deblurrer(create_model("ifan", channels=2, iterations=2), device="cpu")
         >>> deblurrer.deblur(np.zeros((37, 53, 3), np.uint8)).shape

@@ -95,6 +95,10 @@ def parse_size(text: str | int) -> int:
 
     Raises:
         ValueError: not a positive size.
+
+    Example:
+        >>> parse_size("4G"), parse_size("4GB"), format_bytes(parse_size("1.5K"))
+        (4294967296, 4000000000, '1.50 KiB')
     """
     if isinstance(text, int):
         value = text
