@@ -18,6 +18,7 @@ from ifan.models.reblur import ReblurNet
 from ifan.models.zoo import create_model, load_model
 from ifan.train.config import ConfigError, TrainConfig, from_dict, load_config
 from ifan.train.losses import LossWeights
+from ifan.train.run import resolve_run, save_config
 from ifan.train.trainer import TrainingModule, build_optimizer, lr_at, train
 
 from helpers import make_dpdd
@@ -94,6 +95,24 @@ def test_optimizer_is_the_recipes_radam_over_both_networks():
     optimizer.step()
     torch.testing.assert_close(model.filter_head.weight.detach(), before * (1 - 1e-4 * 0.01))
     assert [lr_at(s, cfg) for s in (0, 499_999, 500_000, 550_000)] == [1e-4, 1e-4, 5e-5, 2.5e-5]
+
+
+def test_run_folder_policy(data_root, tmp_path):
+    import yaml
+
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(yaml.safe_dump(tiny_config(data_root)))
+    new = resolve_run(recipe)
+    assert new.run_dir.parent == Path("runs") and new.run_dir.name.startswith("tiny-") and not new.resume
+    assert resolve_run(recipe, out=tmp_path / "run").run_dir == tmp_path / "run"
+    with pytest.raises(ConfigError, match="give a recipe"):
+        resolve_run()
+    with pytest.raises(ConfigError, match="is not a run folder"):
+        resolve_run(resume=tmp_path)
+    save_config(tmp_path / "run", new.config)
+    resumed = resolve_run(recipe, resume=tmp_path / "run", overrides=["train.steps=9"])
+    assert resumed.resume and resumed.run_dir == tmp_path / "run" and resumed.config.train.steps == 9
+    assert resumed.notes == (f"resuming {tmp_path / 'run'} with its saved config.yaml; {recipe} is ignored",)
 
 
 def test_precision_follows_the_shared_policy(data_root, tmp_path):

@@ -227,10 +227,10 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from ifan.train.run import start_run
+    from ifan.train.run import resolve_run
     from ifan.train.trainer import train
 
-    run = start_run(args.config, args.output, args.resume, args.set)
+    run = resolve_run(args.config, args.output, args.resume, args.set)
     for note in run.notes:
         print(f"note: {note}", file=sys.stderr)
     result = train(run.config, run.run_dir, resume=run.resume, stop_after=args.stop_after, device=args.device)

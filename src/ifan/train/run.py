@@ -9,7 +9,7 @@ Run folder::
     RUN_DIR/metrics.jsonl                 training losses and validation results, one JSON row each
     RUN_DIR/tb/                           TensorBoard events
 
-:func:`start_run` is the policy ``ifan train`` follows: a new run of a recipe goes into the
+:func:`resolve_run` is the policy ``ifan train`` follows: a new run of a recipe goes into the
 folder given (default ``runs/RECIPE-TIMESTAMP``); ``resume`` continues a folder with the recipe
 saved in it. :func:`check_run_dir` refuses to start a new run over an existing one.
 """
@@ -32,7 +32,7 @@ RUNS_DIR = Path("runs")
 
 
 @dataclass(frozen=True)
-class RunStart:
+class RunSpec:
     """What a call of :func:`ifan.train.trainer.train` gets: the recipe, the folder, resume or not.
 
     Attributes:
@@ -45,8 +45,8 @@ class RunStart:
     notes: tuple[str, ...] = field(default=())
 
 
-def start_run(recipe: str | os.PathLike | None = None, out: str | os.PathLike | None = None,
-              resume: str | os.PathLike | None = None, overrides: list[str] | tuple[str, ...] = ()) -> RunStart:
+def resolve_run(recipe: str | os.PathLike | None = None, out: str | os.PathLike | None = None,
+                resume: str | os.PathLike | None = None, overrides: list[str] | tuple[str, ...] = ()) -> RunSpec:
     """Resolve the recipe and folder of a training run.
 
     Args:
@@ -64,13 +64,13 @@ def start_run(recipe: str | os.PathLike | None = None, out: str | os.PathLike | 
         if not saved.is_file():
             raise ConfigError(f"{run_dir} is not a run folder (no {CONFIG_FILE})")
         notes = (f"resuming {run_dir} with its saved {CONFIG_FILE}; {recipe} is ignored",) if recipe else ()
-        return RunStart(load_config(saved, overrides), run_dir, resume=True, notes=notes)
+        return RunSpec(load_config(saved, overrides), run_dir, resume=True, notes=notes)
     if recipe is None:
         raise ConfigError("give a recipe (e.g. configs/ifan-lite-cpu.yaml) or --resume RUN_DIR")
     config = load_config(recipe, overrides)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     run_dir = Path(out) if out is not None else RUNS_DIR / f"{Path(recipe).stem}-{stamp}"
-    return RunStart(config, run_dir, resume=False)
+    return RunSpec(config, run_dir, resume=False)
 
 
 def check_run_dir(run_dir: Path, resume: bool) -> Path | None:
