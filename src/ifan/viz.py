@@ -17,6 +17,10 @@ import os
 from pathlib import Path
 
 import numpy as np
+from PIL import Image, ImageDraw
+
+from ifan.fileutil import atomic_write
+from ifan.io import write_image
 
 # ----------------------------------------------------------------------------------------------
 # Defocus maps
@@ -62,9 +66,6 @@ def encode_defocus_16bit(defocus: np.ndarray) -> np.ndarray:
 def save_defocus(path: str | os.PathLike, defocus: np.ndarray, kind: str = "color") -> Path:
     """Write a defocus map atomically: ``"color"`` (8-bit PNG), ``"npy"`` (float32) or ``"png16"``
     (16-bit grey PNG, see :func:`encode_defocus_16bit`)."""
-    from ifan.fileutil import atomic_write
-    from ifan.io import write_image
-
     if kind == "color":
         rgb, _ = colorize_defocus(defocus)
         return write_image(path, rgb, bit_depth=8)
@@ -100,8 +101,6 @@ def captioned_row(panels: list[tuple[str, np.ndarray]]) -> np.ndarray:
 
     Returns ``(CAPTION_PX + max H, sum W + gaps, 3)`` float32 on a white background.
     """
-    from PIL import Image, ImageDraw
-
     h = max(p.shape[0] for _, p in panels)
     tiles = []
     for label, img in panels:
@@ -177,8 +176,6 @@ def _nice_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
 def _panel(title: str, series: dict[str, tuple[list[float], list[float]]], x_max: float, log_y: bool,
            y_label: str, secondary: tuple[str, list[float], list[float]] | None = None) -> np.ndarray:
     """One chart, ``(PANEL_H, PANEL_W, 3)`` uint8: lines of ``series`` (name -> (x, y)) with a legend."""
-    from PIL import Image, ImageDraw
-
     img = Image.new("RGB", (PANEL_W, PANEL_H), "white")
     draw = ImageDraw.Draw(img)
     x0, x1, y0, y1 = MARGIN_L, PANEL_W - MARGIN_R, PANEL_H - MARGIN_B, MARGIN_T
