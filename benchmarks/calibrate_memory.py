@@ -6,7 +6,8 @@ against ch.
     PYTHONPATH=src python benchmarks/calibrate_memory.py [--sizes 256x256 512x768 720x1280]
 
 With ``--cpu-heap 1`` the heap allocation mode is measured instead (its estimate includes
-HEAP_MEMORY_FACTOR). Prints a table and writes benchmarks/results/calibrate_memory_<mmap|heap>.json.
+HEAP_MEMORY_FACTOR); ``--precision bf16`` measures bf16 autocast (on a CPU with native bf16). Prints a
+table and writes benchmarks/results/calibrate_memory_<mmap|heap>[_<precision>].json.
 """
 
 from __future__ import annotations
@@ -105,7 +106,8 @@ def main() -> None:
     mode = "heap" if args.cpu_heap else "mmap"
     worst = max(r["increase"] / r["estimate"] for r in records if "increase" in r)
     print(f"allocation mode {mode}: largest measured / estimated = {worst:.2f}")
-    M.write_json(f"calibrate_memory_{mode}.json", {"machine": M.machine(), "precision": args.precision,
+    tag = "" if args.precision == "fp32" else f"_{args.precision}"
+    M.write_json(f"calibrate_memory_{mode}{tag}.json", {"machine": M.machine(), "precision": args.precision,
                                            "allocation": mode, "worst_measured_over_estimate": worst,
                                            "defocus": args.defocus, "records": records, "table": table})
 
