@@ -209,3 +209,39 @@ def test_memory_budget_too_small_fails_that_file_only(tmp_path, weights, capsys)
     src = write_image(tmp_path / "p.png", pattern(64, 64))
     code, err = run(["deblur", str(src), "--model", weights, "--max-memory", "1M", "-q"], capsys)
     assert code == 1 and "memory budget" in err and "too small" in err
+
+
+def test_the_file_loop_reports_each_step_to_its_listener(tmp_path, weights):
+    from ifan.apps.files import Listener, OutputOptions, deblur_files
+    from ifan.inference import Deblurrer
+
+    class Recorder(Listener):
+        def __init__(self):
+            self.events = []
+
+        def started(self, item, index, total):
+            self.events.append(("started", item.path.name, index, total))
+
+        def planned(self, item, plan):
+            self.events.append(("planned", plan.num_tiles))
+
+        def tile(self, done, total):
+            self.events.append(("tile", done, total))
+
+        def result(self, item, image, deblurred, defocus):
+            self.events.append(("result", deblurred.shape, defocus.shape))
+
+        def finished(self, report):
+            self.events.append(("finished", report.status))
+
+    good = write_image(tmp_path / "a.png", pattern(16, 24))
+    (tmp_path / "b.png").write_bytes(b"broken")
+    recorder = Recorder()
+    items = collect_inputs([good, tmp_path / "b.png"]).files
+    counts = deblur_files(Deblurrer.from_pretrained(weights, device="cpu"), items,
+                          OutputOptions(defocus_map=True), listener=recorder)
+    assert (counts.done, counts.skipped, counts.failed) == (1, 0, 1) and str(counts) == "1 deblurred, 0 skipped, 1 failed"
+    assert recorder.events == [("started", "a.png", 0, 2), ("planned", 1), ("tile", 1, 1),
+                               ("result", (16, 24, 3), (16, 24)), ("finished", "done"),
+                               ("started", "b.png", 1, 2), ("finished", "failed")]
+    assert (tmp_path / "a_deblurred.png").is_file() and (tmp_path / "a_defocus.png").is_file()
