@@ -151,8 +151,9 @@ def available_ram() -> int | None:
 # 1920x1080. Per config the growth is linear in the padded pixel count: fitted slopes 202/395/773 B per
 # pixel (NHWC) and 223/448/894 B (NCHW) for ch 8/16/32, fixed parts under 30 MiB. The constants below
 # (set from a first, noisier calibration) keep ``_SAFETY * (fixed + (base + per_ch * ch) * pixels)``
-# above every measured point: measured / estimated is at most 0.82. bf16 (not measurable here) reuses
-# the float32 numbers, which over-estimates it.
+# above every measured point: measured / estimated is at most 0.82. bf16 autocast (calibrate_memory.py
+# --precision bf16, on a Zen 4 with native bf16) grows about half as much (378 and 791 B per pixel for
+# ch 32 in the default and heap modes; measured / estimated at most 0.58): it reuses the float32 numbers.
 _PER_PIXEL = {True: (130.0, 21.0), False: (40.0, 29.0)}  # channels_last -> (base, per_ch) bytes/pixel
 _FIXED_BYTES = 64 * 2**20
 _DEFOCUS_BYTES_PER_PIXEL = 8.0  # the upsampled disparity and its scaled copy (float32)
@@ -197,7 +198,8 @@ def memory_model(config: IFANConfig, precision: torch.dtype | None = None, chann
 
     Args:
         config: the network's configuration (only ``channels`` matters to first order).
-        precision: autocast dtype (None = float32).
+        precision: autocast dtype (None = float32); bf16 and fp16 get the float32 model, which
+            over-estimates them (measured: about half, see the calibration notes above).
         channels_last: memory format of the activations.
         device_type: ``"cpu"`` or ``"cuda"`` (CUDA gets a larger safety factor).
     """
