@@ -30,7 +30,8 @@ Modules: :mod:`~ifan.inference.runtime`, :mod:`~ifan.inference.memory`,
 
 from ifan.inference.deblurrer import DeblurResult, Deblurrer, ProgressCallback
 from ifan.inference.memory import MemoryBudgetError, MemoryModel, format_bytes, memory_model, parse_size
-from ifan.inference.runtime import DEFAULT_PRECISION, PRECISIONS, cpu_has_native_bf16, resolve_device, resolve_precision
+from ifan.inference.runtime import (DEFAULT_PRECISION, PRECISIONS, cpu_has_native_bf16, resolve_device,
+                                    resolve_precision)
 from ifan.inference.tiling import DEFAULT_OVERLAP, TilePlan, blend_weights, plan_tiles
 
 __all__ = [

@@ -4,12 +4,13 @@ This is the one inference path: ``ifan deblur``, ``ifan serve``, ``ifan demo``, 
 and training validation all run the network through :meth:`Deblurrer.run` (the dual-pixel
 variant too, with its right and left views tiled like the image).
 
-The defocus map (:func:`defocus_from_disparity`, its one definition) is the network's disparity output (``(B, 1, H/8, W/8)``), upsampled
-bilinearly to the input size and multiplied by 8: the signed horizontal disparity between
-the dual-pixel views the network was trained to predict, in pixels of the input image. Its
-magnitude grows with the blur (0 = in focus); its sign tells on which side of the focal
-plane a point lies (the convention of the training data's left/right views). Without
-dual-pixel supervision (a model trained on images alone) it is only a relative blur cue.
+The defocus map (:func:`defocus_from_disparity`, its one definition) is the network's disparity
+output (``(B, 1, H/8, W/8)``), upsampled bilinearly to the input size and multiplied by 8: the
+signed horizontal disparity between the dual-pixel views the network was trained to predict, in
+pixels of the input image. Its magnitude grows with the blur (0 = in focus); its sign tells on
+which side of the focal plane a point lies (the convention of the training data's left/right
+views). Without dual-pixel supervision (a model trained on images alone) it is only a relative
+blur cue.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from ifan.inference.memory import (_LIBC, HEAP_MEMORY_FACTOR, MemoryBudgetError,
                                    memory_budget, memory_model, parse_size, trim_heap)
 from ifan.inference.runtime import (DEFAULT_PRECISION, autocast, describe_cpu, describe_precision, resolve_device,
                                     resolve_precision)
-from ifan.inference.tiling import DEFAULT_MARGIN, DEFAULT_OVERLAP, TilePlan, blend_weights, pad_to_multiple, plan_tiles
+from ifan.inference.tiling import (DEFAULT_MARGIN, DEFAULT_OVERLAP, TilePlan, blend_weights, pad_to_multiple,
+                                   plan_tiles)
 from ifan.models.ifan import DOWNSCALE, IFAN, IFANConfig
 from ifan.models.zoo import DEFAULT_MODEL
 
@@ -212,8 +214,8 @@ class Deblurrer:
         h, w = rgb.shape[-2:]
         home = rgb.device
         if not plan.tiled:
-            image, disp = self._network(pad_to_multiple(rgb.float()), tuple(pad_to_multiple(v.float()) for v in views),
-                                        defocus)
+            padded_views = tuple(pad_to_multiple(v.float()) for v in views)
+            image, disp = self._network(pad_to_multiple(rgb.float()), padded_views, defocus)
             if progress:
                 progress(1, 1)
             image = image[..., :h, :w].to(home)
