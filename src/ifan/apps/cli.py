@@ -16,9 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 
-# --------------------------------------------------------------------------------------------------
-# shared options
-# --------------------------------------------------------------------------------------------------
+# shared options -----------------------------------------------------------------------------------
 def _device_argument(p: argparse.ArgumentParser, default: str = "auto") -> None:
     from ifan.inference.runtime import DEVICE_HELP, check_device_name
 
@@ -68,9 +66,7 @@ def _load_deblurrer(args: argparse.Namespace, **options):
         return None
 
 
-# --------------------------------------------------------------------------------------------------
-# subcommands
-# --------------------------------------------------------------------------------------------------
+# subcommands --------------------------------------------------------------------------------------
 def _list_models(args: argparse.Namespace) -> int:
     from ifan.models.zoo import MODELS, bundled_weights_path
 
@@ -112,10 +108,10 @@ def _deblur_arguments(p: argparse.ArgumentParser) -> None:
                         "NAME_defocus16.png (uint16 = 32768 + 256 * pixels)")
     p.add_argument("--format", choices=sorted(WRITE_FORMATS), help="output format (default: the input's)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs (never an input)")
-    p.add_argument("--compile", action="store_true", help="torch.compile the network (pays off on many same-size tiles)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the network (pays off on many equal tiles)")
     p.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP,
                    help=f"minimum tile overlap in pixels (default {DEFAULT_OVERLAP})")
-    p.add_argument("--tile", type=int, metavar="PX", help="force square tiles of this side (default: from the memory plan)")
+    p.add_argument("--tile", type=int, metavar="PX", help="force square tiles of this side (default: the memory plan's)")
     p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
                    help=f"refuse larger images as possible decompression bombs (default {DEFAULT_MAX_PIXELS})")
     p.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality (default 95)")
@@ -305,7 +301,7 @@ def _serve_arguments(p: argparse.ArgumentParser) -> None:
     from ifan.inference import DEFAULT_PRECISION
 
     _model_argument(p)
-    p.add_argument("--host", default=DEFAULT_HOST, help=f"address to listen on (default {DEFAULT_HOST}: this machine only)")
+    p.add_argument("--host", default=DEFAULT_HOST, help=f"address to listen on (default {DEFAULT_HOST}: this machine)")
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
     _device_argument(p)
     _precision_argument(p, DEFAULT_PRECISION)
@@ -372,9 +368,7 @@ def _lpips(args: argparse.Namespace) -> int:
     return 0
 
 
-# --------------------------------------------------------------------------------------------------
-# the parser
-# --------------------------------------------------------------------------------------------------
+# the parser ---------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Command:
     """A subcommand: its one-line help, its options and what it runs."""
