@@ -152,7 +152,8 @@ def test_bad_inputs_each_get_one_line_and_the_rest_is_done(tmp_path, weights, ca
     assert code == 1
     lines = [line for line in err.splitlines() if "error" in line]
     for name, why in [("empty.png", "empty file"), ("notes.png", "not a recognised image"),
-                      ("anim.gif", "unsupported format '.gif'"), ("big.png", "decompression-bomb"),
+                      ("anim.gif", "unsupported format '.gif'"),
+                      ("big.png", "64x64 = 0.0041 MP exceeds the limit of 0.001 MP (--max-pixels)"),
                       ("missing.png", "no such file")]:
         assert sum(name in line and why in line for line in lines) == 1, (name, err)
     assert "2 deblurred, 0 skipped, 5 failed" in err
@@ -245,3 +246,96 @@ def test_the_file_loop_reports_each_step_to_its_listener(tmp_path, weights):
                                ("result", (16, 24, 3), (16, 24)), ("finished", "done"),
                                ("started", "b.png", 1, 2), ("finished", "failed")]
     assert (tmp_path / "a_deblurred.png").is_file() and (tmp_path / "a_defocus.png").is_file()
+
+
+def test_a_missing_defocus_map_does_not_let_the_existing_result_be_replaced(tmp_path, weights, capsys):
+    src = write_image(tmp_path / "a.jpg", pattern(16, 16))
+    own = tmp_path / "a_deblurred.jpg"
+    own.write_bytes(b"the user's own file")
+    code, err = run(["deblur", str(src), "--model", weights, "--defocus-map"], capsys)
+    assert code == 0 and own.read_bytes() == b"the user's own file"
+    assert read_image(tmp_path / "a_defocus.png").size == (16, 16)  # the missing output is written
+    assert f"kept the existing {own}" in err and "1 deblurred" in err
+
+
+def test_inputs_that_would_write_one_file_are_refused_naming_each_other(tmp_path, weights, capsys):
+    write_image(tmp_path / "a.jpg", pattern(16, 16))
+    write_image(tmp_path / "a.png", pattern(16, 16, seed=1))
+    write_image(tmp_path / "b.png", pattern(16, 16, seed=2))
+    code, err = run(["deblur", str(tmp_path), "--model", weights, "--defocus-map", "-q"], capsys)
+    assert code == 1 and "1 deblurred, 0 skipped, 2 failed" in err
+    assert f"{tmp_path / 'a.jpg'}: not deblurred: {tmp_path / 'a.png'} would write the same" in err
+    assert f"{tmp_path / 'a.png'}: not deblurred: {tmp_path / 'a.jpg'} would write the same" in err
+    assert not (tmp_path / "a_defocus.png").exists() and not (tmp_path / "a_deblurred.jpg").exists()
+    assert (tmp_path / "b_defocus.png").is_file()
+
+    for d in ("d1", "d2"):
+        write_image(tmp_path / d / "a.jpg", pattern(16, 16, seed=len(d)))
+    flat = tmp_path / "flat"
+    code, err = run(["deblur", str(tmp_path / "d1" / "a.jpg"), str(tmp_path / "d2" / "a.jpg"), "-o", str(flat),
+                     "--model", weights, "--overwrite", "-q"], capsys)
+    assert code == 1 and "0 deblurred, 0 skipped, 2 failed" in err
+    assert f"would write the same {flat / 'a_deblurred.jpg'}" in err and not flat.exists()
+
+
+def test_no_file_is_written_twice_in_one_run(tmp_path, weights):
+    from ifan.apps.files import OutputOptions, deblur_file
+    from ifan.inference import Deblurrer
+
+    deblurrer = Deblurrer.from_pretrained(weights, device="cpu")
+    png = write_image(tmp_path / "a.png", pattern(16, 16))
+    disguised = tmp_path / "a.jpg"  # a 16-bit PNG named .jpg: its result falls back to a_deblurred.png
+    write_image(tmp_path / "deep.png", pattern(16, 16, seed=1), bit_depth=16).rename(disguised)
+    claimed: set[str] = set()
+    first = deblur_file(deblurrer, InputFile(png), OutputOptions(overwrite=True), claimed=claimed)
+    second = deblur_file(deblurrer, InputFile(disguised), OutputOptions(overwrite=True), claimed=claimed)
+    assert first.status == "done" and second.status == "failed"
+    assert "another input of this run wrote it already" in second.message
+    assert read_image(tmp_path / "a_deblurred.png").bit_depth == 8
+
+
+def _counting_scandir(monkeypatch, limit):
+    import os
+
+    real, calls = os.scandir, []
+
+    def scandir(path="."):
+        calls.append(path)
+        if len(calls) > limit:
+            raise RuntimeError(f"more than {limit} folders listed: the walk repeats itself")
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    return calls
+
+
+def test_a_glob_over_symlink_loops_lists_each_real_folder_once(tmp_path, monkeypatch):
+    root = tmp_path / "dir"
+    (root / "sub" / "deep").mkdir(parents=True)
+    write_image(root / "a.jpg", pattern(8, 8))
+    write_image(root / "sub" / "deep" / "b.jpg", pattern(8, 8))
+    (root / "sub" / "up").symlink_to("..")  # two loops back to dir
+    (root / "sub" / "deep" / "top").symlink_to("../..")
+    calls = _counting_scandir(monkeypatch, limit=50)
+    found = collect_inputs([str(root / "**" / "*.jpg")])
+    assert [f.path for f in found.files] == [root / "a.jpg", root / "sub" / "deep" / "b.jpg"]
+    assert all(f.base == root for f in found.files) and not found.errors
+    assert len(calls) <= 2 * 3  # dir, sub, deep: each listed by ** and by *.jpg at most
+
+
+def test_the_default_pixel_limit_is_what_the_memory_of_the_run_holds(tmp_path, weights, monkeypatch):
+    from ifan.apps.files import OutputOptions, deblur_file
+    from ifan.inference import Deblurrer
+
+    deblurrer = Deblurrer.from_pretrained(weights, device="cpu")
+    monkeypatch.setattr(deblurrer, "budget", lambda: 100 * 2**20)  # 100 MiB: 2.18 MP at 48 bytes per pixel
+    big = write_image(tmp_path / "big.png", pattern(1500, 1500))
+    report = deblur_file(deblurrer, InputFile(big))
+    assert report.status == "failed" and report.message == (
+        f"{big}: 1500x1500 = 2.25 MP exceeds the limit of 2.18 MP (what the 100.00 MiB of memory this run may use "
+        "holds at 48 bytes per pixel; --max-memory sets it); raise it with --max-pixels if the file is trusted "
+        "and the memory is there")
+    mid = write_image(tmp_path / "mid.png", pattern(1000, 1000))
+    assert "the limit of 0.874 MP" in deblur_file(deblurrer, InputFile(mid), OutputOptions(defocus_map=True)).message  # 120 B/px
+    assert "(--max-pixels)" in deblur_file(deblurrer, InputFile(mid), OutputOptions(max_pixels=1000)).message
+    assert deblur_file(deblurrer, InputFile(write_image(tmp_path / "small.png", pattern(64, 64)))).status == "done"

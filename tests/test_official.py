@@ -12,10 +12,12 @@ from __future__ import annotations
 from collections import OrderedDict
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from ifan.apps.cli import main as cli_main
+from ifan.io import write_image
 from ifan.models.ifan import IFAN
 from ifan.models.official import CheckpointError, split_official, to_official
 from ifan.evaluate.metrics import crop_hw
@@ -206,7 +208,7 @@ class NotATensor:
 def test_unsafe_or_foreign_files_are_refused(tmp_path):
     pickled = tmp_path / "evil.pth"
     torch.save({"module.Network.conv1_1.0.weight": NotATensor()}, pickled)
-    with pytest.raises(CheckpointError, match="weights_only=True"):
+    with pytest.raises(CheckpointError, match=r"evil\.pth: .*test_official\.NotATensor, refused for safety"):
         load_model(pickled)
     garbage = tmp_path / "garbage.safetensors"
     garbage.write_bytes(b"not a safetensors file")
@@ -214,3 +216,84 @@ def test_unsafe_or_foreign_files_are_refused(tmp_path):
         load_model(garbage)
     with pytest.raises(FileNotFoundError, match="neither a model name"):
         load_model(tmp_path / "missing.pytorch")
+
+
+def _one_line_error(argv, capsys) -> str:
+    assert cli_main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err  # one line, no traceback
+    return err
+
+
+def test_crafted_checkpoints_get_one_line_naming_the_file(official_small_state, tmp_path, capsys):
+    out = str(tmp_path / "out.safetensors")
+    missing = tmp_path / "missing.pytorch"
+    torch.save({k: v for k, v in official_small_state.items() if k != "module.reblurNet.RBF.3.weight"}, missing)
+    err = _one_line_error(["convert", str(missing), out], capsys)
+    assert f"{missing}: missing key" in err and "reblurNet.RBF.3.weight" in err
+
+    listed = tmp_path / "listed.pt"
+    torch.save({"model": {}, "config": [1, 2]}, listed)
+    assert "found dict and list" in _one_line_error(["convert", str(listed), out], capsys)
+
+    empty = tmp_path / "empty.pt"
+    torch.save({"module.Network.conv1_1.0.weight": torch.zeros(0, 3, 3, 3)}, empty)
+    assert "not an IFAN convolution weight" in _one_line_error(["convert", str(empty), out], capsys)
+
+    pickled = tmp_path / "evil.pth"
+    torch.save({"a": NotATensor()}, pickled)
+    photo = write_image(tmp_path / "x.png", np.zeros((8, 8, 3), np.float32))
+    err = _one_line_error(["deblur", str(photo), "--model", str(pickled)], capsys)
+    assert "refused for safety" in err and "weights_only" not in err and "trusted source" not in err
+    assert not (tmp_path / "out.safetensors").exists()
+
+
+def test_a_training_checkpoint_converts_with_its_model_config(tmp_path):
+    from ifan import create_model
+
+    model = create_model("ifan", channels=2, iterations=2)
+    ckpt = tmp_path / "step_000000001.pt"
+    torch.save({"step": 1, "model": model.state_dict(), "config": {"seed": 0, "train": {"lr": 1e-4}},
+                "model_config": model.config.to_dict()}, ckpt)
+    assert read_weights(ckpt).config == model.config
+
+
+_BOUNDED_LOAD = """
+import resource, sys
+import torch  # noqa: F401  (the command imports it before reading weights: not part of the bound)
+from ifan.apps.cli import main
+
+with open("/proc/self/status") as f:  # address space in use now, then at most 512 MiB more
+    used = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize:"))
+resource.setrlimit(resource.RLIMIT_AS, (used + 2**29, resource.RLIM_INFINITY))
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").is_file(), reason="needs Linux /proc for the address-space limit")
+@pytest.mark.parametrize("numbers, command", [({"channels": 4096}, "convert"),
+                                             ({"channels": 256, "iterations": 128}, "deblur")])
+def test_a_tiny_weights_file_cannot_make_the_loader_allocate_a_large_model(tmp_path, numbers, command):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from safetensors.torch import save_file
+
+    from ifan.models.ifan import IFANConfig
+
+    bomb = tmp_path / "bomb.safetensors"
+    config = json.dumps(IFANConfig(**numbers).to_dict())
+    save_file({"feature_extractor.conv1_1.0.bias": torch.zeros(2)}, bomb,
+              metadata={"format": "ifan-weights/1", "config": config})
+    assert bomb.stat().st_size < 1024
+    if command == "convert":
+        argv = ["convert", str(bomb), str(tmp_path / "out.safetensors")]
+    else:
+        argv = ["deblur", str(write_image(tmp_path / "x.png", np.zeros((8, 8, 3), np.float32))), "--model", str(bomb)]
+    run = subprocess.run([sys.executable, "-c", _BOUNDED_LOAD, *argv], capture_output=True, text=True,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert run.returncode == 1 and run.stderr.count("\n") == 1, run.stderr  # one line, no MemoryError
+    assert str(bomb) in run.stderr
+    assert ("at most 256" if numbers["channels"] > 256 else "does not fit the model") in run.stderr

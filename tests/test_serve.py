@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,7 +17,7 @@ from ifan.apps.cli import main
 from ifan.inference import Deblurrer
 from ifan.io import read_image, write_image
 from ifan.models.serialization import save_weights
-from ifan.apps.serve import DeblurService, Limits, RequestGuard, UploadError, is_loopback
+from ifan.apps.serve import DeblurService, Limits, RequestGuard, UploadError, is_loopback, served_file_headers
 
 
 @pytest.fixture(scope="module")
@@ -137,8 +139,9 @@ def test_one_job_at_a_time(service, tmp_path):
     assert most[0] == 1 and len(list(service.jobs.iterdir())) == 3
 
 
-def scope(path="/", host="127.0.0.1:7860"):
-    return {"type": "http", "path": path, "headers": [(b"host", host.encode())]}
+def scope(path="/", host="127.0.0.1:7860", method="GET", kind="http", **headers):
+    pairs = [(b"host", host.encode())] + [(k.replace("_", "-").encode(), v.encode()) for k, v in headers.items()]
+    return {"type": kind, "path": path, "method": method, "headers": pairs}
 
 
 def test_request_guard():
@@ -179,3 +182,103 @@ def test_cli_serves_a_weights_file(model, tmp_path, monkeypatch):
     assert main(argv) == 0
     assert seen == {"label": "tiny.safetensors", "host": "127.0.0.1", "port": 9999, "workdir": None,
                     "limits": Limits(max_upload_bytes=2_000_000, max_pixels=1000)}
+
+
+def test_only_job_folders_it_made_are_ever_deleted(model, tmp_path, monkeypatch):
+    work = tmp_path / "work"
+    theirs = work / "jobs" / "holiday"  # a user's folder where the jobs go, untouched for two hours
+    theirs.mkdir(parents=True)
+    (theirs / "photo.jpg").write_bytes(b"the user's photo")
+    long_ago = time.time() - 7200
+    os.utime(theirs, (long_ago, long_ago))
+    monkeypatch.setattr("ifan.apps.serve.KEEP_SECONDS", 0)  # every earlier job is old at once
+    service = DeblurService(Deblurrer(model, device="cpu"), work)
+    src = write_image(tmp_path / "p.png", pattern(16, 16))
+    first = service.process(src).output.parent
+    second = service.process(src).output.parent
+    assert not first.exists() and second.is_dir()  # its own old job went
+    assert (theirs / "photo.jpg").read_bytes() == b"the user's photo"
+
+
+@pytest.mark.skipif(importlib.util.find_spec("gradio") is None, reason="Gradio is not installed (ifan[demo])")
+@pytest.mark.parametrize("existing", [True, False])
+def test_serve_works_in_a_new_subfolder_of_workdir_and_removes_only_that(model, tmp_path, monkeypatch, existing):
+    import uvicorn
+
+    from ifan.apps.serve import serve
+
+    for key in ("GRADIO_ANALYTICS_ENABLED", "GRADIO_TEMP_DIR", "GRADIO_EXAMPLES_CACHE", "GRADIO_SHARE",
+                "HF_HUB_OFFLINE", "HF_HUB_DISABLE_TELEMETRY"):
+        monkeypatch.delenv(key, raising=False)  # serve() sets them; put them back afterwards
+    workdir = tmp_path / "mine"
+    if existing:
+        (workdir / "jobs" / "old").mkdir(parents=True)
+        (workdir / "jobs" / "old" / "a.png").write_bytes(b"kept")
+        (workdir / "private.png").write_bytes(b"kept")
+    seen = {}
+
+    def run(app, host, port, **kwargs):
+        folder = Path(os.environ["GRADIO_TEMP_DIR"]).parent
+        seen.update(folder=folder, listing=sorted(p.name for p in workdir.iterdir()))
+        (folder / "jobs" / "x").mkdir(parents=True)  # as a job would
+
+    monkeypatch.setattr(uvicorn, "run", run)
+    serve(Deblurrer(model, device="cpu"), "tiny", workdir=workdir)
+    folder = seen["folder"]
+    assert folder.parent == workdir.resolve() and folder.name.startswith("ifan-serve-")
+    assert seen["listing"] == sorted((["jobs", "private.png"] if existing else []) + [folder.name])
+    assert not folder.exists()
+    if existing:
+        assert (workdir / "private.png").read_bytes() == (workdir / "jobs" / "old" / "a.png").read_bytes() == b"kept"
+    else:
+        assert not workdir.exists()  # made for this server, removed with it
+
+
+def test_request_guard_refuses_state_changes_from_other_sites():
+    guard = RequestGuard(None, local_only=True)
+    own = "http://127.0.0.1:7860"
+    allowed = [
+        scope("/gradio_api/upload", method="POST"),  # curl, scripts: no Origin
+        scope("/gradio_api/upload", method="POST", origin=own, sec_fetch_site="same-origin"),
+        scope("/gradio_api/upload", method="POST", host="localhost:7860", origin="http://localhost:7860"),
+        scope("/", sec_fetch_site="cross-site", sec_fetch_mode="navigate"),  # following a link to the page
+        scope("/", sec_fetch_site="none", sec_fetch_mode="navigate"),  # typed in or bookmarked
+        scope("/gradio_api/queue/data", sec_fetch_site="same-origin", sec_fetch_mode="cors"),
+    ]
+    for request in allowed:
+        assert guard.refusal(request) is None, request
+    refused = [
+        ("another origin (https://evil.example)", scope("/gradio_api/upload", method="POST",
+                                                         origin="https://evil.example")),
+        ("another origin (null)", scope("/gradio_api/upload", method="POST", origin="null")),
+        ("another origin (http://127.0.0.1:8000)", scope("/gradio_api/queue/join", method="POST",
+                                                          origin="http://127.0.0.1:8000")),
+        ("another origin (https://evil.example)", scope("/gradio_api/ws", kind="websocket",
+                                                         origin="https://evil.example")),
+        ("another site (Sec-Fetch-Site: cross-site)", scope("/gradio_api/upload", method="POST",
+                                                             sec_fetch_site="cross-site")),
+        ("another site (Sec-Fetch-Site: same-site)",
+         scope("/gradio_api/upload", method="POST", origin="http://localhost:8000", sec_fetch_site="same-site")),
+        ("another site (Sec-Fetch-Site: cross-site)", scope("/gradio_api/file=/tmp/a.png", sec_fetch_site="cross-site",
+                                                             sec_fetch_mode="no-cors")),  # e.g. <img src=...>
+    ]
+    for why, request in refused:
+        assert guard.refusal(request) == f"refused: a request from {why}", request
+
+
+def test_uploads_and_results_are_served_as_images_or_downloads_never_sniffed():
+    def served(content_type, disposition=None):
+        headers = [(b"content-type", content_type.encode()), (b"content-length", b"10")]
+        if disposition:
+            headers.append((b"content-disposition", disposition.encode()))
+        return {k.decode(): v.decode() for k, v in served_file_headers(headers)}
+
+    png = served("image/png", 'inline; filename="a_deblurred.png"')
+    assert png == {"content-type": "image/png", "content-disposition": 'inline; filename="a_deblurred.png"',
+                   "content-length": "10", "x-content-type-options": "nosniff"}
+    for kind in ("text/html; charset=utf-8", "image/svg+xml", "application/xml", "image/tiff", "text/plain"):
+        got = served(kind, 'inline; filename="evil.html"')
+        assert got["content-type"] == "application/octet-stream", kind
+        assert got["content-disposition"] == 'attachment; filename="evil.html"'
+        assert got["x-content-type-options"] == "nosniff"
+    assert served("text/html")["content-disposition"] == "attachment"

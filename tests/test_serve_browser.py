@@ -87,9 +87,14 @@ def server(tmp_path_factory):
     port = _free_port()
     cwd = root / "cwd"
     cwd.mkdir()
+    work = root / "work"  # --workdir: a folder of the user's that already holds files
+    write_image(work / "private.png", pattern(8, 8))
+    old_job = write_image(work / "jobs" / "old" / "photo.png", pattern(8, 8)).parent
+    long_ago = time.time() - 7200
+    os.utime(old_job, (long_ago, long_ago))
     log = root / "server.log"
     cmd = [sys.executable, "-m", "ifan", "serve", "--model", str(weights), "--port", str(port),
-           "--workdir", str(root / "work"), "--max-pixels", str(MAX_PIXELS)]
+           "--workdir", str(work), "--max-pixels", str(MAX_PIXELS)]
     with open(log, "w") as out:
         proc = subprocess.Popen(cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
                                 env=dict(os.environ, OMP_NUM_THREADS="1"))
@@ -105,7 +110,7 @@ def server(tmp_path_factory):
             proc.kill()
             pytest.fail(f"ifan serve did not come up:\n{log.read_text()}")
         time.sleep(0.25)
-    yield Server(url, f"127.0.0.1:{port}", root / "work", cwd, weights)
+    yield Server(url, f"127.0.0.1:{port}", work, cwd, weights)
     proc.terminate()
     proc.wait(timeout=30)
 
@@ -136,16 +141,53 @@ def _call_deblur(server: Server, path: Path) -> str:
         return r.read().decode()
 
 
+def _upload(server: Server, name: str, data: bytes, headers: dict | None = None) -> tuple[int, str]:
+    """POST one file to Gradio's upload route: (status, the path it was stored at or the refusal)."""
+    body = (b"--b\r\nContent-Disposition: form-data; name=\"files\"; filename=\"" + name.encode() +
+            b"\"\r\nContent-Type: application/octet-stream\r\n\r\n" + data + b"\r\n--b--\r\n")
+    request = urllib.request.Request(f"{server.url}gradio_api/upload", data=body, method="POST",
+                                     headers={"Content-Type": "multipart/form-data; boundary=b", **(headers or {})})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as r:
+            return r.status, json.load(r)[0]
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode()
+
+
+def _headers(url: str) -> dict:
+    with urllib.request.urlopen(url, timeout=10) as r:
+        return {k.lower(): v for k, v in r.headers.items()}
+
+
 def test_serves_and_reads_only_its_own_files_for_local_hosts(server, tmp_path):
     assert _status(server.url) == 200
     assert _status(server.url, {"Host": "attacker.example"}) == 403
-    for path in ("/etc/passwd", str(server.weights), str(server.cwd)):
+    for path in ("/etc/passwd", str(server.weights), str(server.cwd), str(server.workdir / "private.png"),
+                 str(server.workdir / "jobs" / "old" / "photo.png")):
         assert _status(f"{server.url}gradio_api/file={path}") == 403
     assert _status(f"{server.url}gradio_api/file=https://example.com/a.png") == 403
     private = write_image(tmp_path / "private.png", pattern(16, 16))  # an image that was never uploaded
     events = _call_deblur(server, private)
     assert "event: error" in events and "not uploaded by a user" in events
-    assert not list(server.workdir.rglob("private*"))
+    assert [p.relative_to(server.workdir) for p in server.workdir.rglob("private*")] == [Path("private.png")]
+
+
+def test_cross_site_uploads_are_refused_and_uploads_come_back_as_images_or_downloads(server):
+    png = (server.workdir / "private.png").read_bytes()
+    evil = {"Origin": "https://evil.example"}
+    assert _upload(server, "a.png", png, evil) == (403, "refused: a request from another origin (https://evil.example)")
+    assert _upload(server, "a.png", png, {"Sec-Fetch-Site": "cross-site"})[0] == 403
+    page = b"<html><script>fetch('/gradio_api/upload')</script></html>"
+    own = {"Origin": server.url.rstrip("/"), "Sec-Fetch-Site": "same-origin"}
+    for name, data in [("page.html", page), ("drawing.svg", b"<svg xmlns='http://www.w3.org/2000/svg'/>")]:
+        status, stored = _upload(server, name, data, own)
+        assert status == 200 and Path(stored).is_relative_to(server.workdir)
+        got = _headers(f"{server.url}gradio_api/file={stored}")
+        assert got["content-type"] == "application/octet-stream" and got["x-content-type-options"] == "nosniff"
+        assert got["content-disposition"].startswith("attachment")
+    status, stored = _upload(server, "photo.png", png)  # curl-like: no Origin
+    got = _headers(f"{server.url}gradio_api/file={stored}")
+    assert status == 200 and got["content-type"] == "image/png" and got["x-content-type-options"] == "nosniff"
 
 
 def test_upload_deblur_and_download_in_chromium(server, browser, tmp_path):
@@ -187,4 +229,5 @@ def test_upload_deblur_and_download_in_chromium(server, browser, tmp_path):
 
     assert hosts == {server.host}  # nothing but this server was asked for anything
     assert not any(server.cwd.iterdir())  # and it wrote nothing outside its working folder
-    assert any(server.workdir.glob("jobs/*/sixteen_deblurred.png"))
+    assert any(server.workdir.glob("ifan-serve-*/jobs/*/sixteen_deblurred.png"))  # in its own subfolder
+    assert (server.workdir / "jobs" / "old" / "photo.png").is_file()  # the user's old folder is still there

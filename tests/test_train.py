@@ -167,7 +167,7 @@ def test_killed_and_resumed_run_ends_bit_identical(data_root, tmp_path):
 def test_refuses_to_overwrite_a_run_and_reports_missing_data(data_root, tmp_path):
     cfg = from_dict(TrainConfig, tiny_config(data_root, steps=1))
     train(cfg, tmp_path / "run", device="cpu")
-    with pytest.raises(ConfigError, match="already holds a run"):
+    with pytest.raises(ConfigError, match="is not empty"):
         train(cfg, tmp_path / "run", device="cpu")
     missing = from_dict(TrainConfig, tiny_config(tmp_path / "nowhere"))
     with pytest.raises(ConfigError, match="does not exist"):
@@ -178,6 +178,66 @@ def test_refuses_to_overwrite_a_run_and_reports_missing_data(data_root, tmp_path
     with pytest.raises(DatasetError, match="train_r/source lacks 1 file"):
         train(from_dict(TrainConfig, tiny_config(tmp_path / "broken")), tmp_path / "run3", device="cpu")
     assert not (tmp_path / "run3").exists()  # nothing written before the data check
+
+
+def test_a_used_run_folder_is_refused_unless_resume_or_force(data_root, tmp_path, capsys):
+    import shutil
+
+    import yaml
+
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(yaml.safe_dump(tiny_config(data_root, steps=3)))
+    run = tmp_path / "run"
+    assert cli_main(["train", str(recipe), "--out", str(run), "--device", "cpu"]) == 0
+    shutil.rmtree(run / "checkpoints")  # a finished run whose checkpoints were deleted
+    files = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    assert {"model.safetensors", "best.safetensors", "config.yaml", "metrics.jsonl"} <= files.keys()
+    capsys.readouterr()
+
+    assert cli_main(["train", str(recipe), "--out", str(run), "--device", "cpu"]) == 1
+    err = capsys.readouterr().err
+    assert f"{run} is not empty" in err and "--resume" in err and "--force" in err and err.count("\n") == 1
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == files  # nothing touched
+    assert cli_main(["train", "--resume", str(run), "--device", "cpu"]) == 1
+    assert f"{run}: no checkpoint to resume from" in capsys.readouterr().err
+    assert cli_main(["train", "--resume", str(run), "--force", "--device", "cpu"]) == 1
+    assert "cannot be combined with --resume" in capsys.readouterr().err
+
+    (run / "notes.txt").write_text("mine")
+    assert cli_main(["train", str(recipe), "--out", str(run), "--force", "--device", "cpu"]) == 0
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if r["kind"] == "train"] == [1, 2, 3]  # the new run's rows only
+    assert (run / "notes.txt").read_text() == "mine"  # --force deletes only what a run writes
+
+
+def test_resume_falls_back_to_the_newest_checkpoint_that_loads(data_root, tmp_path, capsys):
+    cfg = from_dict(TrainConfig, tiny_config(data_root))
+    straight = train(cfg, tmp_path / "straight", device="cpu")
+    run = tmp_path / "run"
+    train(cfg, run, stop_after=4, device="cpu")
+    ckpts = run / "checkpoints"
+    newest = ckpts / "step_000000004.pt"
+    newest.write_bytes(newest.read_bytes()[:1000])  # cut short, as by a full disk
+    stale = [ckpts / ".step_000000005.pt.k3j_x9q2.tmp", run / ".metrics.jsonl.0a1b2c3d.tmp"]
+    for p in stale:
+        p.write_bytes(b"left by kill -9")
+    capsys.readouterr()
+
+    final = train(cfg, run, resume=True, device="cpu")
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "resuming from step_000000003.pt (step 3)" in err
+    assert "step_000000004.pt: cannot read the checkpoint" in err
+    assert final.finished and final.step == 6
+    a, b = _weights(straight.run_dir / "model.safetensors"), _weights(run / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert sorted(p.name for p in ckpts.iterdir()) == \
+        ["step_000000004.pt.unreadable", "step_000000005.pt", "step_000000006.pt"]
+    assert not any(p.exists() for p in stale)
+
+    for name in ("step_000000005.pt", "step_000000006.pt"):
+        (ckpts / name).write_bytes(b"junk")
+    with pytest.raises(ConfigError, match="none of its 2 checkpoints can be read"):
+        train(cfg, run, resume=True, device="cpu")
 
 
 def test_losses_can_be_switched_off_for_data_without_views(tmp_path):

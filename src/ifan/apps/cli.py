@@ -92,7 +92,7 @@ def _convert(args: argparse.Namespace) -> int:
 
 
 def _deblur_arguments(p: argparse.ArgumentParser) -> None:
-    from ifan.apps.files import RAW_KINDS
+    from ifan.apps.files import BYTES_PER_PIXEL, RAW_KINDS
     from ifan.inference import DEFAULT_OVERLAP, DEFAULT_PRECISION
     from ifan.io import DEFAULT_MAX_PIXELS, WRITE_FORMATS
 
@@ -112,8 +112,10 @@ def _deblur_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP,
                    help=f"minimum tile overlap in pixels (default {DEFAULT_OVERLAP})")
     p.add_argument("--tile", type=int, metavar="PX", help="force square tiles of this side (default: the memory plan's)")
-    p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
-                   help=f"refuse larger images as possible decompression bombs (default {DEFAULT_MAX_PIXELS})")
+    p.add_argument("--max-pixels", type=int,
+                   help="refuse larger images (default: what the memory of the run holds at "
+                        f"{BYTES_PER_PIXEL[False]} bytes per pixel, {BYTES_PER_PIXEL[True]} with defocus maps; at "
+                        f"most {DEFAULT_MAX_PIXELS}, a decompression-bomb guard)")
     p.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality (default 95)")
     p.add_argument("-v", "--verbose", action="store_true", help="show the device, precision and each memory plan")
     p.add_argument("-q", "--quiet", action="store_true", help="only errors and the summary")
@@ -216,8 +218,11 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", nargs="?", help="recipe, e.g. configs/ifan.yaml or configs/ifan-lite-cpu.yaml")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a recipe value, e.g. --set train.steps=1000 (repeatable)")
-    _output_argument(p, "--out", help="run folder (default: runs/RECIPE-TIMESTAMP)")
+    _output_argument(p, "--out", help="run folder, new or empty (default: runs/RECIPE-TIMESTAMP)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
+    p.add_argument("--force", action="store_true",
+                   help="start a new run in an -o folder that holds one: its checkpoints, config, metrics, "
+                        "TensorBoard logs and weights are deleted first")
     p.add_argument("--stop-after", type=int, metavar="N", help="stop with a checkpoint after N steps of this call")
     _device_argument(p)
 
@@ -229,7 +234,8 @@ def _train(args: argparse.Namespace) -> int:
     run = resolve_run(args.config, args.output, args.resume, args.set)
     for note in run.notes:
         print(f"note: {note}", file=sys.stderr)
-    result = train(run.config, run.run_dir, resume=run.resume, stop_after=args.stop_after, device=args.device)
+    result = train(run.config, run.run_dir, resume=run.resume, stop_after=args.stop_after, device=args.device,
+                   force=args.force)
     if result.finished:
         print(f"finished {result.step} steps; weights: {run.run_dir / 'model.safetensors'}")
     else:
@@ -311,7 +317,9 @@ def _serve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_UPLOAD_PIXELS,
                    help=f"largest image accepted, in pixels (default {DEFAULT_MAX_UPLOAD_PIXELS})")
     p.add_argument("--workdir", metavar="DIR",
-                   help="working folder for uploads and results (default: a new temporary folder, removed on exit)")
+                   help="where to create the working folder for uploads and results (default: the system's "
+                        "temporary folder); the server works in a new subfolder of DIR, serves and deletes "
+                        "nothing else there, and removes that subfolder on exit")
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -11,12 +11,18 @@ Three layers:
   slider, crops side by side at 100 %, defocus map, downloads; a queue runs one job at a time.
 * :func:`serve`, which mounts the page in a FastAPI app behind :class:`RequestGuard` and runs it
   with uvicorn on 127.0.0.1 by default. Gradio's analytics, share links, run history,
-  monitoring, MCP and server-side rendering are off; every file it serves lies in the working
-  folder.
+  monitoring, MCP and server-side rendering are off.
+
+Nothing lost, nothing exposed: the server works in a fresh folder it creates (in the system's
+temporary folder, or inside ``--workdir``) and removes on exit; it deletes only job folders it
+made; it serves only that folder's files (uploads and results), images of a safe type inline and
+everything else as a download, never sniffed; and it refuses requests that change state when
+they come from another site.
 """
 
 from __future__ import annotations
 
+import contextlib
 import html
 import ipaddress
 import os
@@ -31,7 +37,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit
 
 import numpy as np
 
@@ -48,7 +54,7 @@ DEFAULT_MAX_UPLOAD_PIXELS = 40_000_000  # smaller than what ifan deblur reads (i
 DEFAULT_QUEUE_SIZE = 16
 PREVIEW_SIDE = 2048  # longest side of the images shown in the slider and the defocus view
 CROP_SIDE = 320  # side of the 100 % crops
-KEEP_SECONDS = 3600  # jobs and cached files older than this are deleted
+KEEP_SECONDS = 3600  # jobs and cached files older than this are deleted (this server's own only)
 
 Progress = Callable[[float, str], None]
 
@@ -119,6 +125,9 @@ def _preview(rgb: np.ndarray, side: int) -> np.ndarray:
 class DeblurService:
     """Deblur uploads into ``workdir/jobs/<job>/``, one at a time, within :class:`Limits`.
 
+    Job folders this service made are deleted :data:`KEEP_SECONDS` after they were made (when
+    a new job starts); nothing else in ``workdir`` is ever deleted.
+
     Args:
         deblurrer: the model, device and memory budget (its plan tiles large images).
         workdir: the server's working folder.
@@ -131,15 +140,19 @@ class DeblurService:
         self.jobs = self.workdir / "jobs"
         self.limits = limits
         self._lock = threading.Lock()
+        self._made: list[tuple[float, Path]] = []  # (time.monotonic() when made, job folder)
 
     def _new_job_dir(self) -> Path:
-        """A fresh job folder's path (created when the first output is written); old jobs are removed."""
-        if self.jobs.is_dir():
-            cutoff = time.time() - KEEP_SECONDS
-            for old in self.jobs.iterdir():
-                if old.is_dir() and old.stat().st_mtime < cutoff:
-                    shutil.rmtree(old, ignore_errors=True)
-        return self.jobs / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
+        """A fresh job folder's path (made when the first output is written, so that a refused upload
+        leaves nothing); this service's own job folders older than :data:`KEEP_SECONDS` are removed."""
+        self.jobs.mkdir(parents=True, exist_ok=True)
+        cutoff = time.monotonic() - KEEP_SECONDS
+        for _, old in [job for job in self._made if job[0] < cutoff]:
+            shutil.rmtree(old, ignore_errors=True)
+        self._made = [job for job in self._made if job[0] >= cutoff]
+        job = self.jobs / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
+        self._made.append((time.monotonic(), job))
+        return job
 
     def process(self, path: str | os.PathLike, name: str | None = None, progress: Progress | None = None) -> Job:
         """Deblur the image file ``path`` (``name``: what the user called it; default its file name).
@@ -295,6 +308,9 @@ def build_page(service: DeblurService, model_label: str, examples: list[Path] | 
 _LOCAL_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 # /gradio_api/file=<URL> makes Gradio fetch that URL and /proxy=<URL> forwards to Spaces: neither is wanted here
 _OUTBOUND = re.compile(r"/(?:proxy=|file[=/]\s*[a-z][a-z0-9+.-]+:)", re.IGNORECASE)
+_FILE_ROUTE = re.compile(r"^(?:/gradio_api)?/file[=/]")  # where Gradio serves uploads and results
+# served inline (with nosniff); any other type is sent as application/octet-stream, as an attachment
+_INLINE_TYPES = frozenset({"image/png", "image/jpeg", "image/webp", "image/gif"})
 
 
 def is_loopback(host: str) -> bool:
@@ -314,9 +330,47 @@ def _host_name(header: str) -> str:
     return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
 
 
+def same_origin(origin: str, host: str) -> bool:
+    """Whether an ``Origin`` header names the site a request's ``Host`` header addresses."""
+    theirs, ours = urlsplit(origin), urlsplit(f"//{host}")
+    default = 443 if theirs.scheme == "https" else 80
+    try:
+        return (theirs.scheme in ("http", "https") and theirs.hostname is not None
+                and theirs.hostname == ours.hostname and (theirs.port or default) == (ours.port or default))
+    except ValueError:  # a port that is not a number
+        return False
+
+
+def served_file_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """The response headers of a served upload or result: an image of a safe type stays inline,
+    anything else (HTML, SVG, TIFF, ...) becomes an ``application/octet-stream`` attachment, and
+    the browser is told not to sniff (``X-Content-Type-Options: nosniff``)."""
+    found = {k.lower(): v for k, v in headers}
+    kind = found.get(b"content-type", b"").split(b";")[0].strip().lower()
+    kept = [(k, v) for k, v in headers
+            if k.lower() not in (b"content-type", b"content-disposition", b"x-content-type-options")]
+    disposition = found.get(b"content-disposition", b"")
+    if kind.decode("latin-1") in _INLINE_TYPES:
+        kept.append((b"content-type", kind))
+        if disposition:
+            kept.append((b"content-disposition", disposition))
+    else:
+        kept.append((b"content-type", b"application/octet-stream"))
+        kept.append((b"content-disposition", re.sub(rb"^\s*inline\b", b"attachment", disposition)
+                     if disposition.strip().lower().startswith((b"inline", b"attachment")) else b"attachment"))
+    return kept + [(b"x-content-type-options", b"nosniff")]
+
+
 class RequestGuard:
-    """ASGI middleware: refuses requests that would make the server fetch a URL, and, when
-    ``local_only``, requests whose ``Host`` is not this machine (DNS rebinding)."""
+    """ASGI middleware in front of the page.
+
+    It refuses requests that would make the server fetch a URL; when ``local_only``, requests
+    whose ``Host`` is not this machine (DNS rebinding); requests that change state (any method
+    but GET and HEAD, and websockets) whose ``Origin`` is another origin or whose
+    ``Sec-Fetch-Site`` says another site; and any other request from another site except
+    following a link to the page. Requests without those headers (curl, scripts) pass. Uploads
+    and results go out with :func:`served_file_headers`.
+    """
 
     def __init__(self, app, local_only: bool) -> None:
         self.app = app
@@ -326,15 +380,29 @@ class RequestGuard:
         """Why a request is refused, or None."""
         if _OUTBOUND.search(unquote(scope.get("path", ""))):
             return "this server fetches no URLs"
-        if self.local_only:
-            host = dict(scope.get("headers") or []).get(b"host", b"").decode("latin-1")
-            if _host_name(host).lower() not in _LOCAL_NAMES:
-                return f"unexpected Host {host!r}: this server answers only on localhost"
+        headers = {k.lower(): v.decode("latin-1") for k, v in scope.get("headers") or []}
+        host = headers.get(b"host", "")
+        if self.local_only and _host_name(host).lower() not in _LOCAL_NAMES:
+            return f"unexpected Host {host!r}: this server answers only on localhost"
+        changes_state = scope["type"] == "websocket" or scope.get("method", "GET") not in ("GET", "HEAD")
+        site = headers.get(b"sec-fetch-site", "").lower()
+        if site in ("cross-site", "same-site") and (changes_state or headers.get(b"sec-fetch-mode") != "navigate"):
+            return f"refused: a request from another site (Sec-Fetch-Site: {site})"
+        origin = headers.get(b"origin")
+        if changes_state and origin is not None and not same_origin(origin, host):
+            return f"refused: a request from another origin ({origin})"
         return None
 
     async def __call__(self, scope, receive, send):
         reason = self.refusal(scope) if scope["type"] in ("http", "websocket") else None
         if reason is None:
+            if scope["type"] == "http" and _FILE_ROUTE.match(scope.get("path", "")):
+                inner = send
+
+                async def send(message):
+                    if message["type"] == "http.response.start" and message.get("status", 200) < 300:
+                        message = {**message, "headers": served_file_headers(list(message.get("headers", [])))}
+                    await inner(message)
             await self.app(scope, receive, send)
         elif scope["type"] == "websocket":
             await send({"type": "websocket.close", "code": 1008})
@@ -357,8 +425,9 @@ def create_app(service: DeblurService, model_label: str, local_only: bool = True
 
     page = build_page(service, model_label, examples=[example_path()])
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+    # Served: the results (allowed_paths) and Gradio's own upload and example folders, all inside workdir.
     app = gr.mount_gradio_app(
-        app, page, path="/", allowed_paths=[str(service.workdir)], max_file_size=service.limits.max_upload_bytes,
+        app, page, path="/", allowed_paths=[str(service.jobs)], max_file_size=service.limits.max_upload_bytes,
         footer_links=[], run_history=False, enable_monitoring=False, mcp_server=False, ssr_mode=False, pwa=False,
         css=_CSS)
     # Gradio refuses input paths outside its upload folder only once a page counts as launched, which
@@ -393,12 +462,16 @@ def serve(deblurrer: Deblurrer, model_label: str, host: str = DEFAULT_HOST, port
 
     Args:
         model_label: how the page names the model (its name or weights file).
-        workdir: the working folder (default: a new temporary folder, removed on exit).
+        workdir: where to create the working folder (default: the system's temporary folder). The
+            server works in a new subfolder ``ifan-serve-XXXXXXXX`` of it, which it removes on exit;
+            nothing else there is read, served or deleted.
     """
     require_gradio()
-    own = workdir is None
-    folder = Path(tempfile.mkdtemp(prefix="ifan-serve-") if own else workdir).resolve()
-    folder.mkdir(parents=True, exist_ok=True)
+    parent = None if workdir is None else Path(workdir).expanduser().resolve()
+    made_parent = parent is not None and not parent.exists()
+    if parent is not None:
+        parent.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix="ifan-serve-", dir=parent)).resolve()
     _quiet_environment(folder)
     import uvicorn
 
@@ -423,5 +496,7 @@ def serve(deblurrer: Deblurrer, model_label: str, host: str = DEFAULT_HOST, port
     finally:
         if main_thread:
             signal.signal(signal.SIGTERM, previous)
-        if own:
-            shutil.rmtree(folder, ignore_errors=True)
+        shutil.rmtree(folder, ignore_errors=True)
+        if made_parent:
+            with contextlib.suppress(OSError):  # only if nothing else was put there meanwhile
+                parent.rmdir()

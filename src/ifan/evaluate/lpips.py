@@ -208,7 +208,10 @@ def _read_tensors(path: Path) -> dict[str, Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # pickle errors, zip errors, refused globals
-        raise LPIPSWeightsError(f"{path}: cannot be read with torch.load(weights_only=True) ({err})") from err
+        from ifan.models.serialization import describe_load_error
+
+        why = describe_load_error(err)
+        raise LPIPSWeightsError(f"{path}: cannot be read as a PyTorch weights file: {why}") from None
     if isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
         obj = obj["state_dict"]
     if not isinstance(obj, Mapping):

@@ -105,30 +105,40 @@ def infer_config(network: Mapping[str, Tensor], reblur: Mapping[str, Tensor] | N
     channels, ``N`` from the filter head, ``res_units`` from the DME's residual units, and the
     reblurring numbers from the reblurring head when present (else ``RBF_num = N``).
     """
-    try:
-        first = network["feature_extractor.conv1_1.0.weight"]
-        enc_in = network["filter_encoder.conv1_1.0.weight"].shape[1]
-        head = network["filter_predictor.3.weight"]
-        ks = int(first.shape[-1])
-    except KeyError as err:
-        raise CheckpointError(f"missing key {err.args[0]!r}: not an IFAN checkpoint") from err
-    ch = int(first.shape[0])
+    def shape(state: Mapping[str, Tensor], key: str, dims: int, reblur: bool = False) -> tuple[int, ...]:
+        name = f"{key!r} ({official_key(key, reblur)!r} in the authors' layout)"
+        if key not in state:
+            raise CheckpointError(f"missing key {name}: not an IFAN checkpoint, or an incomplete one")
+        found = tuple(state[key].shape)
+        if len(found) != dims or 0 in found:
+            raise CheckpointError(f"{name} has shape {found}: not an IFAN convolution weight")
+        return found
+
+
+    first = shape(network, "feature_extractor.conv1_1.0.weight", 4)
+    enc_in = shape(network, "filter_encoder.conv1_1.0.weight", 4)[1]
+    head = shape(network, "filter_predictor.3.weight", 4)
+    ks = first[-1]
+    ch = first[0]
     c4 = 4 * ch
     units = len({k.split(".")[3] for k in network if k.startswith("disparity_estimator.1.stem.")})
     # filter_channels(N, c4, Fs) is N times the channels of one iteration: try the usual odd sizes.
-    n_fs = [(head.shape[0] // filter_channels(1, c4, fs), fs) for fs in (3, 5, 7, 1, 9, 11)
-            if head.shape[0] % filter_channels(1, c4, fs) == 0]
+    n_fs = [(head[0] // filter_channels(1, c4, fs), fs) for fs in (3, 5, 7, 1, 9, 11)
+            if head[0] % filter_channels(1, c4, fs) == 0]
     if not n_fs:
-        raise CheckpointError(f"filter head has {head.shape[0]} output channels: not N*(2*{c4}*Fs+{c4}) for any Fs")
+        raise CheckpointError(f"filter head has {head[0]} output channels: not N*(2*{c4}*Fs+{c4}) for any Fs")
     n, fs = n_fs[0]
     rb_n, rb_fs = n, 3
     if reblur:
         # The official configurations all use RBFs = 3.
-        rb_out = reblur["filter_net.3.weight"].shape[0]
+        rb_out = shape(reblur, "filter_net.3.weight", 4, reblur=True)[0]
         if rb_out % filter_channels(1, 3, rb_fs):
             raise CheckpointError(f"reblurring head has {rb_out} channels: not RBF_num*(2*3*3+3)")
         rb_n = rb_out // filter_channels(1, 3, rb_fs)
-    return IFANConfig(
-        channels=ch, iterations=n, filter_size=fs, kernel_size=ks, res_units=max(units, 1),
-        dual_pixel_input=enc_in == 6, iac_form=iac_form, reblur_iterations=rb_n, reblur_filter_size=rb_fs,
-    )
+    try:
+        return IFANConfig(
+            channels=ch, iterations=n, filter_size=fs, kernel_size=ks, res_units=max(units, 1),
+            dual_pixel_input=enc_in == 6, iac_form=iac_form, reblur_iterations=rb_n, reblur_filter_size=rb_fs,
+        )
+    except ValueError as err:
+        raise CheckpointError(f"the tensor shapes give no valid IFAN config: {err}") from None

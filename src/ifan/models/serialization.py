@@ -9,13 +9,18 @@ names), optionally the reblurring network's under ``reblur_net.``, and metadata:
 * any further string entries (``model_name``, ``training``, ...)
 
 Nothing is unpickled: ``.pt``/``.pth``/``.pytorch`` files are read with
-``torch.load(weights_only=True)``.
+``torch.load(weights_only=True)``. Nothing is allocated from a file's word either: before a
+model is built, its config is held to :data:`CONFIG_LIMITS` and every tensor's shape is compared
+with a model of that config built on the meta device (:func:`check_fits`), so a model is only as
+large as the file that describes it.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import pickle
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,11 +29,27 @@ import torch
 from torch import Tensor
 
 from ifan.fileutil import atomic_write
-from ifan.models.ifan import IFANConfig
+from ifan.models.ifan import IFAN, IFANConfig
 from ifan.models.official import CheckpointError, infer_config, is_official_state_dict, official_key, split_official
+from ifan.models.reblur import ReblurNet
 
 FORMAT = "ifan-weights/1"
 REBLUR_PREFIX = "reblur_net."
+# The largest architecture numbers a weights file may ask for: far above every published configuration
+# (ch 32, N up to 44, 3x3 kernels, 2 residual units), far below what would exhaust memory before the
+# tensors are compared.
+CONFIG_LIMITS = {"channels": 256, "iterations": 128, "filter_size": 15, "kernel_size": 15, "res_units": 8,
+                 "reblur_iterations": 128, "reblur_filter_size": 15}
+
+
+def describe_load_error(err: BaseException) -> str:
+    """One line for an error of ``torch.load(weights_only=True)``, without torch's advice to load unsafely."""
+    text = str(err)
+    if isinstance(err, pickle.UnpicklingError) or "weights_only" in text:
+        found = re.search(r"GLOBAL ([\w.]+)", text)
+        what = f"the Python object {found.group(1)}" if found else "Python objects other than tensors"
+        return f"it holds {what}, refused for safety (only tensors and plain containers are loaded)"
+    return " ".join(text.split()).split(". ")[0] or type(err).__name__  # torch's first sentence says it
 
 
 @dataclass
@@ -94,25 +115,38 @@ def _read_torch(path: Path) -> LoadedWeights:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # pickle errors, zip errors, refused globals
-        raise CheckpointError(
-            f"{path}: cannot be read as a PyTorch weights file with weights_only=True ({err})"
-        ) from err
+        raise CheckpointError(f"{path}: cannot be read as a PyTorch weights file: {describe_load_error(err)}") from None
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"{path}: expected a state dict (a mapping), found {type(obj).__name__}")
-    # A training checkpoint of ours: {"model": {...}, "config": {...}, ...}
-    if "model" in obj and isinstance(obj["model"], Mapping) and "config" in obj:
-        config = IFANConfig.from_dict(dict(obj["config"]))
-        return LoadedWeights(config, dict(obj["model"]), dict(obj.get("reblur") or {}), {"source": str(path)})
+    # A training checkpoint of ours: {"model": {...}, "model_config": {...}, ...}
+    if "model" in obj and ("model_config" in obj or "config" in obj):
+        config = obj.get("model_config", obj.get("config"))
+        if not isinstance(config, Mapping) or not isinstance(obj["model"], Mapping):
+            raise CheckpointError(f"{path}: a training checkpoint needs 'model' and 'model_config' mappings, "
+                                  f"found {type(obj['model']).__name__} and {type(config).__name__}")
+        try:
+            config = IFANConfig.from_dict(dict(config))
+        except (ValueError, TypeError) as err:
+            raise CheckpointError(f"{path}: invalid model config: {err}") from None
+        network, reblur = dict(obj["model"]), obj.get("reblur") or {}
+        if not isinstance(reblur, Mapping):
+            raise CheckpointError(f"{path}: 'reblur' is a {type(reblur).__name__}, expected a mapping of tensors")
+        _require_tensors({**network, **reblur}, path)
+        return LoadedWeights(config, network, dict(reblur), {"source": str(path)})
     state = obj.get("state_dict", obj) if isinstance(obj.get("state_dict"), Mapping) else obj
-    bad = [k for k, v in state.items() if not isinstance(v, Tensor)]
-    if bad:
-        raise CheckpointError(f"{path}: entries that are not tensors: {bad[:5]}")
+    _require_tensors(state, path)
     if is_official_state_dict(state):
         network, reblur = split_official(state)
         return LoadedWeights(infer_config(network, reblur, iac_form="official"), network, reblur,
                              {"source": f"official checkpoint {path.name}"}, official_layout=True)
     return LoadedWeights(infer_config(dict(state), None, iac_form="separable"), dict(state), {},
                          {"source": str(path)})
+
+
+def _require_tensors(state: Mapping, path: Path) -> None:
+    bad = [k for k, v in state.items() if not isinstance(v, Tensor)]
+    if bad:
+        raise CheckpointError(f"{path}: entries that are not tensors: {bad[:5]}")
 
 
 def read_weights(path: str | os.PathLike) -> LoadedWeights:
@@ -122,9 +156,35 @@ def read_weights(path: str | os.PathLike) -> LoadedWeights:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"weights file not found: {path}")
-    if path.suffix == ".safetensors":
-        return _read_safetensors(path)
-    return _read_torch(path)
+    try:
+        return _read_safetensors(path) if path.suffix == ".safetensors" else _read_torch(path)
+    except CheckpointError as err:  # from the layout and shape checks, which do not know the file
+        if str(err).startswith(f"{path}: "):
+            raise
+        raise CheckpointError(f"{path}: {err}") from None
+
+
+def check_config_limits(config: IFANConfig, path: str | os.PathLike) -> None:
+    """Raise :class:`CheckpointError` when a file's config exceeds :data:`CONFIG_LIMITS`."""
+    over = [f"{k} {getattr(config, k)} (at most {v})" for k, v in CONFIG_LIMITS.items() if getattr(config, k) > v]
+    if over:
+        raise CheckpointError(f"{path}: the config asks for {', '.join(over)}: beyond any IFAN model; "
+                              "refused before building it")
+
+
+def check_fits(loaded: LoadedWeights, path: str | os.PathLike, reblur: bool = True) -> None:
+    """Check ``loaded`` against its own config before any model is allocated: the config's numbers
+    against :data:`CONFIG_LIMITS`, and every tensor's shape against a model built on the meta device
+    (and the reblurring network's, with ``reblur`` and when the file has one).
+
+    Raises:
+        CheckpointError: naming what is out of bounds, missing, unexpected or of the wrong shape.
+    """
+    check_config_limits(loaded.config, path)
+    with torch.device("meta"):
+        network = IFAN(loaded.config).state_dict()
+        reblur_net = ReblurNet(loaded.config).state_dict() if reblur and loaded.reblur else None
+    loaded.check(network, reblur_net, Path(path))
 
 
 def check_state_dict(expected: Mapping[str, Tensor], found: Mapping[str, Tensor], what: str,

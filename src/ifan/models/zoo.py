@@ -27,7 +27,7 @@ import torch
 
 from ifan.models.ifan import IFAN, IFANConfig
 from ifan.models.reblur import ReblurNet
-from ifan.models.serialization import check_state_dict, read_weights, save_weights
+from ifan.models.serialization import check_fits, read_weights, save_weights
 
 
 @dataclass(frozen=True)
@@ -137,8 +137,8 @@ def load_model(name_or_path: str | os.PathLike = DEFAULT_MODEL, device: str | to
     """
     path = resolve_weights(name_or_path)
     loaded = read_weights(path)
+    check_fits(loaded, path, reblur=False)  # before anything is allocated
     model = IFAN(loaded.config)
-    loaded.check(model.state_dict(), None, path)
     model.load_state_dict(loaded.network)
     model.weights_metadata = dict(loaded.metadata, path=str(path))
     return model.to(device).eval()
@@ -155,8 +155,8 @@ def load_reblur_net(name_or_path: str | os.PathLike = DEFAULT_MODEL, device: str
     loaded = read_weights(path)
     if not loaded.reblur:
         return None
+    check_fits(loaded, path, reblur=True)  # before anything is allocated
     reblur = ReblurNet(loaded.config)
-    check_state_dict(reblur.state_dict(), loaded.reblur, f"reblurring weights in {path}", loaded.reblur_key_name)
     reblur.load_state_dict(loaded.reblur)
     return reblur.to(device).eval()
 
@@ -165,13 +165,12 @@ def convert_weights(src: str | os.PathLike, dst: str | os.PathLike) -> IFANConfi
     """Convert a weights file (the authors' checkpoint, a state dict, a training checkpoint) to
     ifan safetensors with its config, IAC form and source in the metadata. Returns the config.
 
-    The tensors are checked against a model of the inferred config first, so a file that does
-    not fit is refused with the offending keys named and nothing is written.
+    The tensors are checked against the shapes of the inferred config first (nothing allocated),
+    so a file that does not fit is refused with the offending keys named and nothing is written.
     """
     src = Path(src)
     loaded = read_weights(src)
-    loaded.check(IFAN(loaded.config).state_dict(),
-                 ReblurNet(loaded.config).state_dict() if loaded.reblur else None, src)
+    check_fits(loaded, src)
     meta = {k: v for k, v in loaded.metadata.items() if k not in ("format", "config")}
     meta.setdefault("source", str(src))
     meta["converted_from"] = src.name

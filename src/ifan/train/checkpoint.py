@@ -5,6 +5,8 @@ the step, the model and reblurring-network weights, the optimizer state, the tor
 the best validation PSNR so far, and the resolved configs. The learning rate is a function of
 the step, and the data order and augmentations are functions of (seed, step), so nothing else
 is needed for a resumed run to end with the same weights as an uninterrupted one.
+
+Which checkpoint a resumed run starts from is the run folder's policy (:mod:`ifan.train.run`).
 """
 
 from __future__ import annotations
@@ -15,8 +17,10 @@ from pathlib import Path
 import torch
 
 from ifan.fileutil import atomic_write
+from ifan.models.serialization import describe_load_error
 
 CKPT_RE = re.compile(r"^step_(\d{9})\.pt$")
+_STATE_KEYS = ("step", "model", "optimizer", "torch_rng")
 
 
 def checkpoint_path(run_dir: Path, step: int) -> Path:
@@ -41,13 +45,16 @@ def save_checkpoint(run_dir: Path, step: int, state: dict, keep_last: int) -> Pa
 
 
 def load_checkpoint(path: Path) -> dict:
-    """Read a checkpoint with ``weights_only=True`` (no arbitrary code is unpickled)."""
+    """Read a checkpoint with ``weights_only=True`` (no arbitrary code is unpickled).
+
+    Raises:
+        RuntimeError: in one line, when the file cannot be read or lacks the training state.
+    """
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001
-        raise RuntimeError(f"{path}: cannot read the checkpoint ({err})") from err
-
-
-def latest_checkpoint(run_dir: Path) -> Path | None:
-    found = list_checkpoints(run_dir)
-    return found[-1][1] if found else None
+        raise RuntimeError(f"{path}: cannot read the checkpoint: {describe_load_error(err)}") from None
+    missing = [k for k in _STATE_KEYS if k not in state] if isinstance(state, dict) else list(_STATE_KEYS)
+    if missing:
+        raise RuntimeError(f"{path}: not a training checkpoint (no {', '.join(missing)})")
+    return state

@@ -11,23 +11,27 @@ Run folder::
 
 :func:`resolve_run` is the policy ``ifan train`` follows: a new run of a recipe goes into the
 folder given (default ``runs/RECIPE-TIMESTAMP``); ``resume`` continues a folder with the recipe
-saved in it. :func:`check_run_dir` refuses to start a new run over an existing one.
+saved in it. A run folder is started only empty (or with ``force``, which first deletes what a run
+writes there, :data:`RUN_FILES`), and resumed only from a checkpoint: :func:`open_run` picks the
+newest one that loads, so a checkpoint damaged by a crash costs the steps since the one before it.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from ifan.fileutil import atomic_write_bytes
-from ifan.train.checkpoint import latest_checkpoint
+from ifan.fileutil import atomic_write_bytes, remove_stale_temps
+from ifan.train.checkpoint import list_checkpoints, load_checkpoint
 from ifan.train.config import ConfigError, TrainConfig, dump_config, load_config
 
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.jsonl"
+RUN_FILES = ("checkpoints", CONFIG_FILE, METRICS_FILE, "best.safetensors", "model.safetensors", "tb")
 RUNS_DIR = Path("runs")
 
 
@@ -73,16 +77,76 @@ def resolve_run(recipe: str | os.PathLike | None = None, out: str | os.PathLike 
     return RunSpec(config, run_dir, resume=False)
 
 
-def check_run_dir(run_dir: Path, resume: bool) -> Path | None:
-    """The checkpoint to resume from (None: start at step 0).
+@dataclass
+class RunStart:
+    """How :func:`open_run` found a run folder: the checkpoint to resume from (None: a new run),
+    its state, and the newer checkpoints that could not be read (``(path, why)``)."""
+
+    checkpoint: Path | None = None
+    state: dict | None = None
+    unreadable: list[tuple[Path, str]] = field(default_factory=list)
+
+    def note(self) -> str | None:
+        """One line saying which checkpoint is used instead of the newest, or None."""
+        if not self.unreadable or self.checkpoint is None:
+            return None
+        bad = "; ".join(f"{p.name}: {why}" for p, why in self.unreadable)
+        return (f"note: resuming from {self.checkpoint.name} (step {self.state['step']}): newer checkpoints "
+                f"cannot be read and are set aside as *.unreadable ({bad})")
+
+
+def open_run(run_dir: Path, resume: bool, force: bool = False) -> RunStart:
+    """Check that ``run_dir`` may be trained into, and read the checkpoint to resume from. Changes nothing.
 
     Raises:
-        ConfigError: a new run into a folder that already holds one.
+        ConfigError: a new run into a folder that is not empty (without ``force``); a resume of a
+            folder without checkpoints, or whose checkpoints all fail to load.
     """
-    existing = latest_checkpoint(run_dir)
-    if existing is not None and not resume:
-        raise ConfigError(f"{run_dir} already holds a run (checkpoint {existing.name}); resume it with --resume")
-    return existing if resume else None
+    if resume and force:
+        raise ConfigError("--force starts a new run; it cannot be combined with --resume")
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"{run_dir} is a file, not a run folder")
+    if not resume:
+        held = sorted(p.name for p in run_dir.iterdir()) if run_dir.is_dir() else []
+        if held and not force:
+            shown = ", ".join(held[:4]) + (f" and {len(held) - 4} more" if len(held) > 4 else "")
+            raise ConfigError(f"{run_dir} is not empty ({shown}); continue its run with --resume {run_dir}, "
+                              "train into a new --out folder, or pass --force to replace the run")
+        return RunStart()
+    found = list_checkpoints(run_dir)
+    if not found:
+        raise ConfigError(f"{run_dir}: no checkpoint to resume from (no checkpoints/step_*.pt); start the run "
+                          f"over with: ifan train {run_dir / 'config.yaml'} --out {run_dir} --force")
+    start = RunStart()
+    for _, path in reversed(found):
+        try:
+            start.state = load_checkpoint(path)
+        except RuntimeError as err:
+            start.unreadable.append((path, str(err).removeprefix(f"{path}: ")))
+            continue
+        start.checkpoint = path
+        return start
+    bad = "; ".join(f"{p.name}: {why}" for p, why in start.unreadable)
+    raise ConfigError(f"{run_dir}: none of its {len(found)} checkpoints can be read ({bad}); start the run "
+                      f"over with: ifan train {run_dir / 'config.yaml'} --out {run_dir} --force")
+
+
+def prepare_run(run_dir: Path, start: RunStart, force: bool = False) -> None:
+    """Make ``run_dir`` ready (main process only, after :func:`open_run` in every process): with
+    ``force`` delete what an earlier run wrote (:data:`RUN_FILES`), set unreadable checkpoints aside,
+    and remove the temporary files of writes a kill interrupted."""
+    if force:
+        for name in RUN_FILES:
+            path = run_dir / name
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            elif path.exists() or path.is_symlink():
+                path.unlink()
+    for path, _ in start.unreadable:
+        path.rename(path.with_name(path.name + ".unreadable"))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(run_dir)
+    remove_stale_temps(run_dir / "checkpoints")
 
 
 def save_config(run_dir: Path, config: TrainConfig) -> Path:

@@ -12,6 +12,7 @@ folder holds, and how a run starts or resumes, is :mod:`ifan.train.run`.
 from __future__ import annotations
 
 import signal
+import sys
 import time
 import warnings
 from dataclasses import dataclass
@@ -31,10 +32,10 @@ from ifan.models.reblur import ReblurNet
 from ifan.models.serialization import save_weights
 from ifan.models.zoo import create_model
 from ifan.train import distributed
-from ifan.train.checkpoint import load_checkpoint, save_checkpoint
+from ifan.train.checkpoint import save_checkpoint
 from ifan.train.config import ConfigError, TrainConfig
 from ifan.train.losses import LossWeights, ifan_losses
-from ifan.train.run import append_metrics, check_run_dir, save_config, trim_metrics
+from ifan.train.run import append_metrics, open_run, prepare_run, save_config, trim_metrics
 from ifan.train.sampler import StepBatchSampler
 from ifan.viz import colorize_defocus
 
@@ -176,25 +177,26 @@ def _writer(run_dir: Path, cfg: TrainConfig, start_step: int):
 
 
 def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, stop_after: int | None = None,
-          device: str = "auto") -> TrainResult:
+          device: str = "auto", force: bool = False) -> TrainResult:
     """Train (or resume training) into ``run_dir``. See the module docstring.
 
     Args:
         cfg: the resolved recipe.
-        run_dir: the run folder; with ``resume`` the latest checkpoint in it is loaded.
+        run_dir: the run folder: empty or new, unless ``resume`` (the newest checkpoint in it that
+            loads is loaded) or ``force`` (what an earlier run wrote there is deleted first).
         stop_after: stop (with a checkpoint) after this many steps of this invocation.
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (under torchrun: each process's local GPU).
     """
     run_dir = Path(run_dir)
     info = distributed.setup(device)
     try:
-        return _train(cfg, run_dir, resume, stop_after, info)
+        return _train(cfg, run_dir, resume, stop_after, info, force)
     finally:
         distributed.teardown()
 
 
 def _train(cfg: TrainConfig, run_dir: Path, resume: bool, stop_after: int | None,
-           info: distributed.DistInfo) -> TrainResult:
+           info: distributed.DistInfo, force: bool = False) -> TrainResult:
     dev = info.device
     try:  # the precision policy of inference and evaluation (ifan.inference.runtime)
         autocast_dtype = resolve_precision(cfg.train.precision, dev)
@@ -202,7 +204,7 @@ def _train(cfg: TrainConfig, run_dir: Path, resume: bool, stop_after: int | None
         raise ConfigError(f"train.precision: {err}") from None
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
-    existing = check_run_dir(run_dir, resume)
+    start = open_run(run_dir, resume, force)  # refuses a used folder; reads the checkpoint to resume from
 
     train_set, val_set = build_datasets(cfg)  # data problems surface before any compute
 
@@ -222,8 +224,8 @@ def _train(cfg: TrainConfig, run_dir: Path, resume: bool, stop_after: int | None
     scaler = torch.amp.GradScaler(dev.type, enabled=autocast_dtype is torch.float16)
 
     step, best_psnr, elapsed = 0, None, 0.0
-    if existing is not None:
-        state = load_checkpoint(existing)
+    if start.state is not None:
+        state = start.state
         model.load_state_dict(state["model"])
         if reblur is not None:
             reblur.load_state_dict(state["reblur"])
@@ -232,8 +234,11 @@ def _train(cfg: TrainConfig, run_dir: Path, resume: bool, stop_after: int | None
             scaler.load_state_dict(state["scaler"])
         torch.set_rng_state(state["torch_rng"])
         step, best_psnr, elapsed = state["step"], state.get("best_psnr"), state.get("elapsed", 0.0)
+    distributed.barrier(info)  # every process has read the run folder before the main one changes it
     if info.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
+        prepare_run(run_dir, start, force)
+        if start.note():
+            print(start.note(), file=sys.stderr, flush=True)
         save_config(run_dir, cfg)
         trim_metrics(run_dir, step)
 
