@@ -17,7 +17,8 @@ from ifan.apps.cli import main
 from ifan.inference import Deblurrer
 from ifan.io import read_image, write_image
 from ifan.models.serialization import save_weights
-from ifan.apps.serve import DeblurService, Limits, RequestGuard, UploadError, is_loopback, served_file_headers
+from ifan.apps.guard import RequestGuard, is_loopback, served_file_headers
+from ifan.apps.serve import DeblurService, Limits, UploadError
 
 
 @pytest.fixture(scope="module")

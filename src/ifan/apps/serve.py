@@ -9,7 +9,8 @@ Three layers:
   and 100 % crops are drawn beside them. One job at a time.
 * :func:`build_page`, a thin Gradio page over it: upload or example, progress, before/after
   slider, crops side by side at 100 %, defocus map, downloads; a queue runs one job at a time.
-* :func:`serve`, which mounts the page in a FastAPI app behind :class:`RequestGuard` and runs it
+* :func:`serve`, which mounts the page in a FastAPI app behind
+  :class:`~ifan.apps.guard.RequestGuard` (what the server accepts and how it sends files) and runs it
   with uvicorn on 127.0.0.1 by default. Gradio's analytics, share links, run history,
   monitoring, MCP and server-side rendering are off.
 
@@ -24,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import html
-import ipaddress
 import os
 import re
 import shutil
@@ -37,12 +37,12 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
 
 import numpy as np
 
 from ifan.apps.demo import example_path
 from ifan.apps.files import InputFile, Listener, OutputOptions, deblur_file
+from ifan.apps.guard import RequestGuard, is_loopback
 from ifan.inference import Deblurrer, TilePlan
 from ifan.io import Image, ImageReadError, write_image
 from ifan.viz import colorize_defocus, most_defocused_box
@@ -304,115 +304,6 @@ def build_page(service: DeblurService, model_label: str, examples: list[Path] | 
 # ----------------------------------------------------------------------------------------------
 # The server
 # ----------------------------------------------------------------------------------------------
-
-_LOCAL_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
-# /gradio_api/file=<URL> makes Gradio fetch that URL and /proxy=<URL> forwards to Spaces: neither is wanted here
-_OUTBOUND = re.compile(r"/(?:proxy=|file[=/]\s*[a-z][a-z0-9+.-]+:)", re.IGNORECASE)
-_FILE_ROUTE = re.compile(r"^(?:/gradio_api)?/file[=/]")  # where Gradio serves uploads and results
-# served inline (with nosniff); any other type is sent as application/octet-stream, as an attachment
-_INLINE_TYPES = frozenset({"image/png", "image/jpeg", "image/webp", "image/gif"})
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` (a name or an address) only listens on this machine."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def _host_name(header: str) -> str:
-    """The name in a ``Host`` header, without the port (``[::1]:80`` -> ``::1``)."""
-    if header.startswith("["):
-        return header[1:].split("]", 1)[0]
-    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
-
-
-def same_origin(origin: str, host: str) -> bool:
-    """Whether an ``Origin`` header names the site a request's ``Host`` header addresses."""
-    theirs, ours = urlsplit(origin), urlsplit(f"//{host}")
-    default = 443 if theirs.scheme == "https" else 80
-    try:
-        return (theirs.scheme in ("http", "https") and theirs.hostname is not None
-                and theirs.hostname == ours.hostname and (theirs.port or default) == (ours.port or default))
-    except ValueError:  # a port that is not a number
-        return False
-
-
-def served_file_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-    """The response headers of a served upload or result: an image of a safe type stays inline,
-    anything else (HTML, SVG, TIFF, ...) becomes an ``application/octet-stream`` attachment, and
-    the browser is told not to sniff (``X-Content-Type-Options: nosniff``)."""
-    found = {k.lower(): v for k, v in headers}
-    kind = found.get(b"content-type", b"").split(b";")[0].strip().lower()
-    kept = [(k, v) for k, v in headers
-            if k.lower() not in (b"content-type", b"content-disposition", b"x-content-type-options")]
-    disposition = found.get(b"content-disposition", b"")
-    if kind.decode("latin-1") in _INLINE_TYPES:
-        kept.append((b"content-type", kind))
-        if disposition:
-            kept.append((b"content-disposition", disposition))
-    else:
-        kept.append((b"content-type", b"application/octet-stream"))
-        kept.append((b"content-disposition", re.sub(rb"^\s*inline\b", b"attachment", disposition)
-                     if disposition.strip().lower().startswith((b"inline", b"attachment")) else b"attachment"))
-    return kept + [(b"x-content-type-options", b"nosniff")]
-
-
-class RequestGuard:
-    """ASGI middleware in front of the page.
-
-    It refuses requests that would make the server fetch a URL; when ``local_only``, requests
-    whose ``Host`` is not this machine (DNS rebinding); requests that change state (any method
-    but GET and HEAD, and websockets) whose ``Origin`` is another origin or whose
-    ``Sec-Fetch-Site`` says another site; and any other request from another site except
-    following a link to the page. Requests without those headers (curl, scripts) pass. Uploads
-    and results go out with :func:`served_file_headers`.
-    """
-
-    def __init__(self, app, local_only: bool) -> None:
-        self.app = app
-        self.local_only = local_only
-
-    def refusal(self, scope) -> str | None:
-        """Why a request is refused, or None."""
-        if _OUTBOUND.search(unquote(scope.get("path", ""))):
-            return "this server fetches no URLs"
-        headers = {k.lower(): v.decode("latin-1") for k, v in scope.get("headers") or []}
-        host = headers.get(b"host", "")
-        if self.local_only and _host_name(host).lower() not in _LOCAL_NAMES:
-            return f"unexpected Host {host!r}: this server answers only on localhost"
-        changes_state = scope["type"] == "websocket" or scope.get("method", "GET") not in ("GET", "HEAD")
-        site = headers.get(b"sec-fetch-site", "").lower()
-        if site in ("cross-site", "same-site") and (changes_state or headers.get(b"sec-fetch-mode") != "navigate"):
-            return f"refused: a request from another site (Sec-Fetch-Site: {site})"
-        origin = headers.get(b"origin")
-        if changes_state and origin is not None and not same_origin(origin, host):
-            return f"refused: a request from another origin ({origin})"
-        return None
-
-    async def __call__(self, scope, receive, send):
-        reason = self.refusal(scope) if scope["type"] in ("http", "websocket") else None
-        if reason is None:
-            if scope["type"] == "http" and _FILE_ROUTE.match(scope.get("path", "")):
-                inner = send
-
-                async def send(message):
-                    if message["type"] == "http.response.start" and message.get("status", 200) < 300:
-                        message = {**message, "headers": served_file_headers(list(message.get("headers", [])))}
-                    await inner(message)
-            await self.app(scope, receive, send)
-        elif scope["type"] == "websocket":
-            await send({"type": "websocket.close", "code": 1008})
-        else:
-            body = reason.encode()
-            await send({"type": "http.response.start", "status": 403,
-                        "headers": [(b"content-type", b"text/plain; charset=utf-8"),
-                                    (b"content-length", str(len(body)).encode())]})
-            await send({"type": "http.response.body", "body": body})
-
 
 def create_app(service: DeblurService, model_label: str, local_only: bool = True):
     """The ASGI app: the page at ``/`` behind :class:`RequestGuard`.
