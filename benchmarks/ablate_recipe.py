@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE = [  # shared by every variant: the CPU recipe's optimiser, a cosine from 2e-4, EMA
-    "train.batch_size=8", "train.patch_size=128", "train.lr=2e-4", "train.schedule=cosine", "train.min_lr=1e-5",
+    "model=ifan-lite", "train.batch_size=8", "train.patch_size=128", "train.lr=2e-4", "train.schedule=cosine", "train.min_lr=1e-5",
     "train.warmup_steps=50", "train.ema=0.999", "train.precision=auto", "train.grad_clip=0.5",
     "data.cache=true", "data.val_count=48", "data.val_crop=256", "log.progress=false", "log.tensorboard=false",
     "log.ckpt_every=100000", "log.log_every=50",
