@@ -5,10 +5,12 @@ Modules: :mod:`~ifan.synth.optics` (thin lens, signed circle of confusion),
 :mod:`~ifan.synth.rendering` (layered, occlusion-aware compositing, a brute-force reference,
 sensor noise), :mod:`~ifan.synth.assets` (photographs and procedural textures),
 :mod:`~ifan.synth.sampling` (dataset options, per-sample camera/aperture/processing draws),
-:mod:`~ifan.synth.scenes` (scene builders), :mod:`~ifan.synth.rgbd` (RGB-D images as layers), :mod:`~ifan.synth.camera` (the camera pipeline after
-the sensor), :mod:`~ifan.synth.writer` (DPDD-layout datasets) and :mod:`~ifan.synth.preview` (figures).
+:mod:`~ifan.synth.scenes` (scene builders), :mod:`~ifan.synth.rgbd` (RGB-D images as layers),
+:mod:`~ifan.synth.camera` (the camera pipeline after the sensor), :mod:`~ifan.synth.writer`
+(DPDD-layout datasets) and :mod:`~ifan.synth.preview` (figures).
 
-Conventions: images are float32 ``(H, W, 3)`` in linear light (files are sRGB-encoded); the
+Conventions: images are float32 ``(H, W, 3)`` in linear light (files are sRGB-encoded; renders
+developed by the camera pipeline are sRGB-encoded already: ``DualPixelImages.encoding``); the
 signed blur radius ``coc`` (px) is > 0 behind the focus plane; the disparity ``x_L - x_R`` (px)
 is ``-kappa * coc`` (> 0 in front of the focus plane, kappa ~ 0.85); ``C = (L + R) / 2``.
 
