@@ -121,7 +121,7 @@ def main() -> None:
     print("step cost (s):", {k: round(v, 3) for k, v in costs.items()}, flush=True)
     sets = bench_quality.build_sets(ROOT / "data" / "quality", 30, 24)
     sets = {k: v for k, v in sets.items() if k in ("synth-mixture", "srgb-disc", "lin-gauss-jpeg", "harm")}
-    rows = {}
+    rows = json.loads(args.json.read_text())["rows"] if args.json.is_file() else {}  # earlier variants kept
     plan = [(n, [*VARIANTS[n]], max(int(args.budget / costs[n]), 1)) for n in args.variants]
     if args.precision_check:
         plan += [(f"check-{p}", [*VARIANTS["dme-charb"], f"train.precision={p}"], args.precision_check)
