@@ -171,6 +171,11 @@ def check_sizes(files: list[SampleFiles]) -> dict[str, tuple[int, int]]:
     return sizes
 
 
+#: Decoded images of every dataset made with ``cache=True`` in this process, keyed by their files:
+#: datasets over the same files (successive runs of one process, e.g. ablations) decode them once.
+_DECODED: dict = {}
+
+
 class DefocusDataset(Dataset):
     """Samples as dicts of ``(3, H, W)`` float32 tensors in [0, 1].
 
@@ -180,7 +185,8 @@ class DefocusDataset(Dataset):
         augment_cfg: augmentations (None: none).
         seed: base seed; an item's randomness comes from ``(seed, key)``.
         rotate: rotate every view 90 degrees counter-clockwise (PixelDP protocol).
-        cache: keep decoded images in memory (as their 8/16-bit integers).
+        cache: keep decoded images in memory (as their 8/16-bit integers), shared by every dataset of
+            this process over the same files.
         min_size: refuse images smaller than this (e.g. the crop), naming them.
 
     Items can be fetched by index, or by ``(index, sample_seed)`` so that a sampler controls
@@ -200,14 +206,15 @@ class DefocusDataset(Dataset):
             small = [f"{n} ({w}x{h})" for n, (w, h) in self.sizes.items() if min(w, h) < limit]
             if small:
                 raise DatasetError(f"{len(small)} image(s) smaller than {limit}x{limit}: {', '.join(small[:5])}")
-        self._cache: dict | None = {} if cache else None
+        self._cache: dict | None = _DECODED if cache else None
 
     def __len__(self) -> int:
         return len(self.files)
 
     def _load(self, index: int) -> tuple[dict[str, np.ndarray], int]:
-        if self._cache is not None and index in self._cache:
-            stored, depth = self._cache[index]
+        key = (self.files[index], self.rotate)
+        if self._cache is not None and key in self._cache:
+            stored, depth = self._cache[key]
             scale = 255.0 if depth == 8 else 65535.0
             views = {k: v.astype(np.float32) / scale for k, v in stored.items()}
             if self.files[index].maps is not None:
@@ -225,14 +232,14 @@ class DefocusDataset(Dataset):
             views = {k: np.ascontiguousarray(np.rot90(v, 1)) for k, v in views.items()}
         if self._cache is not None:
             scale, dtype = (255.0, np.uint8) if depth == 8 else (65535.0, np.uint16)
-            self._cache[index] = ({k: np.round(v * scale).astype(dtype) for k, v in views.items()}, depth)
+            self._cache[key] = ({k: np.round(v * scale).astype(dtype) for k, v in views.items()}, depth)
         if sample.maps is not None:
             views["disparity"] = self._disparity(index)
         return views, depth
 
     def _disparity(self, index: int) -> np.ndarray:
         """The true L-R disparity (px) of a synthetic sample, ``(H, W, 1)`` float32 (cached as float16)."""
-        key = ("disparity", index)
+        key = ("disparity", self.files[index].maps)
         if self._cache is not None and key in self._cache:
             return self._cache[key].astype(np.float32)
         path = self.files[index].maps
