@@ -48,6 +48,7 @@ def _convert(args: argparse.Namespace) -> int:
 
 def _deblur_arguments(p: argparse.ArgumentParser) -> None:
     from ifan.apps.files import BYTES_PER_PIXEL, RAW_KINDS
+    from ifan.apps.pipeline import DEFAULT_GPU_BATCH
     from ifan.inference import DEFAULT_OVERLAP, DEFAULT_PRECISION
     from ifan.io import DEFAULT_MAX_PIXELS, WRITE_FORMATS
 
@@ -72,12 +73,19 @@ def _deblur_arguments(p: argparse.ArgumentParser) -> None:
                         f"{BYTES_PER_PIXEL[False]} bytes per pixel, {BYTES_PER_PIXEL[True]} with defocus maps; at "
                         f"most {DEFAULT_MAX_PIXELS}, a decompression-bomb guard)")
     p.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality (default 95)")
+    p.add_argument("--batch", type=int, metavar="N",
+                   help=f"same-size photos per forward pass (default {DEFAULT_GPU_BATCH} on a GPU, 1 on a CPU)")
+    p.add_argument("--sequential-io", action="store_true",
+                   help="read, deblur and write one photo after the other (default: the next photo is read and "
+                        "the previous one written while the network runs)")
     p.add_argument("-v", "--verbose", action="store_true", help="show the device, precision and each memory plan")
     p.add_argument("-q", "--quiet", action="store_true", help="only errors and the summary")
 
 
 def _deblur(args: argparse.Namespace) -> int:
-    from ifan.apps.files import ConsoleListener, OutputOptions, collect_inputs, deblur_files
+    from ifan.apps.console import ConsoleListener
+    from ifan.apps.files import OutputOptions, collect_inputs
+    from ifan.apps.pipeline import deblur_files
 
     collected = collect_inputs(args.inputs)
     for message in collected.errors:
@@ -93,7 +101,8 @@ def _deblur(args: argparse.Namespace) -> int:
     options = OutputOptions(args.output, args.format, args.defocus_map, args.defocus_raw, args.overwrite,
                             args.max_pixels, args.quality)
     listener = ConsoleListener(len(collected.files), quiet=args.quiet, verbose=args.verbose)
-    counts = deblur_files(deblurrer, collected.files, options, listener=listener)
+    counts = deblur_files(deblurrer, collected.files, options, listener=listener, overlap=not args.sequential_io,
+                          batch=args.batch)
     listener.close()
     counts.failed += len(collected.errors)
     print(f"ifan deblur: {counts}", file=sys.stderr)
