@@ -6,6 +6,8 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import pytest
+import torch
 from helpers import make_archive
 
 from ifan.apps.files import OutputOptions, collect_inputs
@@ -58,3 +60,19 @@ def test_the_memory_plan_leaves_room_for_the_io_in_flight_or_waits_for_it(tmp_pa
     items = collect_inputs([tmp_path / "archive"]).files
     counts = deblur_files(deblurrer, items, OutputOptions(out_dir=tmp_path / "out"))
     assert counts.done == 8 and any(reserves) and 0 in reserves  # the I/O yielded instead of failing a file
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_on_a_gpu_same_size_photos_are_batched_by_default(tmp_path, weights, monkeypatch):
+    make_archive(tmp_path / "archive")
+    items = collect_inputs([tmp_path / "archive"]).files
+    gpu = Deblurrer.from_pretrained(weights, device="cuda")
+    seen, real = [], gpu.deblur_batch
+    monkeypatch.setattr(gpu, "deblur_batch", lambda images, **kw: seen.append(len(images)) or real(images, **kw))
+    assert deblur_files(gpu, items, OutputOptions(out_dir=tmp_path / "gpu", defocus_raw="npy")).done == 8
+    assert seen == [2]  # p5 and p7, neighbours of one size
+    cpu = Deblurrer.from_pretrained(weights, device="cpu", precision="fp32")
+    assert deblur_files(cpu, items, OutputOptions(out_dir=tmp_path / "cpu", defocus_raw="npy")).done == 8
+    for path in (tmp_path / "cpu").rglob("*.npy"):
+        assert np.allclose(np.load(path), np.load(tmp_path / "gpu" / path.relative_to(tmp_path / "cpu")), atol=0.05)
