@@ -109,6 +109,10 @@ def test_the_manifest_accounts_for_every_file_and_a_rerun_skips_what_is_done(tmp
     rerun = check_manifest_matches_disk(out, inputs)
     assert sorted(r["status"] for r in rerun) == ["failed"] + ["skipped"] * 8
 
+    photo = inputs[0].read_bytes()  # a manifest never replaces an input (or an output)
+    assert deblur([str(tmp_path / "archive"), "-o", str(out), "--model", weights, "--manifest", str(inputs[0])]) == 1
+    assert "that is an input or an output of this run" in capsys.readouterr().err and inputs[0].read_bytes() == photo
+
 
 def test_retry_failed_deblurs_only_the_failures_and_keeps_the_other_records(tmp_path, weights, capsys):
     make_archive(tmp_path / "archive", corrupt=True)

@@ -140,6 +140,15 @@ def _check_same_inputs(files: Sequence[InputFile], info: DistInfo) -> None:
                          "at the same path, and be started from the same folder")
 
 
+def _check_manifest_path(manifest: Path | None, files: Sequence[InputFile], options: OutputOptions) -> None:
+    """Refuse a manifest that would replace an input or an output of the run."""
+    if manifest is None:
+        return
+    key = path_key(manifest)
+    if any(path_key(p) == key for f in files for p in (f.path, *(q for q, _ in planned_outputs(f, options)))):
+        raise ValueError(f"--manifest {manifest}: that is an input or an output of this run; name another file")
+
+
 def _to_retry(files: list[InputFile], manifest: Path, info: DistInfo) -> tuple[list[InputFile], list[dict], list[str]]:
     """The inputs ``manifest`` lists as failed; on rank 0 also its other records (kept in the new
     manifest as they were) and a line for each failed input that is no longer among the inputs."""
@@ -231,6 +240,7 @@ def _run(inputs, options: OutputOptions, run: ArchiveOptions, load, info: DistIn
             _say(info, f"nothing to retry: no input failed in {run.retry_failed}")
             return _broadcast(1 if errors else 0, info)
     _check_same_inputs(files, info)
+    _check_manifest_path(manifest, files, options)
     for message in errors:
         _say(info, f"error: {message}")
     if not files:
