@@ -25,7 +25,7 @@ import hashlib
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -80,7 +80,7 @@ class StoreClaims(Claims):
     """The run's claims kept in the process group's store, shared by every rank: a file is claimed by
     the first input to set its key (``compare_set``, atomic in the store)."""
 
-    def __init__(self, store, planned) -> None:
+    def __init__(self, store: dist.Store, planned: Iterable[str]) -> None:
         super().__init__(planned)
         self.store = dist.PrefixStore("ifan-deblur/claims/", store)
 
