@@ -40,3 +40,14 @@ def official_small_path() -> Path:
 @pytest.fixture(scope="session")
 def official_small_state(official_small_path) -> dict:
     return torch.load(official_small_path, weights_only=True)
+
+
+@pytest.fixture(scope="session")
+def weights(tmp_path_factory) -> str:
+    """A tiny random model (2 channels, 2 iterations) saved as ifan safetensors."""
+    from ifan import create_model
+    from ifan.models.serialization import save_weights
+
+    torch.manual_seed(0)
+    model = create_model("ifan", channels=2, iterations=2)
+    return str(save_weights(tmp_path_factory.mktemp("w") / "tiny.safetensors", model.config, model.state_dict()))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import torch
 from PIL import Image as PILImage
 
@@ -12,13 +11,6 @@ from ifan.apps.files import InputFile, collect_inputs, output_path
 from ifan.apps.cli import main
 from ifan.io import read_image, write_image
 from ifan.models.serialization import save_weights
-
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    torch.manual_seed(0)
-    model = create_model("ifan", channels=2, iterations=2)
-    return str(save_weights(tmp_path_factory.mktemp("w") / "tiny.safetensors", model.config, model.state_dict()))
 
 
 def pattern(h, w, seed=0):
@@ -78,7 +70,7 @@ def test_the_issue_folder_in_one_command(tmp_path, weights, capsys):
     assert not (out / "corrupt_deblurred.jpg").exists()
     assert sorted(p.name for p in out.iterdir()) == sorted(
         ["sixteen_deblurred.png", "rotated_deblurred.jpg", "grey_deblurred.png", "rgba_deblurred.png",
-         "small_deblurred.png"])  # no temporary files left
+         "small_deblurred.png", "ifan-manifest.jsonl"])  # no temporary files left
 
 
 def test_naming_beside_inputs_nested_folders_and_globs(tmp_path, weights, capsys):
@@ -213,7 +205,8 @@ def test_memory_budget_too_small_fails_that_file_only(tmp_path, weights, capsys)
 
 
 def test_the_file_loop_reports_each_step_to_its_listener(tmp_path, weights):
-    from ifan.apps.files import Listener, OutputOptions, deblur_files
+    from ifan.apps.files import Listener, OutputOptions
+    from ifan.apps.pipeline import deblur_files
     from ifan.inference import Deblurrer
 
     class Recorder(Listener):
@@ -237,15 +230,18 @@ def test_the_file_loop_reports_each_step_to_its_listener(tmp_path, weights):
 
     good = write_image(tmp_path / "a.png", pattern(16, 24))
     (tmp_path / "b.png").write_bytes(b"broken")
-    recorder = Recorder()
     items = collect_inputs([good, tmp_path / "b.png"]).files
-    counts = deblur_files(Deblurrer.from_pretrained(weights, device="cpu"), items,
-                          OutputOptions(defocus_map=True), listener=recorder)
-    assert (counts.done, counts.skipped, counts.failed) == (1, 0, 1) and str(counts) == "1 deblurred, 0 skipped, 1 failed"
-    assert recorder.events == [("started", "a.png", 0, 2), ("planned", 1), ("tile", 1, 1),
-                               ("result", (16, 24, 3), (16, 24)), ("finished", "done"),
-                               ("started", "b.png", 1, 2), ("finished", "failed")]
-    assert (tmp_path / "a_deblurred.png").is_file() and (tmp_path / "a_defocus.png").is_file()
+    deblurrer = Deblurrer.from_pretrained(weights, device="cpu")
+    for overlap in (True, False):  # the same events in the same order: a's write is behind when b starts
+        recorder = Recorder()
+        counts = deblur_files(deblurrer, items, OutputOptions(defocus_map=True, overwrite=True), listener=recorder,
+                              overlap=overlap)
+        assert (counts.done, counts.skipped, counts.failed) == (1, 0, 1)
+        assert str(counts) == "1 deblurred, 0 skipped, 1 failed"
+        assert recorder.events == [("started", "a.png", 0, 2), ("planned", 1), ("tile", 1, 1),
+                                   ("started", "b.png", 1, 2), ("result", (16, 24, 3), (16, 24)),
+                                   ("finished", "done"), ("finished", "failed")]
+        assert (tmp_path / "a_deblurred.png").is_file() and (tmp_path / "a_defocus.png").is_file()
 
 
 def test_a_missing_defocus_map_does_not_let_the_existing_result_be_replaced(tmp_path, weights, capsys):
@@ -275,22 +271,29 @@ def test_inputs_that_would_write_one_file_are_refused_naming_each_other(tmp_path
     code, err = run(["deblur", str(tmp_path / "d1" / "a.jpg"), str(tmp_path / "d2" / "a.jpg"), "-o", str(flat),
                      "--model", weights, "--overwrite", "-q"], capsys)
     assert code == 1 and "0 deblurred, 0 skipped, 2 failed" in err
-    assert f"would write the same {flat / 'a_deblurred.jpg'}" in err and not flat.exists()
+    assert f"would write the same {flat / 'a_deblurred.jpg'}" in err
+    assert [p.name for p in flat.iterdir()] == ["ifan-manifest.jsonl"]  # the account of the run, no image
 
 
-def test_no_file_is_written_twice_in_one_run(tmp_path, weights):
-    from ifan.apps.files import OutputOptions, deblur_file
+def test_no_file_is_written_twice_in_one_run(tmp_path, weights, capsys):
+    from ifan.apps.files import Claims, OutputOptions, deblur_file
     from ifan.inference import Deblurrer
 
     deblurrer = Deblurrer.from_pretrained(weights, device="cpu")
     png = write_image(tmp_path / "a.png", pattern(16, 16))
     disguised = tmp_path / "a.jpg"  # a 16-bit PNG named .jpg: its result falls back to a_deblurred.png
     write_image(tmp_path / "deep.png", pattern(16, 16, seed=1), bit_depth=16).rename(disguised)
-    claimed: set[str] = set()
-    first = deblur_file(deblurrer, InputFile(png), OutputOptions(overwrite=True), claimed=claimed)
-    second = deblur_file(deblurrer, InputFile(disguised), OutputOptions(overwrite=True), claimed=claimed)
+    claims = Claims()
+    first = deblur_file(deblurrer, InputFile(png), OutputOptions(overwrite=True), claims=claims)
+    second = deblur_file(deblurrer, InputFile(disguised), OutputOptions(overwrite=True), claims=claims)
     assert first.status == "done" and second.status == "failed"
-    assert "another input of this run wrote it already" in second.message
+    assert "another input of this run writes it" in second.message
+    assert read_image(tmp_path / "a_deblurred.png").bit_depth == 8
+    # in one run the name that a.png plans is a.png's, whichever input comes first
+    (tmp_path / "a_deblurred.png").unlink()
+    code, err = run(["deblur", str(disguised), str(png), "--model", weights, "-q"], capsys)
+    assert code == 1 and "1 deblurred, 0 skipped, 1 failed" in err
+    assert f"refusing to write {tmp_path / 'a_deblurred.png'}: it is the output of another input" in err
     assert read_image(tmp_path / "a_deblurred.png").bit_depth == 8
 
 

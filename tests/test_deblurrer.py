@@ -207,6 +207,28 @@ def test_budget_drives_the_plan(model):
         small.plan(100, 100)
 
 
+def test_a_batch_and_a_reserve_take_their_share_of_the_budget(model, monkeypatch):
+    d = Deblurrer(model, device="cpu", cpu_heap=False)
+    whole = d.memory.estimate(1024, 1024)
+    monkeypatch.setattr(d, "budget", lambda: int(1.3 * whole))
+    assert not d.plan(1024, 1024).tiled
+    assert d.plan(1024, 1024, batch=2).tiled and d.plan(1024, 1024, reserve=whole // 2).tiled
+    with pytest.raises(ValueError, match="runs whole"):
+        d.run(torch.zeros(2, 3, 1024, 1024), plan=d.plan(1024, 1024, batch=2))
+
+
+def test_a_batch_of_same_size_images_gives_what_they_give_one_by_one(deblurrer):
+    images = [photo(24, 32, seed) for seed in range(3)] + [(photo(24, 32, 3)[:, :, 0] * 255).astype(np.uint8)]
+    for x, out in zip(images, deblurrer.deblur_batch(images)):
+        one = deblurrer.deblur(x)  # each comes back in its own kind: float RGB, uint8 grey
+        assert out.dtype == one.dtype and out.shape == one.shape
+        assert np.abs(out.astype(np.float64) - one).max() <= (1 if out.dtype == np.uint8 else 1e-5)
+    (image, dmap), _ = deblurrer.deblur_batch(images[:2], return_defocus=True)
+    assert np.allclose(dmap, deblurrer.defocus_map(images[0]), atol=1e-5) and image.shape == (24, 32, 3)
+    with pytest.raises(ValueError, match="one size"):
+        deblurrer.deblur_batch([photo(24, 32), photo(32, 24)])
+
+
 # --- defocus map -------------------------------------------------------------------------------
 
 

@@ -90,3 +90,11 @@ def test_stale_temporary_files_are_recognised_and_removed(tmp_path):
         p.write_bytes(b"x")
     assert sorted(remove_stale_temps(tmp_path)) == sorted(stale)
     assert sorted(tmp_path.iterdir()) == sorted(keep)
+
+
+def test_only_the_temporary_files_of_named_targets_are_removed_when_names_are_given(tmp_path):
+    mine, other = tmp_path / ".a_deblurred.jpg.0a1b2c3d.tmp", tmp_path / ".b_deblurred.jpg.0a1b2c3d.tmp"
+    for p in (mine, other):
+        p.write_bytes(b"x")
+    assert remove_stale_temps(tmp_path, {"a_deblurred.jpg"}) == [mine]
+    assert sorted(tmp_path.iterdir()) == [other]

@@ -227,3 +227,12 @@ def test_reading_costs_little_more_than_the_image_it_returns(tmp_path, kind):
     run = subprocess.run([sys.executable, "-c", _READ_PEAK, str(path), str(small)], capture_output=True, text=True,
                          check=True, env=env)
     assert float(run.stdout) < 1.7  # 8-bit: 15 bytes per pixel read for 12 returned; 16-bit: 18 for 12
+
+
+def test_the_size_comes_from_the_header(tmp_path):
+    from ifan.io import read_size
+
+    assert read_size(write_image(tmp_path / "a.png", np.zeros((30, 50, 3), np.float32))) == (30, 50)
+    (tmp_path / "b.jpg").write_bytes(b"not an image")
+    with pytest.raises(ImageReadError, match="b.jpg: cannot be opened as an image"):
+        read_size(tmp_path / "b.jpg")

@@ -15,7 +15,7 @@ import os
 import re
 import secrets
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from pathlib import Path
 
 GLOB_CHARS = frozenset("*?[")
@@ -74,12 +74,14 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     return atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
 
 
-def remove_stale_temps(folder: str | os.PathLike) -> list[Path]:
-    """Delete the temporary files of interrupted :func:`atomic_write` calls in ``folder`` (not below it)."""
+def remove_stale_temps(folder: str | os.PathLike, names: Container[str] | None = None) -> list[Path]:
+    """Delete the temporary files of interrupted :func:`atomic_write` calls in ``folder`` (not below it);
+    with ``names``, only those of targets so named (the files one writer owns)."""
     folder = Path(folder)
     if not folder.is_dir():
         return []
-    stale = [p for p in folder.iterdir() if TEMP_RE.match(p.name) and p.is_file() and not p.is_symlink()]
+    stale = [p for p in folder.iterdir() if TEMP_RE.match(p.name) and p.is_file() and not p.is_symlink()
+             and (names is None or p.name[1:-13] in names)]  # .NAME.XXXXXXXX.tmp
     for p in stale:
         p.unlink(missing_ok=True)
     return stale

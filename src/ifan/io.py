@@ -19,6 +19,7 @@ from __future__ import annotations
 import io as _stdio
 import os
 import struct
+import threading
 import warnings
 import zlib
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ READ_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".
 WRITE_FORMATS = {"png": ".png", "jpg": ".jpg", "tiff": ".tif", "webp": ".webp"}
 DEFAULT_MAX_PIXELS = 300_000_000  # 300 MP; larger files are refused as possible decompression bombs
 _ORIENTATION = 0x0112
+_PIL_LIMIT_LOCK = threading.Lock()
 
 
 class ImageReadError(ValueError):
@@ -210,6 +212,27 @@ def _to_float(arr: np.ndarray, bit_depth: int, orientation: int) -> tuple[np.nda
     return rgb, alpha, grayscale
 
 
+def _open_unlimited(path: Path) -> PILImage.Image:
+    """``PIL.Image.open`` (lazy) without Pillow's limit, which is process-wide: threads take turns."""
+    with _PIL_LIMIT_LOCK, warnings.catch_warnings():
+        warnings.simplefilter("ignore", PILImage.DecompressionBombWarning)
+        saved_limit, PILImage.MAX_IMAGE_PIXELS = PILImage.MAX_IMAGE_PIXELS, None
+        try:
+            return PILImage.open(path)
+        finally:
+            PILImage.MAX_IMAGE_PIXELS = saved_limit
+
+
+def read_size(path: str | os.PathLike) -> tuple[int, int]:
+    """``(height, width)`` from the file's header, nothing decoded (as stored: EXIF may rotate them);
+    :class:`ImageReadError` when it cannot be opened as an image."""
+    try:
+        with _open_unlimited(Path(path)) as pil:
+            return pil.size[1], pil.size[0]
+    except (OSError, UnidentifiedImageError) as err:
+        raise ImageReadError(f"{path}: cannot be opened as an image ({err})") from None
+
+
 def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS,
                limit_note: str = "decompression-bomb guard") -> Image:
     """Read an image file. See :class:`Image` for what comes back.
@@ -233,13 +256,7 @@ def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS,
     if path.stat().st_size == 0:
         raise ImageReadError(f"{path}: empty file (0 bytes)")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", PILImage.DecompressionBombWarning)
-            saved_limit, PILImage.MAX_IMAGE_PIXELS = PILImage.MAX_IMAGE_PIXELS, None
-            try:
-                pil = PILImage.open(path)
-            finally:
-                PILImage.MAX_IMAGE_PIXELS = saved_limit
+        pil = _open_unlimited(path)
     except UnidentifiedImageError:
         raise _tiff_error(path) or ImageReadError(
             f"{path}: not a recognised image file (supported: {', '.join(sorted(READ_SUFFIXES))})") from None

@@ -15,6 +15,7 @@ import argparse
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from ifan.apps import training_cli
 from ifan.apps.options import (device_argument, load_deblurrer, max_memory_argument, model_argument,
@@ -48,6 +49,8 @@ def _convert(args: argparse.Namespace) -> int:
 
 def _deblur_arguments(p: argparse.ArgumentParser) -> None:
     from ifan.apps.files import BYTES_PER_PIXEL, RAW_KINDS
+    from ifan.apps.manifest import MANIFEST_NAME
+    from ifan.apps.pipeline import DEFAULT_GPU_BATCH
     from ifan.inference import DEFAULT_OVERLAP, DEFAULT_PRECISION
     from ifan.io import DEFAULT_MAX_PIXELS, WRITE_FORMATS
 
@@ -72,32 +75,34 @@ def _deblur_arguments(p: argparse.ArgumentParser) -> None:
                         f"{BYTES_PER_PIXEL[False]} bytes per pixel, {BYTES_PER_PIXEL[True]} with defocus maps; at "
                         f"most {DEFAULT_MAX_PIXELS}, a decompression-bomb guard)")
     p.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality (default 95)")
+    p.add_argument("--manifest", type=Path, metavar="FILE",
+                   help=f"write the run's manifest (a JSON line per input and a summary) here (default: "
+                        f"OUT/{MANIFEST_NAME} with -o OUT, else none)")
+    p.add_argument("--retry-failed", type=Path, metavar="MANIFEST",
+                   help="of the inputs, deblur only those this manifest lists as failed")
+    p.add_argument("--threads", type=int, metavar="N",
+                   help="CPU threads per process (default: PyTorch's; under torchrun on CPUs, the CPU's threads "
+                        "divided between the processes of each machine)")
+    p.add_argument("--batch", type=int, metavar="N",
+                   help=f"same-size photos per forward pass (default {DEFAULT_GPU_BATCH} on a GPU, 1 on a CPU)")
+    p.add_argument("--sequential-io", action="store_true",
+                   help="read, deblur and write one photo after the other (default: the next photo is read and "
+                        "the previous one written while the network runs)")
     p.add_argument("-v", "--verbose", action="store_true", help="show the device, precision and each memory plan")
     p.add_argument("-q", "--quiet", action="store_true", help="only errors and the summary")
 
 
 def _deblur(args: argparse.Namespace) -> int:
-    from ifan.apps.files import ConsoleListener, OutputOptions, collect_inputs, deblur_files
+    from ifan.apps.archive import ArchiveOptions, run_archive
+    from ifan.apps.files import OutputOptions
 
-    collected = collect_inputs(args.inputs)
-    for message in collected.errors:
-        print(f"ifan deblur: error: {message}", file=sys.stderr)
-    if not collected.files:
-        print("ifan deblur: error: nothing to deblur", file=sys.stderr)
-        return 1
-    deblurrer = load_deblurrer(args, compile=args.compile, overlap=args.overlap, tile_size=args.tile)
-    if deblurrer is None:
-        return 1
-    if args.verbose:
-        print(f"model {args.model}: {deblurrer.describe()}", file=sys.stderr)
     options = OutputOptions(args.output, args.format, args.defocus_map, args.defocus_raw, args.overwrite,
                             args.max_pixels, args.quality)
-    listener = ConsoleListener(len(collected.files), quiet=args.quiet, verbose=args.verbose)
-    counts = deblur_files(deblurrer, collected.files, options, listener=listener)
-    listener.close()
-    counts.failed += len(collected.errors)
-    print(f"ifan deblur: {counts}", file=sys.stderr)
-    return 1 if counts.failed else 0
+    run = ArchiveOptions(model=args.model, device=args.device, manifest=args.manifest, retry_failed=args.retry_failed,
+                         threads=args.threads, batch=args.batch, overlap=not args.sequential_io, quiet=args.quiet,
+                         verbose=args.verbose)
+    return run_archive(args.inputs, options, run, lambda device: load_deblurrer(
+        args, device=device, compile=args.compile, overlap=args.overlap, tile_size=args.tile))
 
 
 def _export_arguments(p: argparse.ArgumentParser) -> None:
@@ -250,7 +255,9 @@ COMMANDS: dict[str, Command] = {
     "deblur": Command(
         "deblur images, folders or globs", _deblur_arguments, _deblur,
         "Deblur photos of any size. photo.jpg -> photo_deblurred.jpg beside it, or under -o OUT (folders keep "
-        "their structure); existing outputs are skipped unless --overwrite."),
+        "their structure); existing outputs are skipped unless --overwrite, so a rerun goes on where a run "
+        "stopped. Archives: torchrun --nproc_per_node K -m ifan deblur ARCHIVE -o OUT splits the inputs over K "
+        "processes (GPUs); docs/archive.md."),
     "serve": Command(
         "a local web page that deblurs photos (needs the optional extra ifan[demo])", _serve_arguments, _serve,
         "Serve a page to upload a photo (or pick the bundled example), watch the progress, compare before/after "

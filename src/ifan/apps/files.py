@@ -1,10 +1,12 @@
-"""The file loop of ``ifan deblur``, ``ifan serve`` and ``ifan demo``: inputs (files, folders, globs),
-output naming, skip rules, protected inputs, progress, counts, one error line per file.
+"""The rules of the file loop of ``ifan deblur``, ``ifan serve`` and ``ifan demo``: inputs (files,
+folders, globs), output naming, skip rules, protected inputs, collisions, pixel limits, one error line
+per file.
 
-:func:`deblur_files` reads, deblurs and writes a list of files; :func:`deblur_file` does one;
-a :class:`Listener` hears each step (the command line shows progress bars with
-:class:`ConsoleListener`, the web page reports fractions and draws previews, the demo draws its
-figure from the arrays it is handed).
+:func:`deblur_file` takes four steps, which :mod:`ifan.apps.pipeline` runs apart so that I/O overlaps
+the network: :func:`read_job` (the skip rule, the pixel limit, the read), :func:`claim_job` (protected
+inputs, files another input writes), the network, :func:`write_job` (durable atomic writes). A
+:class:`Listener` hears each step (the command line shows progress bars, the web page reports
+fractions and draws previews, the demo draws its figure from the arrays it is handed).
 
 Naming rule (``SUFFIX`` = ``_deblurred``)::
 
@@ -33,9 +35,8 @@ written atomically and durably.
 from __future__ import annotations
 
 import os
-import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -81,10 +82,6 @@ def _is_image_name(p: Path) -> bool:
     return p.suffix.lower() in READ_SUFFIXES and not p.stem.endswith(_OWN_SUFFIXES) and not p.name.startswith(".")
 
 
-def _glob_base(pattern: str) -> Path:
-    return split_glob(pattern)[0]
-
-
 def collect_inputs(args: Iterable[str | os.PathLike]) -> Collected:
     """Resolve files, folders (recursively) and glob patterns to a list of inputs, in order, once each."""
     out, seen = Collected(), set()
@@ -113,7 +110,7 @@ def collect_inputs(args: Iterable[str | os.PathLike]) -> Collected:
             for p in found:
                 add(p, path)
         elif GLOB_CHARS & set(text):
-            base = _glob_base(text)
+            base = split_glob(text)[0]
             found = [p for p in expand_glob(text) if p.is_file() and _is_image_name(p)]
             if not found:
                 out.errors.append(f"{text}: the pattern matches no image files")
@@ -177,6 +174,7 @@ class FileReport:
     """The outcome of one input: ``status`` is ``"done"``, ``"skipped"`` or ``"failed"``.
 
     Attributes:
+        target: where its result image goes (None when unknown).
         error: what made it fail (None otherwise), for callers with their own wording.
         seconds: time spent deblurring (not reading or writing).
     """
@@ -188,25 +186,12 @@ class FileReport:
     plan: TilePlan | None = None
     error: Exception | None = None
     seconds: float = 0.0
-
-
-@dataclass
-class Counts:
-    """How many inputs were deblurred, skipped and failed."""
-
-    done: int = 0
-    skipped: int = 0
-    failed: int = 0
-
-    def add(self, status: str) -> None:
-        setattr(self, status, getattr(self, status) + 1)
-
-    def __str__(self) -> str:
-        return f"{self.done} deblurred, {self.skipped} skipped, {self.failed} failed"
+    target: Path | None = None
 
 
 class Listener:
-    """What a caller of :func:`deblur_files` hears; every method does nothing unless overridden."""
+    """What a caller of :func:`deblur_file` or :func:`ifan.apps.pipeline.deblur_files` hears; every
+    method does nothing unless overridden."""
 
     def started(self, item: InputFile, index: int, total: int) -> None:
         """Input ``index`` (from 0) of ``total`` is next."""
@@ -288,137 +273,176 @@ def pixel_limit(deblurrer: Deblurrer, defocus: bool) -> tuple[int, str]:
                                  f"{per_pixel} bytes per pixel; --max-memory sets it")
 
 
+@dataclass
+class Job:
+    """An input read by :func:`read_job`: its image, its outputs (the result image first) and, once
+    :func:`claim_job` has passed it, those still to write."""
+
+    item: InputFile
+    image: Image
+    planned: list[tuple[Path, str]]
+    note: str = ""
+    fallback: bool = False  # the result goes to PNG, not its planned format: a name known only once read
+    todo: list[tuple[Path, str]] = field(default_factory=list)
+
+    @property
+    def target(self) -> Path:
+        return self.planned[0][0]
+
+    @property
+    def defocus(self) -> bool:
+        """A defocus map is to be written."""
+        return any(kind != "image" for _, kind in self.todo)
+
+
+def failure(path: Path, err: Exception, **fields) -> FileReport:
+    """The report of ``path`` failing with ``err``, in one line naming the file."""
+    if isinstance(err, (ImageReadError, ImageWriteError)):
+        message = str(err)
+    elif isinstance(err, MemoryError):  # MemoryBudgetError, or the allocator ran out
+        message = f"{path}: out of memory ({err or 'allocation failed'}); try a smaller --max-memory so that it is tiled"
+    else:
+        message = f"{path}: {type(err).__name__}: {err}"
+    return FileReport(path, "failed", message, error=err, **fields)
+
+
+FILE_ERRORS = (OSError, ValueError, RuntimeError, MemoryError)  # what deblur_file fails a file with
+
+
+def read_job(deblurrer: Deblurrer, item: InputFile, options: OutputOptions) -> Job | FileReport:
+    """Read ``item`` unless the skip rule says otherwise (without ``overwrite``, an input whose outputs
+    all exist is skipped): its :class:`Job`, or the report of a skip or a failure. Writes nothing."""
+    path, fmt = item.path, options.fmt
+    planned = planned_outputs(item, options)
+    target = planned[0][0]
+    if not options.overwrite and all(p.exists() for p, _ in planned):
+        return FileReport(path, "skipped", f"{path}: skipped, {target} already exists (use --overwrite)", target=target)
+    try:
+        limit, limit_note = (options.max_pixels, "--max-pixels") if options.max_pixels is not None else \
+            pixel_limit(deblurrer, any(kind != "image" for _, kind in planned))
+        img = read_image(path, max_pixels=limit, limit_note=limit_note)
+    except FILE_ERRORS as err:
+        return failure(path, err, target=target)
+    out_fmt = fmt or _format_of(target)
+    if _holds(out_fmt, img.bit_depth, img.alpha is not None):
+        return Job(item, img, planned)
+    why = "16-bit" if img.bit_depth == 16 else "transparent"
+    planned[0] = (target.with_suffix(".png"), "image")
+    return Job(item, img, planned, f" (written as PNG: {out_fmt.upper()} cannot hold this {why} image)", True)
+
+
+class Claims:
+    """Which input of a run writes which file, so that none is written twice (even with ``overwrite``):
+    a set in one process; :class:`ifan.apps.archive.StoreClaims` shares them between processes.
+
+    Args:
+        planned: :func:`path_key` of the outputs the run's inputs are planned to write (their names,
+            free of collisions): a result that falls back to another name after reading may not take one.
+    """
+
+    def __init__(self, planned: Iterable[str] = ()) -> None:
+        self.planned = frozenset(planned)
+        self._held: set[str] = set()
+
+    def held(self, key: str) -> bool:
+        """An input has claimed ``key``."""
+        return key in self._held
+
+    def claim(self, key: str, owner: str) -> bool:
+        """Claim ``key`` for ``owner`` (the input's path); False when another input has it."""
+        if key in self._held:
+            return False
+        self._held.add(key)
+        return True
+
+
+def claim_job(job: Job, options: OutputOptions, protected: frozenset[Path] = frozenset(),
+              claims: Claims | None = None) -> Job | FileReport:
+    """Refuse a job that would write an input or a file another input of this run writes, and claim
+    the outputs it is to write (``job.todo``: all with ``overwrite``, else those that do not exist).
+
+    Args:
+        protected: resolved paths that must never be written (the inputs).
+        claims: the run's claims (updated here); None: no other input to mind.
+    """
+    path = job.item.path
+
+    def refused(p: Path, why: str) -> FileReport:
+        return FileReport(path, "failed", f"{path}: refusing to write {p}: {why}", target=job.target)
+
+    try:
+        for p, _ in job.planned:
+            if p.resolve() in protected:
+                return refused(p, "it is one of the inputs")
+            if claims is not None and claims.held(path_key(p)):
+                return refused(p, "another input of this run writes it")
+        if claims is not None and job.fallback and path_key(job.target) in claims.planned:
+            return refused(job.target, "it is the output of another input of this run")
+        job.todo = [(p, kind) for p, kind in job.planned if options.overwrite or not p.exists()]
+    except OSError as err:
+        return failure(path, err, target=job.target)
+    if not job.todo:
+        return FileReport(path, "skipped", f"{path}: skipped, {job.target} already exists (use --overwrite)",
+                          target=job.target)
+    for p, _ in job.todo if claims is not None else ():
+        if not claims.claim(path_key(p), str(path)):
+            return refused(p, "another input of this run writes it")
+    return job
+
+
+def write_job(job: Job, rgb: np.ndarray, defocus: np.ndarray | None, options: OutputOptions,
+              plan: TilePlan | None = None, seconds: float = 0.0) -> FileReport:
+    """Write the job's outputs (without ``overwrite``, none that appeared meanwhile): its report,
+    which names what was written even when a later output fails."""
+    path, written = job.item.path, []
+    kept = [p for p, kind in job.planned if (p, kind) not in job.todo]
+    try:
+        for p, kind in job.todo:
+            if not options.overwrite and p.exists():  # appeared while the image was deblurred
+                kept.append(p)
+            elif kind == "image":
+                written.append(write_like(p, rgb, job.image, quality=options.quality))
+            else:
+                written.append(save_defocus(p, np.asarray(defocus), kind))
+    except FILE_ERRORS as err:
+        return failure(path, err, outputs=written, plan=plan, seconds=seconds, target=job.target)
+    message = f"{path} -> {', '.join(map(str, written))}{job.note}" if written else f"{path}: skipped"
+    if kept:
+        message += f"; kept the existing {', '.join(map(str, kept))} (use --overwrite to replace)"
+    return FileReport(path, "done" if written else "skipped", message, written, plan, seconds=seconds,
+                      target=job.target)
+
+
 def deblur_file(deblurrer: Deblurrer, item: InputFile, options: OutputOptions = OutputOptions(), *,
-                protected: frozenset[Path] = frozenset(), claimed: set[str] | None = None,
+                protected: frozenset[Path] = frozenset(), claims: Claims | None = None,
                 listener: Listener = Listener()) -> FileReport:
-    """Deblur one file (and write its defocus maps). Problems come back in the report, not raised.
+    """Deblur one file (and write its defocus maps): :func:`read_job`, :func:`claim_job`, the network,
+    :func:`write_job`. Problems come back in the report, not raised.
 
     Without ``overwrite`` no existing file is replaced: when all outputs exist the file is skipped,
     when some do only the others are written.
 
     Args:
         protected: resolved paths that must never be written (the inputs).
-        claimed: :func:`path_key` of every file written earlier in this run (updated here); none is
-            written twice, even with ``overwrite``.
+        claims: the files the inputs of this run write (updated here); none is written twice.
         listener: hears the plan, the tiles and the result.
     """
-    path, fmt, overwrite = item.path, options.fmt, options.overwrite
-    planned = planned_outputs(item, options)
-    if not overwrite and all(p.exists() for p, _ in planned):
-        return FileReport(path, "skipped", f"{path}: skipped, {planned[0][0]} already exists (use --overwrite)")
-    limit, limit_note = (options.max_pixels, "--max-pixels") if options.max_pixels is not None else \
-        pixel_limit(deblurrer, any(kind != "image" for _, kind in planned))
+    job = read_job(deblurrer, item, options)
+    if isinstance(job, Job):
+        job = claim_job(job, options, protected, claims)
+    if isinstance(job, FileReport):
+        return job
     try:
-        img = read_image(path, max_pixels=limit, limit_note=limit_note)
-        note = ""
-        target = planned[0][0]
-        out_fmt = fmt or _format_of(target)
-        if not _holds(out_fmt, img.bit_depth, img.alpha is not None):
-            why = "16-bit" if img.bit_depth == 16 else "transparent"
-            target = target.with_suffix(".png")
-            planned[0] = (target, "image")
-            note = f" (written as PNG: {out_fmt.upper()} cannot hold this {why} image)"
-        for p, _ in planned:
-            if p.resolve() in protected:
-                return FileReport(path, "failed", f"{path}: refusing to write {p}: it is one of the inputs")
-            if claimed is not None and path_key(p) in claimed:
-                return FileReport(path, "failed", f"{path}: refusing to write {p}: another input of this run "
-                                                  "wrote it already")
-        todo = [(p, kind) for p, kind in planned if overwrite or not p.exists()]
-        if not todo:
-            return FileReport(path, "skipped", f"{path}: skipped, {target} already exists (use --overwrite)")
-        maps = [kind for _, kind in todo if kind != "image"]
-        h, w = img.size
-        plan = deblurrer.plan(h, w, defocus=bool(maps))
+        h, w = job.image.size
+        plan = deblurrer.plan(h, w, defocus=job.defocus)
         listener.planned(item, plan)
         start = time.perf_counter()
-        result = deblurrer.deblur(img.rgb, return_defocus=bool(maps), plan=plan, progress=listener.tile)
+        result = deblurrer.deblur(job.image.rgb, return_defocus=job.defocus, plan=plan, progress=listener.tile)
         seconds = time.perf_counter() - start
-        rgb, defocus = result if maps else (result, None)
-        written, kept = [], [p for p, kind in planned if (p, kind) not in todo]
-        for p, kind in todo:
-            if not overwrite and p.exists():  # appeared while the image was deblurred
-                kept.append(p)
-                continue
-            if kind == "image":
-                written.append(write_like(p, rgb, img, quality=options.quality))
-            else:
-                written.append(save_defocus(p, np.asarray(defocus), kind))
-            if claimed is not None:
-                claimed.add(path_key(p))
-        listener.result(item, img, rgb, defocus)
-        message = f"{path} -> {', '.join(map(str, written))}{note}" if written else f"{path}: skipped"
-        if kept:
-            message += f"; kept the existing {', '.join(map(str, kept))} (use --overwrite to replace)"
-        return FileReport(path, "done" if written else "skipped", message, written, plan, seconds=seconds)
-    except (ImageReadError, ImageWriteError) as err:
-        return FileReport(path, "failed", str(err), error=err)
-    except MemoryError as err:  # MemoryBudgetError, or the allocator ran out
-        return FileReport(path, "failed", f"{path}: out of memory ({err or 'allocation failed'}); "
-                                          "try a smaller --max-memory so that it is tiled", error=err)
-    except (OSError, ValueError, RuntimeError) as err:
-        return FileReport(path, "failed", f"{path}: {type(err).__name__}: {err}", error=err)
-
-
-def deblur_files(deblurrer: Deblurrer, items: Sequence[InputFile], options: OutputOptions = OutputOptions(), *,
-                 listener: Listener = Listener()) -> Counts:
-    """Deblur ``items`` one after the other (see :func:`deblur_file`): no input is ever written, no
-    file twice, and inputs whose outputs would collide are refused (:func:`find_collisions`).
-
-    Returns:
-        How many were deblurred, skipped and failed.
-    """
-    protected = frozenset(item.path.resolve() for item in items)
-    refused = find_collisions(items, options)
-    claimed: set[str] = set()
-    counts = Counts()
-    for index, item in enumerate(items):
-        listener.started(item, index, len(items))
-        if item.path in refused:
-            report = FileReport(item.path, "failed", refused[item.path])
-        else:
-            report = deblur_file(deblurrer, item, options, protected=protected, claimed=claimed, listener=listener)
-        counts.add(report.status)
-        listener.finished(report)
-    return counts
-
-
-class ConsoleListener(Listener):
-    """Progress bars on stderr (images, and tiles of the current image) and one line per input.
-
-    Args:
-        total: how many inputs will come.
-        quiet: only errors (and no bars).
-        verbose: also each memory plan.
-        prog: the command's name in error lines.
-    """
-
-    def __init__(self, total: int, quiet: bool = False, verbose: bool = False, prog: str = "ifan deblur") -> None:
-        from tqdm import tqdm
-
-        self._tqdm, self.quiet, self.verbose, self.prog = tqdm, quiet, verbose, prog
-        self.images = tqdm(total=total, desc="images", unit="img", disable=quiet or None, position=0)
-        self.tiles = None
-
-    def started(self, item: InputFile, index: int, total: int) -> None:
-        self.tiles = self._tqdm(total=1, desc=item.path.name, unit="tile", leave=False, disable=self.quiet or None,
-                                position=1)
-
-    def planned(self, item: InputFile, plan: TilePlan) -> None:
-        if self.verbose:
-            self._tqdm.write(f"{item.path}: {plan}", file=sys.stderr)
-
-    def tile(self, done: int, total: int) -> None:
-        self.tiles.total, self.tiles.n = total, done
-        self.tiles.refresh()
-
-    def finished(self, report: FileReport) -> None:
-        self.tiles.close()
-        if report.status == "failed":
-            self._tqdm.write(f"{self.prog}: error: {report.message}", file=sys.stderr)
-        elif not self.quiet:
-            self._tqdm.write(report.message, file=sys.stderr)
-        self.images.update(1)
-
-    def close(self) -> None:
-        self.images.close()
+    except FILE_ERRORS as err:
+        return failure(item.path, err, target=job.target)
+    rgb, defocus = result if job.defocus else (result, None)
+    report = write_job(job, rgb, defocus, options, plan, seconds)
+    if report.status != "failed":
+        listener.result(item, job.image, rgb, defocus)
+    return report

@@ -42,14 +42,15 @@ def max_memory_argument(p: argparse.ArgumentParser) -> None:
                         "(default: memory in use + 60%% of what is available)")
 
 
-def load_deblurrer(args: argparse.Namespace, **options):
-    """The Deblurrer of ``--model`` (``args.command`` names the error), or an error line and None."""
+def load_deblurrer(args: argparse.Namespace, device=None, **options):
+    """The Deblurrer of ``--model`` on ``device`` (default ``--device``), or an error line (naming
+    ``args.command``) and None."""
     from ifan.inference import Deblurrer
     from ifan.models.official import CheckpointError
 
     try:
-        return Deblurrer.from_pretrained(args.model, device=args.device, precision=args.precision,
-                                         max_memory=args.max_memory, **options)
+        return Deblurrer.from_pretrained(args.model, device=args.device if device is None else device,
+                                         precision=args.precision, max_memory=args.max_memory, **options)
     except (FileNotFoundError, CheckpointError, ValueError) as err:
         print(f"ifan {args.command}: error: model {args.model!r}: {err}", file=sys.stderr)
         return None

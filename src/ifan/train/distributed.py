@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -29,9 +30,14 @@ class DistInfo:
         return self.world_size > 1
 
 
-def setup(device: str = "auto") -> DistInfo:
+def setup(device: str = "auto", backend: str | None = None, timeout: timedelta | None = None) -> DistInfo:
     """Read torchrun's environment (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``) and start the
-    process group when there is more than one process."""
+    process group when there is more than one process.
+
+    Args:
+        backend: the process group's (default: NCCL for CUDA devices, gloo for the CPU).
+        timeout: how long a collective waits for every rank (default: PyTorch's).
+    """
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local = int(os.environ.get("LOCAL_RANK", "0"))
@@ -41,7 +47,7 @@ def setup(device: str = "auto") -> DistInfo:
             dev = torch.device("cuda", local)  # under torchrun: one GPU per local rank
         torch.cuda.set_device(dev)
     if world > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
+        dist.init_process_group(backend=backend or ("nccl" if dev.type == "cuda" else "gloo"), timeout=timeout)
     return DistInfo(rank=rank, world_size=world, local_rank=local, device=dev)
 
 
