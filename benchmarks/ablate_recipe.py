@@ -105,6 +105,9 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--precision-check", type=int, default=300, metavar="STEPS",
                         help="steps of the bf16-vs-fp32 pair (0: skip)")
+    parser.add_argument("--costs", type=json.loads, metavar="JSON",
+                        help='step costs measured before, e.g. on a quieter machine: {"dme-mse": 0.51, ...} '
+                             "(default: measure them now)")
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "ablate")
     parser.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "ablations.json")
     args = parser.parse_args()
@@ -117,7 +120,7 @@ def main() -> None:
 
     torch.set_num_threads(2)
     data = [f"data.root={args.data}"]
-    costs = step_costs(args.variants, data)
+    costs = args.costs or step_costs(args.variants, data)
     print("step cost (s):", {k: round(v, 3) for k, v in costs.items()}, flush=True)
     sets = bench_quality.build_sets(ROOT / "data" / "quality", 30, 24)
     sets = {k: v for k, v in sets.items() if k in ("synth-mixture", "srgb-disc", "lin-gauss-jpeg", "harm")}
@@ -140,7 +143,7 @@ def main() -> None:
                       "val_input_psnr": val[-1]["psnr_input"], **evaluate(run / "model.safetensors", sets)}
         print(name, json.dumps(rows[name]), flush=True)
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"budget_s": args.budget, "base": BASE, "variants": VARIANTS,
+        args.json.write_text(json.dumps({"budget_s": args.budget, "base": BASE, "variants": VARIANTS, "costs": costs,
                                          "cpu": bench_quality.cpu_model(), "rows": rows}, indent=1))
     print("\n| variant | steps | val PSNR (EMA / raw) | gain mixture | gain sRGB disc | gain lin-Gauss+JPEG "
           "| sharp kept | defocus rho |\n|---|---|---|---|---|---|---|---|")
