@@ -99,7 +99,7 @@ def evaluate(weights: Path, sets: dict) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, required=True, help="training data (DPDD layout, with a val split)")
+    parser.add_argument("--data", type=Path, help="training data (DPDD layout, with a val split)")
     parser.add_argument("--budget", type=float, default=240.0, help="seconds of training per variant")
     parser.add_argument("--init", default="ifan-lite", help="weights every variant starts from")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
@@ -131,6 +131,8 @@ def main() -> None:
         args.json.write_text(json.dumps(data, indent=1))
         print_table(data["rows"])
         return
+    if args.data is None:
+        parser.error("--data is needed to train the variants")
     data = [f"data.root={args.data}"]
     costs = args.costs or step_costs(args.variants, data)
     print("step cost (s):", {k: round(v, 3) for k, v in costs.items()}, flush=True)
