@@ -35,7 +35,7 @@ from PIL import Image as PILImage
 from torch.utils.data import Dataset
 
 from ifan.data.augment import AugmentConfig, augment
-from ifan.io import READ_SUFFIXES, ImageReadError, read_image
+from ifan.io import READ_SUFFIXES, ImageReadError, read_image, to_unit_float
 
 VIEWS = ("c", "gt", "l", "r")  # blurry centre, all-in-focus target, left and right dual-pixel views
 
@@ -215,8 +215,7 @@ class DefocusDataset(Dataset):
         key = (self.files[index], self.rotate)
         if self._cache is not None and key in self._cache:
             stored, depth = self._cache[key]
-            scale = 255.0 if depth == 8 else 65535.0
-            views = {k: v.astype(np.float32) / scale for k, v in stored.items()}
+            views = dict(stored)  # integers: augment converts only the crop's window
             if self.files[index].maps is not None:
                 views["disparity"] = self._disparity(index)
             return views, depth
@@ -260,6 +259,8 @@ class DefocusDataset(Dataset):
         if self.augment_cfg is not None or self.crop is not None:
             rng = np.random.default_rng(sample_seed)
             views = augment(views, rng, self.augment_cfg or NO_AUGMENT, self.crop)
+        else:
+            views = {k: to_unit_float(v) for k, v in views.items()}
         item = {k: torch.from_numpy(np.ascontiguousarray(v.transpose(2, 0, 1))) for k, v in views.items()}
         item.update(name=self.files[index].name, bit_depth=depth, rotated=self.rotate)
         return item
