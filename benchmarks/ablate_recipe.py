@@ -7,7 +7,8 @@ same data and trains for the same *time*. Machines shared with other work are no
 is turned into a step budget: first the cost of one training step of each variant is measured
 in one process, the variants interleaved over rounds (median), and each variant then trains
 ``budget / step cost`` steps. Then each is scored on the training mixture's validation split
-(the trainer's validation, EMA weights) and on the quality suite's independent sets
+(the trainer's validation, EMA and raw weights) and, with its raw weights (a few hundred steps are
+under the EMA's horizon of 1000), on the quality suite's independent sets
 (``bench_quality.py``: sRGB discs over two layers, linear Gaussian + JPEG, sharp photos) and a
 held-out mixture subset. A table is printed and everything is written to
 ``benchmarks/results/ablations.json``.
@@ -85,6 +86,23 @@ def step_costs(names: list[str], data_overrides: list[str], rounds: int = 3, ste
     return {n: statistics.median(v) for n, v in times.items()}
 
 
+def raw_weights(run: Path) -> Path:
+    """The run's final raw (not averaged) weights as a weights file beside its checkpoints.
+
+    A variant trains a few hundred steps, under the EMA's horizon (1 / (1 - 0.999) = 1000 steps):
+    its averaged weights are still mostly the initial ones, so the suite scores the raw weights."""
+    import torch
+
+    from ifan.models.ifan import IFANConfig
+    from ifan.models.serialization import save_weights
+
+    last = max((run / "checkpoints").glob("step_*.pt"))
+    state = torch.load(last, map_location="cpu", weights_only=True)
+    out = run / "raw.safetensors"
+    save_weights(out, IFANConfig.from_dict(state["model_config"]), state["model"], source=f"{last} (raw)")
+    return out
+
+
 def evaluate(weights: Path, sets: dict) -> dict:
     import bench_quality
 
@@ -126,7 +144,7 @@ def main() -> None:
         sets = bench_quality.build_sets(ROOT / "data" / "quality", 30, 24)
         sets = {k: v for k, v in sets.items() if k in ("synth-mixture", "srgb-disc", "lin-gauss-jpeg", "harm")}
         for name, row in data["rows"].items():
-            row.update(evaluate(args.out / name / "model.safetensors", sets))
+            row.update(evaluate(raw_weights(args.out / name), sets))
             print(name, {k: v for k, v in row.items() if k != "val_curve"}, flush=True)
         args.json.write_text(json.dumps(data, indent=1))
         print_table(data["rows"])
@@ -154,7 +172,7 @@ def main() -> None:
         val = [m for m in metrics if m["kind"] == "val"]
         rows[name] = {"steps": steps, "step_cost_s": costs.get(name), "wall_s": seconds,
                       "val_curve": [(m["step"], m["psnr"], m.get("psnr_raw")) for m in val],
-                      "val_input_psnr": val[-1]["psnr_input"], **evaluate(run / "model.safetensors", sets)}
+                      "val_input_psnr": val[-1]["psnr_input"], **evaluate(raw_weights(run), sets)}
         print(name, json.dumps(rows[name]), flush=True)
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"budget_s": args.budget, "base": BASE, "variants": VARIANTS, "costs": costs,
