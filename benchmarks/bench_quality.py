@@ -285,7 +285,7 @@ def crops_figure(samples: list[quality_sets.Sample], models: list[str], path: Pa
 
 
 def build_sets(data_root: Path, synth_count: int, indep_count: int) -> dict[str, list[quality_sets.Sample]]:
-    photos = {name: quality_sets.read_srgb(p) for name, p in quality_sets.eval_photo_paths().items()}
+    photos = quality_sets.eval_photos()
     sets = {}
     for name in SYNTH_SETS:
         sets[name] = load_synth_samples(ensure_synth_set(name, data_root, synth_count), synth_count)

@@ -5,9 +5,11 @@ photographs. To see whether a model learned defocus rather than that simulator, 
 are written independently (numpy and OpenCV only, no import of ``ifan``) from photos that
 training never sees:
 
-* ``EVAL_PHOTOS``: ``examples/photos/china.jpg`` (scikit-learn's sample image) and three photos
-  that Gradio's wheel ships (``tower.jpg``, ``cheetah2.jpg``, ``groot.jpeg``); missing ones are
-  skipped (install the ``demo`` extra for Gradio's).
+* :func:`eval_photos`: ``examples/photos/china.jpg`` (scikit-learn's sample image) and two photos
+  that Gradio's wheel ships (``tower.jpg``; ``cheetah2.jpg``, a cub whose body is slightly soft,
+  halved in size so that it is sharp); missing ones are skipped (install the ``demo`` extra for
+  Gradio's). A blurred copy is scored against the photo itself, so the photos must be sharp:
+  Gradio's ``groot.jpeg`` has a strongly defocused background and serves only as real defocus.
 * :func:`srgb_disc_layers`: two-layer scenes, a photo crop as the background and a shape cut out
   of another photo in front, each blurred by a plain hard-edged disc *on sRGB values* (as simple
   defocus simulators do), the front layer sharp or blurred, composited with its blurred coverage.
@@ -50,13 +52,32 @@ def _gradio_file(*parts: str) -> Path | None:
     return path if path.is_file() else None
 
 
+#: The sharp photos the sets are made from (never used in training): name -> (path parts, scale).
+_EVAL_PHOTOS = {"china": (("examples", "photos", "china.jpg"), 1.0),
+                "tower": (("gradio", "media_assets", "images", "tower.jpg"), 1.0),
+                "cub": (("gradio", "test_data", "cheetah2.jpg"), 0.5)}
+
+
 def eval_photo_paths() -> dict[str, Path]:
-    """The photos the sets are made from (never used in training), by name; missing ones left out."""
-    found = {"china": ROOT / "examples" / "photos" / "china.jpg",
-             "tower": _gradio_file("media_assets", "images", "tower.jpg"),
-             "cub": _gradio_file("test_data", "cheetah2.jpg"),
-             "groot": _gradio_file("media_assets", "images", "groot.jpeg")}
-    return {k: v for k, v in found.items() if v is not None and v.is_file()}
+    """The photos the sets are made from, by name; missing ones left out."""
+    found = {}
+    for name, (parts, _) in _EVAL_PHOTOS.items():
+        path = _gradio_file(*parts[1:]) if parts[0] == "gradio" else ROOT.joinpath(*parts)
+        if path is not None and path.is_file():
+            found[name] = path
+    return found
+
+
+def eval_photos() -> dict[str, np.ndarray]:
+    """The sharp evaluation photos, float32 sRGB, downscaled (area) where that makes them sharp."""
+    out = {}
+    for name, path in eval_photo_paths().items():
+        image, scale = read_srgb(path), _EVAL_PHOTOS[name][1]
+        if scale != 1.0:
+            h, w = image.shape[:2]
+            image = cv2.resize(image, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
+        out[name] = image
+    return out
 
 
 def read_srgb(path: Path) -> np.ndarray:
@@ -198,7 +219,7 @@ def linear_gaussian_jpeg(photos: dict[str, np.ndarray], count: int = 24, size: i
 
 def sharp_photos(photos: dict[str, np.ndarray]) -> list[Sample]:
     """The evaluation photos as they are (no added blur): what a model must leave alone."""
-    return [Sample(f"sharp_{name}", img, img) for name, img in sorted(photos.items()) if name != "groot"]
+    return [Sample(f"sharp_{name}", img, img) for name, img in sorted(photos.items())]
 
 
 def real_defocus() -> list[Sample]:

@@ -24,7 +24,7 @@ from ifan.synth.color import linear_to_srgb, srgb_to_linear
 from ifan.synth.optics import ThinLensCamera
 from ifan.synth.psf import ApertureProfile, kernel_half_size
 from ifan.synth.rendering import Scene, render
-from ifan.synth.scenes import rgbd_layers
+from ifan.synth.rgbd import rgbd_layers
 
 HERE = Path(__file__).resolve().parent
 PACKAGE_EXAMPLES = HERE.parent / "src" / "ifan" / "examples"

@@ -118,3 +118,21 @@ def test_official_gray_formula():
     expected = 1.055 * y ** (1 / 2.4) - 0.055
     assert np.allclose(official_gray(px), expected)
     assert np.allclose(official_gray(np.full((1, 1, 3), 0.001, np.float32)), 12.92 * 0.001 * (0.2126 + 0.7152 + 0.07228))
+
+
+def test_cached_datasets_over_the_same_files_decode_them_once(tmp_path, monkeypatch):
+    import ifan.data.datasets as datasets
+
+    make_dpdd(tmp_path, "train", names=("a", "b"), size=(32, 40))
+    reads = []
+    real = datasets.read_image
+    monkeypatch.setattr(datasets, "read_image", lambda path: reads.append(path) or real(path))
+    first = open_dataset("dpdd", tmp_path, "train", cache=True)
+    items = [first[i] for i in range(len(first))]
+    assert len(reads) == 8  # 2 samples x (c, gt, l, r)
+    second = open_dataset("dpdd", tmp_path, "train", cache=True)  # e.g. the next run of an ablation
+    for i, item in enumerate(items):
+        assert torch.equal(second[i]["c"], item["c"])
+    assert len(reads) == 8
+    open_dataset("dpdd", tmp_path, "train")[0]  # without cache: read from disk
+    assert len(reads) == 12

@@ -258,6 +258,21 @@ def test_a_training_checkpoint_converts_with_its_model_config(tmp_path):
     assert read_weights(ckpt).config == model.config
 
 
+def test_a_training_checkpoint_converts_to_its_ema_weights_when_it_kept_them(tmp_path):
+    from ifan import create_model
+
+    model = create_model("ifan", channels=2, iterations=2)
+    ema = {k: v + 1.0 if v.is_floating_point() else v for k, v in model.state_dict().items()}
+    ckpt = tmp_path / "step_000000002.pt"
+    torch.save({"step": 2, "model": model.state_dict(), "ema": ema, "model_config": model.config.to_dict()}, ckpt)
+    loaded = read_weights(ckpt)
+    assert loaded.metadata["weights"] == "ema"
+    for k, v in ema.items():
+        assert torch.equal(loaded.network[k], v)
+    torch.save({"step": 2, "model": model.state_dict(), "ema": {}, "model_config": model.config.to_dict()}, ckpt)
+    assert read_weights(ckpt).metadata["weights"] == "model"
+
+
 _BOUNDED_LOAD = """
 import resource, sys
 import torch  # noqa: F401  (the command imports it before reading weights: not part of the bound)

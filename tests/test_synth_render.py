@@ -121,6 +121,20 @@ def test_center_is_the_mean_of_the_views_with_and_without_noise():
     assert np.var(noisy.center - clean.center) == pytest.approx(expected_var / 2, rel=0.1)
     with pytest.raises(ValueError, match="rng"):
         render(scene, CAM, noise=noise)
+    np.testing.assert_array_equal(noisy.target, clean.target)  # by default the target stays clean
+
+
+def test_noise_on_target_gives_the_target_the_inputs_noise_field():
+    rng = np.random.default_rng(4)
+    tex = np.float32(0.02) + np.float32(0.3) * texture(rng, 64, 64)  # dark values: clipping at 0 matters
+    noise = SensorNoise(full_well_e=800.0, read_noise_e=5.0, on_target=True)
+    sharp = render(Scene([layer(tex, 0.0)], pad=4), CAM, noise=noise, rng=np.random.default_rng(5))
+    np.testing.assert_allclose(sharp.target, sharp.center, atol=1e-6)  # in focus, the pair differs by nothing
+    blurred = render(Scene([layer(tex, 5.0)], pad=8), CAM, noise=noise, rng=np.random.default_rng(5))
+    clean = render(Scene([layer(tex, 5.0)], pad=8), CAM)
+    field = blurred.center - clean.center  # the noise C got ...
+    inside = (clean.center > 0.05) & (clean.target > 0.05)  # (away from clipping)
+    np.testing.assert_allclose((blurred.target - clean.target)[inside], field[inside], atol=1e-5)  # ... the target too
 
 
 def test_blurring_conserves_light():

@@ -14,7 +14,8 @@ from ifan.synth.psf import LEFT_LANDS_LEFT_BEHIND_FOCUS, ApertureProfile  # noqa
 from ifan.synth.rendering import render  # noqa: E402
 from ifan.synth.assets import PHOTOS, load_photo, load_stereo_motorcycle  # noqa: E402
 from ifan.synth.sampling import KINDS, SynthConfig, sample_camera, sample_spec  # noqa: E402
-from ifan.synth.scenes import build_scene, rgbd_layers  # noqa: E402
+from ifan.synth.rgbd import rgbd_layers  # noqa: E402
+from ifan.synth.scenes import build_scene  # noqa: E402
 
 # The Middlebury 2014 "Motorcycle" calibration as published (calib.txt: cam0 focal length 3979.911 px,
 # doffs 124.343 px, baseline 193.001 mm), at scikit-image's resolution (downsampled by 4).

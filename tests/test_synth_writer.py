@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import replace
 
 import cv2
 import numpy as np
@@ -188,3 +189,17 @@ def test_maps_are_rounded_to_14_mantissa_bits_and_no_further():
     assert rel.max() <= 2.0 ** -15 and rel.max() > 2.0 ** -17  # to nearest at 14 bits
     assert np.all(r.view(np.uint32) & np.uint32(0x1FF) == 0)  # the 9 dropped bits are zero
     np.testing.assert_array_equal(_round_mantissa(np.float32([0.0, 1.0, -2.5, 20.0])), [0.0, 1.0, -2.5, 20.0])
+
+
+def test_a_dataset_made_before_the_new_options_is_extended_not_refused(tmp_path):
+    # ifan 0.1 manifests record no PSF families, pipeline, ... : they count as their defaults
+    write_dataset(tmp_path, {"train": 1}, CONFIG, seed=3, progress=False)
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    for key in ("psf", "cateye_p", "gamma_blur_p", "pipeline_p", "sharp_p", "content", "noise_on_target"):
+        del manifest["parameters"]["config"][key]
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    first = _digests(tmp_path)
+    write_dataset(tmp_path, {"train": 2}, CONFIG, seed=3, progress=False)
+    assert all(_digests(tmp_path)[k] == v for k, v in first.items())
+    with pytest.raises(ValueError, match="other parameters"):  # but a mixture is not that dataset
+        write_dataset(tmp_path, {"train": 3}, replace(CONFIG, pipeline_p=0.5), seed=3, progress=False)

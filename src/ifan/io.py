@@ -198,6 +198,14 @@ def _decode_pillow(path: Path, pil: PILImage.Image) -> tuple[np.ndarray, int, bo
     return np.asarray(pil), 8, drop_icc
 
 
+def to_unit_float(img: np.ndarray) -> np.ndarray:
+    """8/16-bit integer pixels -> float32 in [0, 1] by their full range (as :func:`read_image`
+    scales them); float arrays are returned as float32 unchanged."""
+    if img.dtype in (np.uint8, np.uint16):
+        return np.divide(img, np.float32(255.0 if img.dtype == np.uint8 else 65535.0), dtype=np.float32)
+    return img.astype(np.float32, copy=False)
+
+
 def _to_float(arr: np.ndarray, bit_depth: int, orientation: int) -> tuple[np.ndarray, np.ndarray | None, bool]:
     """Integer ``(H, W[, C])`` pixels -> upright float32 RGB ``(H, W, 3)`` in [0, 1], alpha ``(H, W)`` or
     None, and whether the image is grey. Each output is written once, straight from the integers

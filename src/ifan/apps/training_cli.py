@@ -46,6 +46,12 @@ def _mix(text: str) -> tuple[tuple[str, float], ...]:
         raise argparse.ArgumentTypeError(f"expected NAME=WEIGHT[,NAME=WEIGHT...], got {text!r}") from None
 
 
+def _yes_no(text: str) -> bool:
+    if text.lower() not in ("yes", "no", "true", "false"):
+        raise argparse.ArgumentTypeError(f"expected yes or no, got {text!r}")
+    return text.lower() in ("yes", "true")
+
+
 _MIXTURE_OPTIONS = (  # flag, type, help: the parts of ifan.synth.SynthConfig beyond size, blur and noise
     ("--kinds", _mix, "scene kinds and weights, e.g. layers=0.6,planes=0.25,stereo=0.15,portrait=0,night=0"),
     ("--psf", _mix, "aperture families and weights: disc, polygon, rim, soft, gaussian (default disc=1)"),
@@ -54,6 +60,8 @@ _MIXTURE_OPTIONS = (  # flag, type, help: the parts of ifan.synth.SynthConfig be
     ("--pipeline-p", float, "probability of a camera pipeline: tone, sharpening, resizing, JPEG (default 0)"),
     ("--sharp-p", float, "probability of a sample without blur (default 0)"),
     ("--content", str, "texture mixture: classic (default) or rich"),
+    ("--noise-on-target", _yes_no, "yes: the target carries the input's noise too, so a model learns to deblur, "
+                                   "not to denoise (default no; yes in the mixture)"),
 )
 
 

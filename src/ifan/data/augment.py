@@ -1,7 +1,8 @@
 """The paper's training augmentations, applied with the same random draws to every view.
 
-A sample is a dict of float32 HWC arrays in [0, 1] keyed by :data:`ifan.data.datasets.VIEWS`
-(``c``, ``gt``, and optionally ``l``, ``r``), and optionally the true ``disparity`` (``(H, W, 1)``,
+A sample is a dict of HWC arrays (float32 in [0, 1], or 8/16-bit integers, converted only inside
+the crop's window) keyed by :data:`ifan.data.datasets.VIEWS` (``c``, ``gt``, and optionally ``l``,
+``r``), and optionally the true ``disparity`` (``(H, W, 1)``,
 px; ``ifan synth`` data), which follows the geometric steps only (resized values scale with the
 image; a horizontal flip keeps its sign, since mirroring the scene also swaps L and R). In the
 official order:
@@ -21,10 +22,13 @@ function of its seed (training resumes bit for bit).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
+
+from ifan.io import to_unit_float
 
 
 @dataclass(frozen=True)
@@ -62,45 +66,72 @@ def official_gray(img: np.ndarray) -> np.ndarray:
 
 def augment(views: dict[str, np.ndarray], rng: np.random.Generator, cfg: AugmentConfig,
             crop: int | None) -> dict[str, np.ndarray]:
-    """Apply the augmentations to a dict of same-size HWC float views; returns a new dict.
+    """Apply the augmentations to a dict of same-size HWC views; returns float32 views in [0, 1].
 
     Args:
-        views: ``{"c", "gt", ["l", "r"]}`` float32 ``(H, W, 3)`` in [0, 1].
+        views: ``{"c", "gt", ["l", "r"]}`` ``(H, W, 3)``, float32 in [0, 1] or 8/16-bit integers
+            (converted only inside the crop's window), and optionally ``"disparity"``.
         rng: the sample's random generator.
         cfg: probabilities and ranges.
         crop: side of the square random crop, or None for no crop.
+
+    Every draw is made first; the pixel work is then done on the source window that the crop
+    covers (plus a pixel of margin for the resampling), not on the whole image.
     """
     out = {k: v for k, v in views.items() if k != "disparity"}
     disparity = views.get("disparity")
     h, w = next(iter(out.values())).shape[:2]
     if crop is not None and (h < crop or w < crop):
         raise ValueError(f"image of {w}x{h} is smaller than the {crop}x{crop} training crop")
-    if rng.random() < cfg.noise_p:
-        sigma = float(np.sqrt(rng.uniform(cfg.noise_min_var, cfg.noise_max_var)))
-        noise = rng.normal(0.0, sigma, size=(h, w, 3)).astype(np.float32)
-        for k in out:
-            if k != "gt" or cfg.noise_on_target:
-                out[k] = np.clip(out[k] + noise, 0.0, 1.0)
-    if rng.random() < cfg.gray_p:
-        out = {k: official_gray(v) for k, v in out.items()}
+    sigma = float(np.sqrt(rng.uniform(cfg.noise_min_var, cfg.noise_max_var))) if rng.random() < cfg.noise_p \
+        else None
+    gray = rng.random() < cfg.gray_p
+    nh, nw = h, w  # the size of the whole image after the downscale
     if rng.random() < cfg.scale_p:
         lowest = cfg.scale_min if crop is None else max(cfg.scale_min, crop / min(h, w))
         scale = rng.uniform(lowest, 1.0) if lowest < 1.0 else 1.0
         nh, nw = max(int(h * scale), crop or 1), max(int(w * scale), crop or 1)
-        if (nh, nw) != (h, w):
-            out = {k: cv2.resize(v, (nw, nh), interpolation=cv2.INTER_AREA) for k, v in out.items()}
-            if disparity is not None:
-                disparity = cv2.resize(disparity, (nw, nh), interpolation=cv2.INTER_AREA)[..., None] * (nw / w)
-            h, w = nh, nw
+    top = left = 0
+    if crop is not None:
+        top, left = int(rng.integers(0, nh - crop + 1)), int(rng.integers(0, nw - crop + 1))
+    flip_h, flip_v = rng.random() < cfg.flip_h_p, rng.random() < cfg.flip_v_p
+
+    # the source window behind the crop: rows y0:y0+wh map onto rows top:top+crop of the downscaled image
+    (y0, wh, oh), (x0, ww, ow) = (_window(top, crop or nh, nh, h), _window(left, crop or nw, nw, w))
+    out = {k: to_unit_float(v[y0:y0 + wh, x0:x0 + ww]) for k, v in out.items()}
+    if disparity is not None:
+        disparity = disparity[y0:y0 + wh, x0:x0 + ww]
+    if sigma is not None:
+        noise = rng.normal(0.0, sigma, size=(wh, ww, 3)).astype(np.float32)
+        for k in out:
+            if k != "gt" or cfg.noise_on_target:
+                out[k] = np.clip(out[k] + noise, 0.0, 1.0)
+    if gray:
+        out = {k: official_gray(v) for k, v in out.items()}
+    if (oh, ow) != (wh, ww):
+        out = {k: cv2.resize(v, (ow, oh), interpolation=cv2.INTER_AREA) for k, v in out.items()}
+        if disparity is not None:
+            disparity = cv2.resize(disparity, (ow, oh), interpolation=cv2.INTER_AREA)[..., None] * (ow / ww)
     if disparity is not None:
         out["disparity"] = disparity
     if crop is not None:
-        top, left = int(rng.integers(0, h - crop + 1)), int(rng.integers(0, w - crop + 1))
-        out = {k: v[top:top + crop, left:left + crop] for k, v in out.items()}
-    if rng.random() < cfg.flip_h_p:
+        out = {k: v[:crop, :crop] for k, v in out.items()}
+    if flip_h:
         out = {k: v[:, ::-1] for k, v in out.items()}
         if "l" in out and "r" in out:
             out["l"], out["r"] = out["r"], out["l"]
-    if rng.random() < cfg.flip_v_p:
+    if flip_v:
         out = {k: v[::-1] for k, v in out.items()}
     return {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in out.items()}
+
+
+def _window(start: int, length: int, scaled: int, full: int) -> tuple[int, int, int]:
+    """Source window ``(offset, size, resized size)`` of ``length`` samples from ``start`` of an axis of
+    ``full`` samples downscaled to ``scaled``. The resized window starts at ``start`` (to within one
+    sample) and holds at least ``length`` samples."""
+    if scaled == full:
+        return start, length, length
+    factor = scaled / full
+    size = min(full, math.ceil(length / factor) + 1)
+    offset = min(int(start / factor), full - size)
+    return offset, size, max(length, math.ceil(size * factor))

@@ -35,7 +35,7 @@ from PIL import Image as PILImage
 from torch.utils.data import Dataset
 
 from ifan.data.augment import AugmentConfig, augment
-from ifan.io import READ_SUFFIXES, ImageReadError, read_image
+from ifan.io import READ_SUFFIXES, ImageReadError, read_image, to_unit_float
 
 VIEWS = ("c", "gt", "l", "r")  # blurry centre, all-in-focus target, left and right dual-pixel views
 
@@ -171,6 +171,11 @@ def check_sizes(files: list[SampleFiles]) -> dict[str, tuple[int, int]]:
     return sizes
 
 
+#: Decoded images of every dataset made with ``cache=True`` in this process, keyed by their files:
+#: datasets over the same files (successive runs of one process, e.g. ablations) decode them once.
+_DECODED: dict = {}
+
+
 class DefocusDataset(Dataset):
     """Samples as dicts of ``(3, H, W)`` float32 tensors in [0, 1].
 
@@ -180,7 +185,8 @@ class DefocusDataset(Dataset):
         augment_cfg: augmentations (None: none).
         seed: base seed; an item's randomness comes from ``(seed, key)``.
         rotate: rotate every view 90 degrees counter-clockwise (PixelDP protocol).
-        cache: keep decoded images in memory (as their 8/16-bit integers).
+        cache: keep decoded images in memory (as their 8/16-bit integers), shared by every dataset of
+            this process over the same files.
         min_size: refuse images smaller than this (e.g. the crop), naming them.
 
     Items can be fetched by index, or by ``(index, sample_seed)`` so that a sampler controls
@@ -200,16 +206,16 @@ class DefocusDataset(Dataset):
             small = [f"{n} ({w}x{h})" for n, (w, h) in self.sizes.items() if min(w, h) < limit]
             if small:
                 raise DatasetError(f"{len(small)} image(s) smaller than {limit}x{limit}: {', '.join(small[:5])}")
-        self._cache: dict | None = {} if cache else None
+        self._cache: dict | None = _DECODED if cache else None
 
     def __len__(self) -> int:
         return len(self.files)
 
     def _load(self, index: int) -> tuple[dict[str, np.ndarray], int]:
-        if self._cache is not None and index in self._cache:
-            stored, depth = self._cache[index]
-            scale = 255.0 if depth == 8 else 65535.0
-            views = {k: v.astype(np.float32) / scale for k, v in stored.items()}
+        key = (self.files[index], self.rotate)
+        if self._cache is not None and key in self._cache:
+            stored, depth = self._cache[key]
+            views = dict(stored)  # integers: augment converts only the crop's window
             if self.files[index].maps is not None:
                 views["disparity"] = self._disparity(index)
             return views, depth
@@ -225,14 +231,14 @@ class DefocusDataset(Dataset):
             views = {k: np.ascontiguousarray(np.rot90(v, 1)) for k, v in views.items()}
         if self._cache is not None:
             scale, dtype = (255.0, np.uint8) if depth == 8 else (65535.0, np.uint16)
-            self._cache[index] = ({k: np.round(v * scale).astype(dtype) for k, v in views.items()}, depth)
+            self._cache[key] = ({k: np.round(v * scale).astype(dtype) for k, v in views.items()}, depth)
         if sample.maps is not None:
             views["disparity"] = self._disparity(index)
         return views, depth
 
     def _disparity(self, index: int) -> np.ndarray:
         """The true L-R disparity (px) of a synthetic sample, ``(H, W, 1)`` float32 (cached as float16)."""
-        key = ("disparity", index)
+        key = ("disparity", self.files[index].maps)
         if self._cache is not None and key in self._cache:
             return self._cache[key].astype(np.float32)
         path = self.files[index].maps
@@ -253,6 +259,8 @@ class DefocusDataset(Dataset):
         if self.augment_cfg is not None or self.crop is not None:
             rng = np.random.default_rng(sample_seed)
             views = augment(views, rng, self.augment_cfg or NO_AUGMENT, self.crop)
+        else:
+            views = {k: to_unit_float(v) for k, v in views.items()}
         item = {k: torch.from_numpy(np.ascontiguousarray(v.transpose(2, 0, 1))) for k, v in views.items()}
         item.update(name=self.files[index].name, bit_depth=depth, rotated=self.rotate)
         return item

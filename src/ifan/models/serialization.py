@@ -118,7 +118,7 @@ def _read_torch(path: Path) -> LoadedWeights:
         raise CheckpointError(f"{path}: cannot be read as a PyTorch weights file: {describe_load_error(err)}") from None
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"{path}: expected a state dict (a mapping), found {type(obj).__name__}")
-    # A training checkpoint of ours: {"model": {...}, "model_config": {...}, ...}
+    # A training checkpoint of ours: {"model": {...}, "model_config": {...}, ["ema": {...}], ...}
     if "model" in obj and ("model_config" in obj or "config" in obj):
         config = obj.get("model_config", obj.get("config"))
         if not isinstance(config, Mapping) or not isinstance(obj["model"], Mapping):
@@ -128,11 +128,15 @@ def _read_torch(path: Path) -> LoadedWeights:
             config = IFANConfig.from_dict(dict(config))
         except (ValueError, TypeError) as err:
             raise CheckpointError(f"{path}: invalid model config: {err}") from None
-        network, reblur = dict(obj["model"]), obj.get("reblur") or {}
+        ema = obj.get("ema") or {}  # the averaged weights: what the run validated and exported
+        if not isinstance(ema, Mapping):
+            raise CheckpointError(f"{path}: 'ema' is a {type(ema).__name__}, expected a mapping of tensors")
+        network, reblur = dict(ema or obj["model"]), obj.get("reblur") or {}
         if not isinstance(reblur, Mapping):
             raise CheckpointError(f"{path}: 'reblur' is a {type(reblur).__name__}, expected a mapping of tensors")
         _require_tensors({**network, **reblur}, path)
-        return LoadedWeights(config, network, dict(reblur), {"source": str(path)})
+        meta = {"source": str(path), "weights": "ema" if ema else "model"}
+        return LoadedWeights(config, network, dict(reblur), meta)
     state = obj.get("state_dict", obj) if isinstance(obj.get("state_dict"), Mapping) else obj
     _require_tensors(state, path)
     if is_official_state_dict(state):

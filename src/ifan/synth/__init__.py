@@ -5,10 +5,12 @@ Modules: :mod:`~ifan.synth.optics` (thin lens, signed circle of confusion),
 :mod:`~ifan.synth.rendering` (layered, occlusion-aware compositing, a brute-force reference,
 sensor noise), :mod:`~ifan.synth.assets` (photographs and procedural textures),
 :mod:`~ifan.synth.sampling` (dataset options, per-sample camera/aperture/processing draws),
-:mod:`~ifan.synth.scenes` (scene builders), :mod:`~ifan.synth.camera` (the camera pipeline after
-the sensor), :mod:`~ifan.synth.writer` (DPDD-layout datasets) and :mod:`~ifan.synth.preview` (figures).
+:mod:`~ifan.synth.scenes` (scene builders), :mod:`~ifan.synth.rgbd` (RGB-D images as layers),
+:mod:`~ifan.synth.camera` (the camera pipeline after the sensor), :mod:`~ifan.synth.writer`
+(DPDD-layout datasets) and :mod:`~ifan.synth.preview` (figures).
 
-Conventions: images are float32 ``(H, W, 3)`` in linear light (files are sRGB-encoded); the
+Conventions: images are float32 ``(H, W, 3)`` in linear light (files are sRGB-encoded; renders
+developed by the camera pipeline are sRGB-encoded already: ``DualPixelImages.encoding``); the
 signed blur radius ``coc`` (px) is > 0 behind the focus plane; the disparity ``x_L - x_R`` (px)
 is ``-kappa * coc`` (> 0 in front of the focus plane, kappa ~ 0.85); ``C = (L + R) / 2``.
 
@@ -31,7 +33,8 @@ from ifan.synth.psf import (PSF_FAMILIES, ApertureProfile, center_kernel, dispar
                             dual_pixel_kernels, sample_profile)
 from ifan.synth.rendering import DualPixelImages, Layer, Scene, SensorNoise, render, render_reference
 from ifan.synth.sampling import KINDS, SceneSpec, SynthConfig, sample_camera, sample_spec
-from ifan.synth.scenes import build_scene, rgbd_layers
+from ifan.synth.rgbd import rgbd_layers
+from ifan.synth.scenes import build_scene
 from ifan.synth.writer import render_spec, sample_paths, sample_spec_for, write_dataset
 
 __all__ = [

@@ -122,10 +122,14 @@ class SensorNoise:
         full_well_e: electrons collected by one *pixel* (both photodiodes) at value 1.0; each
             photodiode collects half.
         read_noise_e: standard deviation of each photodiode's read noise, in electrons.
+        on_target: add C's noise field to the all-in-focus target too, so that a model trained on
+            the pair learns to undo defocus, not to denoise (and is not taught the mean shift that
+            clipping noisy dark values at 0 puts into C alone).
     """
 
     full_well_e: float
     read_noise_e: float
+    on_target: bool = False
 
     def __post_init__(self) -> None:
         if not self.full_well_e > 0 or not self.read_noise_e >= 0:
@@ -266,16 +270,20 @@ def _finish(scene: Scene, camera: ThinLensCamera, profile: ApertureProfile, left
     h, w = scene.image_shape
     crop = (slice(p, p + h), slice(p, p + w))
     left, right = left[crop], right[crop]
+    target = composite_sharp(scene)[crop]
     if noise is not None:
         if rng is None:
             raise ValueError("sensor noise needs a random generator (rng)")
+        clean_center = 0.5 * (left + right)
         left, right = noise.apply(left, rng), noise.apply(right, rng)
+        if noise.on_target:
+            target = target + (0.5 * (left + right) - clean_center)
     left, right = np.clip(left, 0.0, 1.0), np.clip(right, 0.0, 1.0)
     depth = visible_depth(scene)[crop]
     coc = camera.coc_radius_px(depth)
     return DualPixelImages(
         left=left, right=right, center=(0.5 * (left + right)).astype(np.float32),
-        target=np.clip(composite_sharp(scene)[crop], 0.0, 1.0), depth=np.ascontiguousarray(depth),
+        target=np.clip(target, 0.0, 1.0).astype(np.float32), depth=np.ascontiguousarray(depth),
         coc=coc, disparity=disparity_from_coc(coc, profile))
 
 

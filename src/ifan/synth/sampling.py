@@ -49,6 +49,8 @@ class SynthConfig:
             tone curve, sharpening, resizing, JPEG); otherwise plain sRGB encoding.
         sharp_p: probability of a sample with almost no blur (largest radius 0 to 0.6 px).
         content: texture mixture: ``classic`` or ``rich`` (:func:`~ifan.synth.assets.texture`).
+        noise_on_target: with ``noise``, the target carries C's noise field too
+            (:class:`~ifan.synth.rendering.SensorNoise`: ``on_target``).
     """
 
     width: int = 512
@@ -62,6 +64,7 @@ class SynthConfig:
     pipeline_p: float = 0.0
     sharp_p: float = 0.0
     content: str = "classic"
+    noise_on_target: bool = False
 
     def __post_init__(self) -> None:
         if self.width < 8 or self.height < 8:
@@ -85,7 +88,8 @@ class SynthConfig:
         return cls(width=width, height=height, max_blur=max_blur, noise=noise,
                    kinds=(("layers", 0.3), ("planes", 0.12), ("stereo", 0.08), ("portrait", 0.35), ("night", 0.15)),
                    psf=(("disc", 0.3), ("polygon", 0.2), ("rim", 0.15), ("soft", 0.15), ("gaussian", 0.2)),
-                   cateye_p=0.25, gamma_blur_p=0.35, pipeline_p=0.8, sharp_p=0.06, content="rich")
+                   cateye_p=0.25, gamma_blur_p=0.35, pipeline_p=0.8, sharp_p=0.06, content="rich",
+                   noise_on_target=True)
 
     @classmethod
     def from_options(cls, width: int, height: int, max_blur: float, noise: bool, mixture: bool,
@@ -240,7 +244,8 @@ def sample_spec(rng: np.random.Generator, config: SynthConfig = SynthConfig()) -
     profile = sample_profile(rng, family, config.cateye_p)
     noise = None
     if config.noise:
-        noise = SensorNoise(full_well_e=log_uniform(rng, 500.0, 20000.0), read_noise_e=float(rng.uniform(1.0, 6.0)))
+        noise = SensorNoise(full_well_e=log_uniform(rng, 500.0, 20000.0), read_noise_e=float(rng.uniform(1.0, 6.0)),
+                            on_target=config.noise_on_target)
     seed = int(rng.integers(0, 2**63 - 1))
     blur_space = "gamma" if config.gamma_blur_p > 0 and rng.random() < config.gamma_blur_p else "linear"
     out_size = (config.width, config.height) if (width, height) != (config.width, config.height) else None

@@ -175,6 +175,17 @@ def _parameters(config: SynthConfig, seed: int, bit_depth: int) -> dict:
     return {"seed": int(seed), "bit_depth": int(bit_depth), "config": config.to_dict()}
 
 
+def _same_parameters(recorded: dict | None, config: SynthConfig, seed: int, bit_depth: int) -> bool:
+    """Whether a manifest's parameters are these; options it does not record (made by an older ifan)
+    count as their defaults, which reproduce what that version made."""
+    if not isinstance(recorded, dict) or not isinstance(recorded.get("config"), dict):
+        return False
+    defaults = SynthConfig().to_dict()
+    filled = {**recorded, "config": {**{k: defaults[k] for k in defaults if k not in recorded["config"]},
+                                     **recorded["config"]}}
+    return filled == _parameters(config, seed, bit_depth)
+
+
 def _manifest(config: SynthConfig, seed: int, bit_depth: int, counts: Mapping[str, int]) -> dict:
     from ifan import __version__
 
@@ -224,7 +235,7 @@ def write_dataset(out: str | os.PathLike, counts: Mapping[str, int], config: Syn
     manifest_path = out / "manifest.json"
     if manifest_path.exists():
         old = json.loads(manifest_path.read_text())
-        if old.get("format") != FORMAT or old.get("parameters") != _parameters(config, seed, bit_depth):
+        if old.get("format") != FORMAT or not _same_parameters(old.get("parameters"), config, seed, bit_depth):
             raise ValueError(f"{out} holds a dataset made with other parameters ({old.get('parameters')}); "
                              f"use another --out, or the same seed, size, blur, noise and bit depth")
         counts = {**old.get("counts", {}), **counts}

@@ -1,11 +1,13 @@
 """The training loop: the paper's recipe, resumable bit for bit, on one CPU or many GPUs.
 
 ``train(cfg, run_dir)`` checks the data before any compute, builds the model and the
-reblurring network (Xavier init with the recipe's gains), runs RAdam with decoupled weight
-decay, step learning-rate decay and gradient clipping, validates every ``log.val_every``
-steps (PSNR on held-out images), logs to TensorBoard and ``metrics.jsonl``, checkpoints
-atomically (last K kept, best by validation PSNR exported), and writes the final weights as
-ifan safetensors. Under ``torchrun`` it runs DDP; rank 0 logs and writes. What the run
+reblurring network (Xavier init with the recipe's gains, or trained weights: ``init.weights``),
+runs RAdam with decoupled weight decay, a warm-up then step or cosine (with warm restarts)
+learning-rate decay and gradient clipping, in fp32 or autocast (``train.precision``, ``auto``
+where the recipe asks), keeps an EMA of the weights if asked, validates every
+``log.val_every`` steps (PSNR on held-out images, of the EMA weights when there are some),
+logs to TensorBoard and ``metrics.jsonl``, checkpoints atomically (last K kept, best by
+validation PSNR exported), and writes the final weights as ifan safetensors. Under ``torchrun`` it runs DDP; rank 0 logs and writes. What the run
 folder holds, and how a run starts or resumes, is :mod:`ifan.train.run`.
 """
 
