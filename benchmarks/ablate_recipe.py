@@ -20,6 +20,7 @@ that bf16 training follows fp32's validation curve.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import sys
@@ -65,8 +66,7 @@ def step_costs(names: list[str], data_overrides: list[str], rounds: int = 3, ste
             reblur = ReblurNet(net.config).to(memory_format=torch.channels_last) if cfg.losses.reblur else None
             params = [*net.parameters(), *(reblur.parameters() if reblur else [])]
             opt = torch.optim.RAdam(params, lr=1e-4, decoupled_weight_decay=True, weight_decay=0.01)
-            w = LossWeights(cfg.losses.image, cfg.losses.dme, cfg.losses.reblur, cfg.losses.image_loss,
-                            cfg.losses.frequency, cfg.losses.disparity)
+            w = LossWeights(**dataclasses.asdict(cfg.losses))
             size, b = cfg.train.patch_size, cfg.train.batch_size
             views = [torch.rand(b, 3, size, size).contiguous(memory_format=torch.channels_last) for _ in range(4)]
             dtype = resolve_precision(cfg.train.precision, torch.device("cpu"))

@@ -105,7 +105,7 @@ def main() -> int:
     if suite.is_file():
         data = json.loads(suite.read_text())
         suite_text = SUITE.format(table=data["table"], date=data["meta"]["date"], cpu=data["meta"]["cpu"],
-                                  models=", ".join(Path(r["model"]).name for r in data["results"]))
+                                  models=", ".join(Path(r["model"]).stem for r in data["results"]))
 
     s = result.summary
     text = TEMPLATE.format(suite=suite_text,

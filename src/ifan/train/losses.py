@@ -53,7 +53,8 @@ def horizontal_warp(x: Tensor, disparity: Tensor) -> Tensor:
 
 @dataclass(frozen=True)
 class LossWeights:
-    """Weights of the terms (0 switches a term off: it is then not computed) and the image loss's form."""
+    """Weights of the terms (0 switches a term off: it is then not computed) and the image loss's form;
+    the fields of a recipe's ``losses`` (:class:`ifan.train.config.LossConfig`), built from it by name."""
 
     image: float = 1.0
     dme: float = 1.0

@@ -19,7 +19,7 @@ import signal
 import sys
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -273,8 +273,7 @@ def _train(cfg: TrainConfig, run_dir: Path, resume: bool, stop_after: int | None
         note = _init_from_weights(model, reblur, cfg.init.weights)
         if info.is_main:
             print(note, file=sys.stderr)
-    weights = LossWeights(cfg.losses.image, cfg.losses.dme, cfg.losses.reblur, cfg.losses.image_loss,
-                          cfg.losses.frequency, cfg.losses.disparity)
+    weights = LossWeights(**asdict(cfg.losses))
     module = TrainingModule(model, reblur, weights).to(dev)
     memory_format = torch.channels_last if cfg.train.channels_last else torch.contiguous_format
     module = module.to(memory_format=memory_format)
