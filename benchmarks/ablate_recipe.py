@@ -13,6 +13,10 @@ under the EMA's horizon of 1000), on the quality suite's independent sets
 held-out mixture subset. A table is printed and everything is written to
 ``benchmarks/results/ablations.json``.
 
+``--data-variant NAME=DIR`` adds data ablations: the 0.2 recipe's losses (``dme-charb-disp``) trained
+on other data (for example ``ifan synth`` with one more option and the same seed, so the scenes are
+the same), validated on ``--data``'s val split, against ``dme-charb-disp`` on ``--data`` itself.
+
 The ``bf16-vs-fp32`` pair instead trains the same number of steps in both precisions, to check
 that bf16 training follows fp32's validation curve.
 """
@@ -112,6 +116,9 @@ def evaluate(weights: Path, sets: dict) -> dict:
     out["spearman"] = s.get("synth-mixture", {}).get("spearman_mean")
     out["spearman_pooled"] = s.get("synth-mixture", {}).get("spearman_pooled")
     out["harm_psnr"] = s["harm"]["psnr_to_input"]
+    out["harm_per_photo"] = {k: v["psnr_to_input"] for k, v in s["harm"]["per_image"].items()}
+    out["by_photo"] = {k: {p: v["gain_db"] for p, v in s[k]["by_photo"].items()}
+                       for k in ("srgb-disc", "lin-gauss-jpeg") if "by_photo" in s.get(k, {})}
     return out
 
 
@@ -121,6 +128,8 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=240.0, help="seconds of training per variant")
     parser.add_argument("--init", default="ifan-lite", help="weights every variant starts from")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--data-variant", action="append", default=[], metavar="NAME=DIR",
+                        help="also train dme-charb-disp on the training split of DIR (validated on --data)")
     parser.add_argument("--precision-check", type=int, default=300, metavar="STEPS",
                         help="steps of the bf16-vs-fp32 pair (0: skip)")
     parser.add_argument("--costs", type=json.loads, metavar="JSON",
@@ -152,18 +161,23 @@ def main() -> None:
     if args.data is None:
         parser.error("--data is needed to train the variants")
     data = [f"data.root={args.data}"]
+    data_variants = dict(item.split("=", 1) for item in args.data_variant)
+    if data_variants and "dme-charb-disp" not in args.variants:
+        args.variants.append("dme-charb-disp")  # the control of the data ablations
     costs = args.costs or step_costs(args.variants, data)
     print("step cost (s):", {k: round(v, 3) for k, v in costs.items()}, flush=True)
     sets = bench_quality.build_sets(ROOT / "data" / "quality", 30, 24)
     sets = {k: v for k, v in sets.items() if k in ("synth-mixture", "srgb-disc", "lin-gauss-jpeg", "harm")}
     rows = json.loads(args.json.read_text())["rows"] if args.json.is_file() else {}  # earlier variants kept
     plan = [(n, [*VARIANTS[n]], max(int(args.budget / costs[n]), 1)) for n in args.variants]
+    plan += [(name, [*VARIANTS["dme-charb-disp"], f"data.root={root}", f"data.val_root={args.data}"],
+              max(int(args.budget / costs["dme-charb-disp"]), 1)) for name, root in data_variants.items()]
     if args.precision_check:
         plan += [(f"check-{p}", [*VARIANTS["dme-charb"], f"train.precision={p}"], args.precision_check)
                  for p in ("bf16", "fp32")]
     for name, overrides, steps in plan:
         run = args.out / name
-        cfg = load_config(None, [*BASE, *overrides, *data, f"train.steps={steps}", f"init.weights={args.init}",
+        cfg = load_config(None, [*BASE, *data, *overrides, f"train.steps={steps}", f"init.weights={args.init}",
                                  f"log.val_every={max(steps // 4, 1)}"])
         start = time.perf_counter()
         train(cfg, run, resume=(run / "checkpoints").is_dir(), device="cpu")

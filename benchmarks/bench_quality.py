@@ -182,6 +182,11 @@ def run_model(model: str, precision: str, sets: dict[str, list[quality_sets.Samp
     return result
 
 
+def _photo(row: dict) -> str | None:
+    """The evaluation photo a row was made from (for two-layer scenes, the background's)."""
+    return row.get("photo") or (row.get("photos") or [None])[0]
+
+
 def summarise(result: dict) -> dict:
     """Means per set (and gains, blur bins, Spearman) from the per-image rows."""
     summary = {}
@@ -205,6 +210,10 @@ def summarise(result: dict) -> dict:
             if sel:
                 s["by_blur"][f"{lo}-{int(hi)}"] = {"count": len(sel), "gain_db": float(np.mean(
                     [r["psnr"] - r["input_psnr"] for r in sel]))}
+        photos = sorted({_photo(r) for r in rows if _photo(r)})
+        if photos:  # one photo can carry a set's mean: say which
+            s["by_photo"] = {p: {"count": len(sel), "gain_db": float(np.mean([r["psnr"] - r["input_psnr"] for r in sel]))}
+                             for p in photos for sel in [[r for r in rows if _photo(r) == p]]}
         rho = [r["spearman"] for r in rows if r.get("spearman") is not None]
         if rho:
             s["spearman_mean"], s["spearman_min"], s["spearman_count"] = float(np.mean(rho)), float(min(rho)), len(rho)
@@ -236,6 +245,10 @@ def markdown(results: list[dict]) -> str:
         row(f"{set_name}: gain by largest blur radius (px)",
             [", ".join(f"{k}: {v['gain_db']:+.2f}" for k, v in r["summary"][set_name]["by_blur"].items())
              for r in results])
+        if "by_photo" in base:
+            row(f"{set_name}: gain by photo" + (" (background)" if set_name == "srgb-disc" else ""),
+                [", ".join(f"{k}: {v['gain_db']:+.2f}" for k, v in r["summary"][set_name]["by_photo"].items())
+                 for r in results])
         if "spearman_mean" in base:
             row(f"{set_name}: defocus rank correlation per image, mean (worst); all cells pooled",
                 [f"{r['summary'][set_name]['spearman_mean']:.2f} ({r['summary'][set_name]['spearman_min']:.2f}); "
@@ -243,6 +256,9 @@ def markdown(results: list[dict]) -> str:
     if "harm" in s0:
         row("sharp photos: PSNR output vs input (dB)", [f"{r['summary']['harm']['psnr_to_input']:.2f}"
                                                         for r in results])
+        row("sharp photos: per photo (dB)", [", ".join(f"{k.removeprefix('sharp_')}: {v['psnr_to_input']:.1f}"
+                                                       for k, v in r["summary"]["harm"]["per_image"].items())
+                                             for r in results])
     if "artefacts" in s0:
         for label, key, fmt in (("real defocus: overshoot near edges (8-bit levels)", "overshoot", "{:.2f}"),
                                 ("real defocus: dark overshoot (halo) near edges", "dark_overshoot", "{:.2f}"),

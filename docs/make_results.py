@@ -149,7 +149,7 @@ training another model (`--model PATH`).
 ## Held-out synthetic test set
 
 {images} scenes of 512x512 rendered by `{synth_cmd}` (seed 2, never trained on: `ifan-lite` 0.1
-was trained on seed 1 of this generator, 0.2 on the mixture, seed 21), scored by the official
+was trained on seed 1 of this generator, 0.2 and 0.3 on the mixture, seed 21), scored by the official
 protocol (output clipped to [0, 1], kept in float, PSNR/SSIM/MAE over the whole image):
 
 ```bash

@@ -108,3 +108,23 @@ def test_a_mixture_dataset_writes_developed_images_at_the_output_size(tmp_path):
             stored = data[i]["gt"].numpy().transpose(1, 2, 0)
             assert np.abs(stored - rendered.target).max() <= 0.5 / 255 + 1e-6
     assert math.isfinite(float(np.load(tmp_path / "train_meta" / "000000.npz")["coc"].max()))
+
+
+def test_a_soft_lens_changes_no_other_draw_of_a_sample():
+    """``soft_lens_p`` draws last: a dataset with it has the same scenes as one without (a controlled
+    comparison), with a fraction ``soft_lens_p`` of them softened by 0.3 to 1 output px."""
+    from dataclasses import replace
+
+    base = SynthConfig.mixture(width=64, height=48, max_blur=8.0)
+    soft = replace(base, soft_lens_p=0.5)
+    specs = [(sample_spec_for(3, "train", i, base), sample_spec_for(3, "train", i, soft)) for i in range(200)]
+    assert all(replace(b, lens_sigma=0.0) == a for a, b in specs)
+    sigmas = np.array([b.lens_sigma / (b.pipeline.render_scale if b.pipeline else 1.0) for _, b in specs])
+    assert 0.4 < np.mean(sigmas > 0) < 0.6 and np.all((sigmas == 0) | ((sigmas >= 0.3) & (sigmas <= 1.0)))
+    a, b = next((a, b) for a, b in specs if b.lens_sigma > 0)
+    sharp, softened = render_spec(a), render_spec(b)
+    edges = [float(np.abs(np.diff(x.target, axis=1)).mean()) for x in (sharp, softened)]
+    assert edges[1] < 0.9 * edges[0]  # the target is softer too: softness in focus is not defocus
+    np.testing.assert_array_equal(sharp.coc, softened.coc)
+    with pytest.raises(ValueError, match="soft_lens_p"):
+        SynthConfig(soft_lens_p=1.5)

@@ -137,6 +137,28 @@ def test_noise_on_target_gives_the_target_the_inputs_noise_field():
     np.testing.assert_allclose((blurred.target - clean.target)[inside], field[inside], atol=1e-5)  # ... the target too
 
 
+def test_a_lens_soft_in_focus_spreads_a_point_into_a_gaussian_on_every_image_before_the_noise():
+    pad, size, sigma = 12, 41, 0.8
+    point = np.zeros((size + 2 * pad, size + 2 * pad, 3), np.float32)
+    point[pad + size // 2, pad + size // 2] = 1.0
+    scene = Scene([layer(point, 0.0)], pad=pad)
+    out = render(scene, CAM, lens_sigma=sigma)
+    yy, xx = np.mgrid[:size, :size] - size // 2
+    for image in (out.left, out.right, out.center, out.target):  # in focus: every image is the lens's spot
+        spot = image[..., 0].astype(np.float64)
+        assert spot.sum() == pytest.approx(1.0, rel=1e-4)  # light is kept
+        assert math.sqrt((spot * xx ** 2).sum() / spot.sum()) == pytest.approx(sigma, rel=0.03)
+        assert math.sqrt((spot * yy ** 2).sum() / spot.sum()) == pytest.approx(sigma, rel=0.03)
+    # the noise comes after the lens: as strong and as fine-grained (uncorrelated) as without softness
+    flat = Scene([layer(np.full((64, 64, 3), 0.3, np.float32), 0.0)], pad=4)
+    noise = SensorNoise(full_well_e=2000.0, read_noise_e=4.0)
+    for s in (0.0, 1.0):
+        grain = render(flat, CAM, noise=noise, rng=np.random.default_rng(7), lens_sigma=s).center - np.float32(0.3)
+        neighbours = np.corrcoef(grain[:, :-1].ravel(), grain[:, 1:].ravel())[0, 1]
+        assert abs(neighbours) < 0.05  # blurred noise would correlate at about 0.5
+        assert np.var(grain) == pytest.approx((0.3 / 1000 + (4.0 / 1000) ** 2) / 2, rel=0.1)  # C: half a diode's
+
+
 def test_blurring_conserves_light():
     rng = np.random.default_rng(4)
     h = w = 96

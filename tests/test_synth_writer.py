@@ -179,6 +179,18 @@ def test_cli_writes_a_dataset_and_a_preview(tmp_path, capsys):
     assert "other parameters" in capsys.readouterr().err
 
 
+def test_cli_soft_lens_option_reaches_the_samples_and_bad_values_are_refused(tmp_path, capsys):
+    rc = main(["synth", "--out", str(tmp_path / "ds"), "--train", "6", "--size", "40x32", "--seed", "1",
+               "--workers", "1", "--max-blur", "6", "--soft-lens-p", "0.5", "--no-progress"])
+    assert rc == 0
+    manifest = json.loads((tmp_path / "ds" / "manifest.json").read_text())
+    assert manifest["parameters"]["config"]["soft_lens_p"] == 0.5
+    sigmas = [e["lens_sigma"] for e in manifest["samples"]["train"]]
+    assert any(s > 0 for s in sigmas) and any(s == 0 for s in sigmas)
+    assert main(["synth", "--out", str(tmp_path / "bad"), "--train", "1", "--soft-lens-p", "1.5"]) == 2
+    assert "soft_lens_p must be a probability" in capsys.readouterr().err
+
+
 def test_maps_are_rounded_to_14_mantissa_bits_and_no_further():
     from ifan.synth.writer import _round_mantissa
 
@@ -195,7 +207,7 @@ def test_a_dataset_made_before_the_new_options_is_extended_not_refused(tmp_path)
     # ifan 0.1 manifests record no PSF families, pipeline, ... : they count as their defaults
     write_dataset(tmp_path, {"train": 1}, CONFIG, seed=3, progress=False)
     manifest = json.loads((tmp_path / "manifest.json").read_text())
-    for key in ("psf", "cateye_p", "gamma_blur_p", "pipeline_p", "sharp_p", "content", "noise_on_target"):
+    for key in ("psf", "cateye_p", "gamma_blur_p", "pipeline_p", "sharp_p", "soft_lens_p", "content", "noise_on_target"):
         del manifest["parameters"]["config"][key]
     (tmp_path / "manifest.json").write_text(json.dumps(manifest))
     first = _digests(tmp_path)

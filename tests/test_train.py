@@ -60,6 +60,10 @@ def test_recipes_load_with_the_papers_numbers():
     assert lr_at(499_999, cfg) == 1e-4 and lr_at(500_000, cfg) == 5e-5 and lr_at(550_000, cfg) == 2.5e-5
     lite = load_config(ROOT / "configs" / "ifan-lite-cpu.yaml")
     assert lite.model == "ifan-lite"
+    recipes = sorted((ROOT / "configs").glob("*.yaml"))
+    assert len(recipes) >= 4
+    for recipe in recipes:  # every shipped recipe loads (unknown keys and wrong types are refused)
+        assert load_config(recipe).train.steps > 0, recipe
 
 
 def test_unknown_keys_and_wrong_types_are_named(tmp_path):

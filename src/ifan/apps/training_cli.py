@@ -59,6 +59,8 @@ _MIXTURE_OPTIONS = (  # flag, type, help: the parts of ifan.synth.SynthConfig be
     ("--gamma-blur-p", float, "probability of blurring sRGB-encoded values (default 0)"),
     ("--pipeline-p", float, "probability of a camera pipeline: tone, sharpening, resizing, JPEG (default 0)"),
     ("--sharp-p", float, "probability of a sample without blur (default 0)"),
+    ("--soft-lens-p", float, "probability of a lens soft in focus: a Gaussian of 0.3-1 px on every image, "
+                             "the target included (default 0)"),
     ("--content", str, "texture mixture: classic (default) or rich"),
     ("--noise-on-target", _yes_no, "yes: the target carries the input's noise too, so a model learns to deblur, "
                                    "not to denoise (default no; yes in the mixture)"),

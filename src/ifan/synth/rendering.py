@@ -264,13 +264,17 @@ def visible_depth(scene: Scene) -> np.ndarray:
 
 
 def _finish(scene: Scene, camera: ThinLensCamera, profile: ApertureProfile, left: np.ndarray, right: np.ndarray,
-            noise: SensorNoise | None, rng: np.random.Generator | None) -> DualPixelImages:
-    """Crop the canvas margin, add noise, clip and form C and the maps."""
+            noise: SensorNoise | None, rng: np.random.Generator | None, lens_sigma: float = 0.0) -> DualPixelImages:
+    """Soften (``lens_sigma``), crop the canvas margin, add noise, clip and form C and the maps."""
     p = scene.pad
     h, w = scene.image_shape
     crop = (slice(p, p + h), slice(p, p + w))
-    left, right = left[crop], right[crop]
-    target = composite_sharp(scene)[crop]
+    target = composite_sharp(scene)
+    if lens_sigma > 0:  # the lens is soft in focus too: every image, the target included, before the sensor
+        left, right, target = (cv2.GaussianBlur(np.ascontiguousarray(x), (0, 0), lens_sigma,
+                                                borderType=cv2.BORDER_REFLECT_101)
+                               for x in (left, right, target))
+    left, right, target = left[crop], right[crop], target[crop]
     if noise is not None:
         if rng is None:
             raise ValueError("sensor noise needs a random generator (rng)")
@@ -288,7 +292,8 @@ def _finish(scene: Scene, camera: ThinLensCamera, profile: ApertureProfile, left
 
 
 def render(scene: Scene, camera: ThinLensCamera, profile: ApertureProfile = ApertureProfile(),
-           noise: SensorNoise | None = None, rng: np.random.Generator | None = None) -> DualPixelImages:
+           noise: SensorNoise | None = None, rng: np.random.Generator | None = None,
+           lens_sigma: float = 0.0) -> DualPixelImages:
     """Render the L, R and C views, the all-in-focus target and the depth/blur/disparity maps.
 
     Args:
@@ -297,6 +302,9 @@ def render(scene: Scene, camera: ThinLensCamera, profile: ApertureProfile = Aper
         profile: the aperture's shape (PSF).
         noise: optional sensor noise, added to L and R (then ``C = (L + R) / 2``).
         rng: random generator for the noise.
+        lens_sigma: the lens's softness in focus (residual aberrations, diffraction, the sensor's
+            anti-aliasing filter): a Gaussian of this standard deviation (px) on every image, the
+            all-in-focus target included, before the noise. 0: a lens that is perfectly sharp in focus.
 
     Returns:
         :class:`DualPixelImages` at the image size (canvas minus the margin).
@@ -311,7 +319,8 @@ def render(scene: Scene, camera: ThinLensCamera, profile: ApertureProfile = Aper
         y0, x0, bl, br = blurred
         _composite_over(out_l, y0, x0, bl)
         _composite_over(out_r, y0, x0, br)
-    return _finish(scene, camera, profile, out_l.transpose(1, 2, 0), out_r.transpose(1, 2, 0), noise, rng)
+    return _finish(scene, camera, profile, out_l.transpose(1, 2, 0), out_r.transpose(1, 2, 0), noise, rng,
+                   lens_sigma)
 
 
 def _composite_over(out: np.ndarray, y0: int, x0: int, blurred: np.ndarray) -> None:

@@ -48,6 +48,9 @@ class SynthConfig:
         pipeline_p: probability of a random camera pipeline (:func:`~ifan.synth.camera.sample_pipeline`:
             tone curve, sharpening, resizing, JPEG); otherwise plain sRGB encoding.
         sharp_p: probability of a sample with almost no blur (largest radius 0 to 0.6 px).
+        soft_lens_p: probability of a lens that is soft in focus: a Gaussian of 0.3 to 1 output px
+            on every image, the target included (real in-focus photos are rarely crisp to the pixel,
+            and a model should leave that softness alone rather than take it for defocus).
         content: texture mixture: ``classic`` or ``rich`` (:func:`~ifan.synth.assets.texture`).
         noise_on_target: with ``noise``, the target carries C's noise field too
             (:class:`~ifan.synth.rendering.SensorNoise`: ``on_target``).
@@ -63,6 +66,7 @@ class SynthConfig:
     gamma_blur_p: float = 0.0
     pipeline_p: float = 0.0
     sharp_p: float = 0.0
+    soft_lens_p: float = 0.0
     content: str = "classic"
     noise_on_target: bool = False
 
@@ -76,7 +80,7 @@ class SynthConfig:
             unknown = {k for k, _ in mix} - set(allowed)
             if unknown or not any(w > 0 for _, w in mix) or any(w < 0 for _, w in mix):
                 raise ValueError(f"{name} must give non-negative weights, some positive, to {allowed}, got {mix}")
-        for name in ("cateye_p", "gamma_blur_p", "pipeline_p", "sharp_p"):
+        for name in ("cateye_p", "gamma_blur_p", "pipeline_p", "sharp_p", "soft_lens_p"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be a probability in [0, 1], got {getattr(self, name)}")
         if self.content not in CONTENTS:
@@ -124,6 +128,7 @@ class SceneSpec:
         pipeline: the camera's processing after the sensor (None: plain sRGB encoding).
         out_size: ``(width, height)`` of the saved images when the scene is rendered larger
             (``pipeline.render_scale``); None: ``(width, height)``.
+        lens_sigma: the lens's softness in focus, render px (:func:`~ifan.synth.rendering.render`).
     """
 
     kind: str
@@ -142,6 +147,7 @@ class SceneSpec:
     blur_space: str = "linear"
     pipeline: CameraPipeline | None = None
     out_size: tuple[int, int] | None = None
+    lens_sigma: float = 0.0
 
     def inv_depth(self, v: np.ndarray | float) -> np.ndarray | float:
         """Inverse depth (1/m) at the normalised position ``v`` (0 = far end, 1 = near end)."""
@@ -163,6 +169,7 @@ class SceneSpec:
             "content": self.content, "blur_space": self.blur_space,
             "pipeline": None if self.pipeline is None else self.pipeline.to_dict(),
             "out_size": None if self.out_size is None else list(self.out_size),
+            "lens_sigma": self.lens_sigma,
         }
 
 
@@ -249,8 +256,11 @@ def sample_spec(rng: np.random.Generator, config: SynthConfig = SynthConfig()) -
     seed = int(rng.integers(0, 2**63 - 1))
     blur_space = "gamma" if config.gamma_blur_p > 0 and rng.random() < config.gamma_blur_p else "linear"
     out_size = (config.width, config.height) if (width, height) != (config.width, config.height) else None
+    lens_sigma = 0.0  # drawn last, so that every other draw is that of the same seed with soft_lens_p = 0
+    if config.soft_lens_p > 0 and rng.random() < config.soft_lens_p:
+        lens_sigma = float(rng.uniform(0.3, 1.0)) * scale
     spec = SceneSpec(kind, width, height, 0, seed, camera, profile, noise, inv_far, inv_near, focus, crop,
-                     config.content, blur_space, pipeline, out_size)
+                     config.content, blur_space, pipeline, out_size, lens_sigma)
     return replace(spec, pad=kernel_half_size(spec.max_abs_coc, profile) + 1)  # room for the largest kernel
 
 

@@ -110,7 +110,7 @@ def render_spec(spec: SceneSpec) -> DualPixelImages:
     camera pipeline (every ifan 0.1 spec), and developed, sRGB-encoded images otherwise.
     """
     rng = np.random.default_rng(np.random.SeedSequence([spec.seed, 1]))
-    images = render(build_scene(spec), spec.camera, spec.profile, spec.noise, rng)
+    images = render(build_scene(spec), spec.camera, spec.profile, spec.noise, rng, spec.lens_sigma)
     if spec.pipeline is None and spec.blur_space == "linear" and spec.out_size is None:
         return images
     return develop(images, spec.pipeline or CameraPipeline(), spec.blur_space, spec.out_size)
