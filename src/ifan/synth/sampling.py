@@ -48,12 +48,12 @@ class SynthConfig:
         pipeline_p: probability of a random camera pipeline (:func:`~ifan.synth.camera.sample_pipeline`:
             tone curve, sharpening, resizing, JPEG); otherwise plain sRGB encoding.
         sharp_p: probability of a sample with almost no blur (largest radius 0 to 0.6 px).
-        soft_lens_p: probability of a lens that is soft in focus: a Gaussian of 0.3 to 1 output px
-            on every image, the target included (real in-focus photos are rarely crisp to the pixel,
-            and a model should leave that softness alone rather than take it for defocus).
         content: texture mixture: ``classic`` or ``rich`` (:func:`~ifan.synth.assets.texture`).
         noise_on_target: with ``noise``, the target carries C's noise field too
             (:class:`~ifan.synth.rendering.SensorNoise`: ``on_target``).
+        soft_lens_p: probability of a lens that is soft in focus: a Gaussian of 0.3 to 1 output px
+            on every image, the target included (real in-focus photos are rarely crisp to the pixel,
+            and a model should leave that softness alone rather than take it for defocus).
     """
 
     width: int = 512
@@ -66,9 +66,9 @@ class SynthConfig:
     gamma_blur_p: float = 0.0
     pipeline_p: float = 0.0
     sharp_p: float = 0.0
-    soft_lens_p: float = 0.0
     content: str = "classic"
     noise_on_target: bool = False
+    soft_lens_p: float = 0.0  # last: added after 0.2, so positional construction keeps its meaning
 
     def __post_init__(self) -> None:
         if self.width < 8 or self.height < 8:
