@@ -187,6 +187,11 @@ def _photo(row: dict) -> str | None:
     return row.get("photo") or (row.get("photos") or [None])[0]
 
 
+def _gain(rows: list[dict]) -> dict:
+    """How many rows, and their mean PSNR gain over the input (dB)."""
+    return {"count": len(rows), "gain_db": float(np.mean([r["psnr"] - r["input_psnr"] for r in rows]))}
+
+
 def summarise(result: dict) -> dict:
     """Means per set (and gains, blur bins, Spearman) from the per-image rows."""
     summary = {}
@@ -204,16 +209,11 @@ def summarise(result: dict) -> dict:
         s["gain_db"] = s["psnr"] - s["input_psnr"]
         s["improved"] = int(sum(r["psnr"] > r["input_psnr"] for r in rows))
         s["count"] = len(rows)
-        s["by_blur"] = {}
-        for lo, hi in BINS:
-            sel = [r for r in rows if lo <= r["max_radius"] < hi]
-            if sel:
-                s["by_blur"][f"{lo}-{int(hi)}"] = {"count": len(sel), "gain_db": float(np.mean(
-                    [r["psnr"] - r["input_psnr"] for r in sel]))}
+        bins = {f"{lo}-{int(hi)}": [r for r in rows if lo <= r["max_radius"] < hi] for lo, hi in BINS}
+        s["by_blur"] = {k: _gain(sel) for k, sel in bins.items() if sel}
         photos = sorted({_photo(r) for r in rows if _photo(r)})
         if photos:  # one photo can carry a set's mean: say which
-            s["by_photo"] = {p: {"count": len(sel), "gain_db": float(np.mean([r["psnr"] - r["input_psnr"] for r in sel]))}
-                             for p in photos for sel in [[r for r in rows if _photo(r) == p]]}
+            s["by_photo"] = {p: _gain([r for r in rows if _photo(r) == p]) for p in photos}
         rho = [r["spearman"] for r in rows if r.get("spearman") is not None]
         if rho:
             s["spearman_mean"], s["spearman_min"], s["spearman_count"] = float(np.mean(rho)), float(min(rho)), len(rho)
