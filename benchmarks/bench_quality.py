@@ -17,11 +17,15 @@ For each model it measures, on images it never saw:
    Gaussian blur in linear light followed by JPEG.
 3. ``harm``: PSNR between output and input on sharp photos (no blur): how much a model changes
    what it should leave alone.
-4. ``artefacts`` on real defocused photos (``flower.jpg``, ``groot.jpeg``): near strong edges (the
-   top 2 % of the input's gradient, a band 2-12 px around them), the mean *overshoot* of the
+4. ``artefacts`` on real defocused photos (``flower.jpg``, ``groot.jpeg``, ``cheetah2.jpg``): near
+   strong edges (the top 2 % of the input's gradient, a band 2-12 px around them), the mean *overshoot* of the
    output beyond the input's local range (15x15 window; halos and ringing, in 8-bit levels), the
    change of the 15x15 local mean colour (8-bit levels), and the ratio of local contrast
    (standard deviation) output / input. A figure of 100 % crops goes to ``--figure``.
+
+Suite 2 (this version, ``SUITE`` in the JSON) made the independent sets and the sharp photos from
+china and tower only: the cub (``cheetah2.jpg``) of suite 1 turned out to have a defocused body, so
+it is now a real-defocus photo (``quality_sets.py``; docs/training.md says what it changed).
 
 PSNR/SSIM are on outputs clipped to [0, 1] at full float precision, sRGB; SSIM is the Gaussian
 (sigma 1.5) form of ``ifan.evaluate.metrics``. The table is printed (markdown) and written with
@@ -47,6 +51,7 @@ import quality_sets  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 BINS = [(0, 5), (5, 10), (10, 15), (15, 20.5)]
+SUITE = 2  # the version of the sets; 2: the cub moved from the sharp photos to real defocus
 SYNTH_SETS = {  # name: (folder under data/quality, config factory name, seed)
     "synth-classic": ("synth-classic", "classic", 2),
     "synth-mixture": ("synth-mixture", "mixture", 3),
@@ -335,7 +340,7 @@ def main() -> None:
         results.append(r)
     table = markdown(results)
     print(table)
-    meta = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "cpu": cpu_model(), "threads": args.threads,
+    meta = {"suite": SUITE, "date": time.strftime("%Y-%m-%d %H:%M:%S"), "cpu": cpu_model(), "threads": args.threads,
             "precision": args.precision, "synth_count": args.synth_count, "indep_count": args.indep_count,
             "eval_photos": sorted(quality_sets.eval_photo_paths())}
     args.json.parent.mkdir(parents=True, exist_ok=True)
