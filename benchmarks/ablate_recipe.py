@@ -17,6 +17,10 @@ held-out mixture subset. A table is printed and everything is written to
 on other data (for example ``ifan synth`` with one more option and the same seed, so the scenes are
 the same), validated on ``--data``'s val split, against ``dme-charb-disp`` on ``--data`` itself.
 
+``--widen NAME=C`` adds model-size ablations: the same recipe (``dme-charb-disp``) on a model grown
+to width C from ``--init`` (``ifan grow``: the same function at step 0, so it starts where the
+control does), against ``dme-charb-disp`` at the original width, each for the same time.
+
 The ``bf16-vs-fp32`` pair instead trains the same number of steps in both precisions, to check
 that bf16 training follows fp32's validation curve.
 """
@@ -51,8 +55,12 @@ VARIANTS = {  # name: overrides
 }
 
 
-def step_costs(names: list[str], data_overrides: list[str], rounds: int = 3, steps: int = 3) -> dict[str, float]:
-    """Median seconds of one full training step per variant (random batches; interleaved rounds)."""
+def step_costs(names: list[str], data_overrides: list[str], widths: dict[str, int] | None = None,
+               rounds: int = 3, steps: int = 3) -> dict[str, float]:
+    """Median seconds of one full training step per variant (random batches; interleaved rounds).
+
+    ``names`` are :data:`VARIANTS` or keys of ``widths`` (``dme-charb-disp`` at that width)."""
+    widths = widths or {}
     import torch
 
     from ifan.models.reblur import ReblurNet
@@ -64,9 +72,11 @@ def step_costs(names: list[str], data_overrides: list[str], rounds: int = 3, ste
     times: dict[str, list[float]] = {n: [] for n in names}
     for _ in range(rounds):
         for name in names:
-            cfg = load_config(None, [*BASE, *VARIANTS[name], *data_overrides])
+            recipe = VARIANTS["dme-charb-disp"] if name in widths else VARIANTS[name]
+            cfg = load_config(None, [*BASE, *recipe, *data_overrides])
             torch.manual_seed(0)
-            net = create_model("ifan-lite").to(memory_format=torch.channels_last)
+            width = {"channels": widths[name]} if name in widths else {}
+            net = create_model("ifan-lite", **width).to(memory_format=torch.channels_last)
             reblur = ReblurNet(net.config).to(memory_format=torch.channels_last) if cfg.losses.reblur else None
             params = [*net.parameters(), *(reblur.parameters() if reblur else [])]
             opt = torch.optim.RAdam(params, lr=1e-4, decoupled_weight_decay=True, weight_decay=0.01)
@@ -88,6 +98,20 @@ def step_costs(names: list[str], data_overrides: list[str], rounds: int = 3, ste
                 if i:
                     times[name].append(time.perf_counter() - t)
     return {n: statistics.median(v) for n, v in times.items()}
+
+
+def grow_init(source: str, channels: int, out: Path) -> Path:
+    """``source`` (a model name or weights file) grown to width ``channels``, written to ``out`` once."""
+    if not out.is_file():
+        from ifan.models.grow import widen
+        from ifan.models.serialization import save_weights
+        from ifan.models.zoo import load_model
+
+        model = load_model(source)
+        config, state = widen(model.state_dict(), model.config, channels)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        save_weights(out, config, state, source=f"{source} grown to width {channels}")
+    return out
 
 
 def raw_weights(run: Path) -> Path:
@@ -130,6 +154,9 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--data-variant", action="append", default=[], metavar="NAME=DIR",
                         help="also train dme-charb-disp on the training split of DIR (validated on --data)")
+    parser.add_argument("--val-data", type=Path, help="the validation split's dataset (default: --data)")
+    parser.add_argument("--widen", action="append", default=[], metavar="NAME=C",
+                        help="also train dme-charb-disp on --init grown to width C (ifan grow)")
     parser.add_argument("--precision-check", type=int, default=300, metavar="STEPS",
                         help="steps of the bf16-vs-fp32 pair (0: skip)")
     parser.add_argument("--costs", type=json.loads, metavar="JSON",
@@ -160,24 +187,28 @@ def main() -> None:
         return
     if args.data is None:
         parser.error("--data is needed to train the variants")
-    data = [f"data.root={args.data}"]
+    data = [f"data.root={args.data}", *([f"data.val_root={args.val_data}"] if args.val_data else [])]
     data_variants = dict(item.split("=", 1) for item in args.data_variant)
-    if data_variants and "dme-charb-disp" not in args.variants:
-        args.variants.append("dme-charb-disp")  # the control of the data ablations
-    costs = args.costs or step_costs(args.variants, data)
+    widths = {name: int(c) for name, c in (item.split("=", 1) for item in args.widen)}
+    if (data_variants or widths) and "dme-charb-disp" not in args.variants:
+        args.variants.append("dme-charb-disp")  # the control of the data and size ablations
+    costs = args.costs or step_costs([*args.variants, *widths], data, widths)
     print("step cost (s):", {k: round(v, 3) for k, v in costs.items()}, flush=True)
     sets = bench_quality.build_sets(ROOT / "data" / "quality", 30, 24)
     sets = {k: v for k, v in sets.items() if k in ("synth-mixture", "srgb-disc", "lin-gauss-jpeg", "harm")}
     rows = json.loads(args.json.read_text())["rows"] if args.json.is_file() else {}  # earlier variants kept
     plan = [(n, [*VARIANTS[n]], max(int(args.budget / costs[n]), 1)) for n in args.variants]
-    plan += [(name, [*VARIANTS["dme-charb-disp"], f"data.root={root}", f"data.val_root={args.data}"],
+    plan += [(name, [*VARIANTS["dme-charb-disp"], f"data.root={root}", f"data.val_root={args.val_data or args.data}"],
               max(int(args.budget / costs["dme-charb-disp"]), 1)) for name, root in data_variants.items()]
+    grown = {name: grow_init(args.init, c, args.out / f"{name}-init.safetensors") for name, c in widths.items()}
+    plan += [(name, [*VARIANTS["dme-charb-disp"], f"model_overrides.channels={c}", f"init.weights={grown[name]}"],
+              max(int(args.budget / costs[name]), 1)) for name, c in widths.items()]
     if args.precision_check:
         plan += [(f"check-{p}", [*VARIANTS["dme-charb"], f"train.precision={p}"], args.precision_check)
                  for p in ("bf16", "fp32")]
     for name, overrides, steps in plan:
         run = args.out / name
-        cfg = load_config(None, [*BASE, *data, *overrides, f"train.steps={steps}", f"init.weights={args.init}",
+        cfg = load_config(None, [*BASE, *data, f"init.weights={args.init}", *overrides, f"train.steps={steps}",
                                  f"log.val_every={max(steps // 4, 1)}"])
         start = time.perf_counter()
         train(cfg, run, resume=(run / "checkpoints").is_dir(), device="cpu")

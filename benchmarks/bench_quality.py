@@ -13,15 +13,20 @@ For each model it measures, on images it never saw:
    ``|blur radius|`` on 8x8 blocks, per image (mean and worst; images whose blur hardly varies are
    skipped) and over the cells of all images pooled.
 2. ``srgb-disc`` and ``lin-gauss-jpeg``: made by ``benchmarks/quality_sets.py`` (no ``ifan.synth``
-   code) from photos never trained on: plain discs on sRGB values over two layers; a smooth
-   Gaussian blur in linear light followed by JPEG.
+   code) from sharp photos never trained on (china, tower and four Debian wallpaper photos):
+   plain discs on sRGB values over two layers; a smooth Gaussian blur in linear light, then JPEG.
 3. ``harm``: PSNR between output and input on sharp photos (no blur): how much a model changes
    what it should leave alone.
-4. ``artefacts`` on real defocused photos (``flower.jpg``, ``groot.jpeg``): near strong edges (the
-   top 2 % of the input's gradient, a band 2-12 px around them), the mean *overshoot* of the
+4. ``artefacts`` on real defocused photos (flower, groot, the cub and four Debian photos): near
+   strong edges (the top 2 % of the input's gradient, a band 2-12 px around them), the mean *overshoot* of the
    output beyond the input's local range (15x15 window; halos and ringing, in 8-bit levels), the
    change of the 15x15 local mean colour (8-bit levels), and the ratio of local contrast
    (standard deviation) output / input. A figure of 100 % crops goes to ``--figure``.
+
+Suite 2 (this version, ``suite`` in the JSON) changed the photos (``quality_sets.py``): the cub
+(``cheetah2.jpg``) of suite 1 has a defocused body, so it moved from the sharp photos to real defocus
+(docs/training.md says what that changed), and photos of two Debian wallpaper packages joined both
+lists, so that the independent sets rest on six photos, not three.
 
 PSNR/SSIM are on outputs clipped to [0, 1] at full float precision, sRGB; SSIM is the Gaussian
 (sigma 1.5) form of ``ifan.evaluate.metrics``. The table is printed (markdown) and written with
@@ -47,6 +52,7 @@ import quality_sets  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 BINS = [(0, 5), (5, 10), (10, 15), (15, 20.5)]
+SUITE = 2  # the version of the sets; 2: the cub is real defocus, Debian photos added
 SYNTH_SETS = {  # name: (folder under data/quality, config factory name, seed)
     "synth-classic": ("synth-classic", "classic", 2),
     "synth-mixture": ("synth-mixture", "mixture", 3),
@@ -269,7 +275,7 @@ def markdown(results: list[dict]) -> str:
 
 
 def crops_figure(samples: list[quality_sets.Sample], models: list[str], path: Path, size: int = 160,
-                 per_image: int = 2) -> None:
+                 per_image: int = 1) -> None:
     """100 % crops where the input has the strongest edges: input, then each model's output."""
     rows = []
     for s in samples:
@@ -335,9 +341,10 @@ def main() -> None:
         results.append(r)
     table = markdown(results)
     print(table)
-    meta = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "cpu": cpu_model(), "threads": args.threads,
+    meta = {"suite": SUITE, "date": time.strftime("%Y-%m-%d %H:%M:%S"), "cpu": cpu_model(), "threads": args.threads,
             "precision": args.precision, "synth_count": args.synth_count, "indep_count": args.indep_count,
-            "eval_photos": sorted(quality_sets.eval_photo_paths())}
+            "eval_photos": sorted(quality_sets.eval_photo_paths()),
+            "real_defocus_photos": sorted(quality_sets.real_defocus_paths())}
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"meta": meta, "table": table,
                                      "results": [{k: v for k, v in r.items()} for r in results]}, indent=1))

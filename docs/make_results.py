@@ -105,6 +105,7 @@ def main() -> int:
     if suite.is_file():
         data = json.loads(suite.read_text())
         suite_text = SUITE.format(table=data["table"], date=data["meta"]["date"], cpu=data["meta"]["cpu"],
+                                  version=data["meta"].get("suite", 1),
                                   models=", ".join(Path(r["model"]).stem for r in data["results"]))
 
     s = result.summary
@@ -124,8 +125,8 @@ def main() -> int:
 
 SUITE = """## Generalisation suite
 
-Made by `python benchmarks/bench_quality.py --models ...` ({date}, {cpu}; models: {models}): held-out
-sets of the training generator, two sets made by other degradation code on photos never trained on,
+Suite {version}, made by `python benchmarks/bench_quality.py --models ...` ({date}, {cpu}; models: {models}):
+held-out sets of the training generator, two sets made by other degradation code on photos never trained on,
 sharp photos (how much the model changes them) and artefacts near strong edges of real defocused
 photos (`benchmarks/bench_quality.py` says how each is measured).
 

@@ -39,7 +39,7 @@ def test_shipped_model_deblurs_the_bundled_example():
     sharp = read_image(ROOT / "examples" / "china_sharp.png").rgb
     out = Deblurrer.from_pretrained(DEFAULT_MODEL, device="cpu", precision="fp32").deblur(blurry)
     assert out.shape == blurry.shape
-    # 20.17 -> 20.62 dB with the 0.3 weights (docs/results.md)
+    # 20.17 -> 20.64 dB with the 0.4 weights (docs/results.md)
     assert psnr(np.clip(out, 0, 1), sharp) > psnr(blurry, sharp) + 0.3
 
 

@@ -268,6 +268,11 @@ COMMANDS: dict[str, Command] = {
                         _evaluate_arguments, _evaluate),
     "train": Command("train a model from a YAML recipe (resumable; torchrun for several processes)",
                      training_cli.train_arguments, training_cli.train),
+    "grow": Command("widen trained weights into a larger model that computes the same function",
+                    training_cli.grow_arguments, training_cli.grow,
+                    "Grow trained weights to a larger width (ifan.models.grow): the old channels keep their "
+                    "weights, new ones start from the usual initialisation with zero weights into the old "
+                    "channels, so the output is unchanged and training goes on from there."),
     "curves": Command("draw a training run's validation PSNR, losses and learning rate as a PNG",
                       training_cli.curves_arguments, training_cli.curves),
     "synth": Command("render a synthetic dual-pixel defocus dataset in the DPDD layout",

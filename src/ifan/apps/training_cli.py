@@ -1,4 +1,4 @@
-"""The ``ifan`` subcommands that make data and models: ``synth``, ``train`` and ``curves``
+"""The ``ifan`` subcommands that make data and models: ``synth``, ``train``, ``grow`` and ``curves``
 (arguments and runners, as in :mod:`ifan.apps.cli`)."""
 
 from __future__ import annotations
@@ -147,4 +147,31 @@ def curves(args: argparse.Namespace) -> int:
     train_rows, val_rows = read_metrics(args.run)
     write_image(args.output, curves_figure(train_rows, val_rows) / 255.0)
     print(f"wrote {args.output}: {len(train_rows)} training rows, {len(val_rows)} validation rows")
+    return 0
+
+
+def grow_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("weights", help="a bundled model's name (e.g. ifan-lite) or a weights file")
+    p.add_argument("--channels", type=int, required=True, help="the new width (IFANConfig.channels)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the new channels' initialisation (default 0)")
+    output_argument(p, required=True, metavar="SAFETENSORS", help="the grown weights file to write")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+
+
+def grow(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ifan.models.grow import widen
+    from ifan.models.serialization import save_weights
+    from ifan.models.zoo import load_model
+
+    out = Path(args.output)
+    if out.exists() and not args.overwrite:
+        raise ValueError(f"{out} exists; pass --overwrite to replace it")
+    model = load_model(args.weights)
+    config, state = widen(model.state_dict(), model.config, args.channels, seed=args.seed)
+    save_weights(out, config, state, source=f"{args.weights} grown from width {model.config.channels} to "
+                 f"{args.channels} by ifan grow (same function; new channels seeded {args.seed})")
+    print(f"wrote {out}: width {model.config.channels} -> {args.channels}; train it with "
+          f"--init {out} and model_overrides.channels={args.channels} (docs/training.md)")
     return 0

@@ -9,7 +9,8 @@
 * :func:`texture`: a random texture of either kind, recoloured, under a given warp.
 
 The example photos of ifan (``examples/photos``) and the photos its quality benchmark uses
-(Gradio's and ``examples/``) are deliberately *not* here: they are never trained on.
+(Gradio's, ``examples/`` and Debian's wallpaper packages) are deliberately *not* here: they are
+never trained on.
 """
 
 from __future__ import annotations
