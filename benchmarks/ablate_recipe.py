@@ -103,14 +103,10 @@ def step_costs(names: list[str], data_overrides: list[str], widths: dict[str, in
 def grow_init(source: str, channels: int, out: Path) -> Path:
     """``source`` (a model name or weights file) grown to width ``channels``, written to ``out`` once."""
     if not out.is_file():
-        from ifan.models.grow import widen
-        from ifan.models.serialization import save_weights
-        from ifan.models.zoo import load_model
+        from ifan.models.grow import grow_weights_file
 
-        model = load_model(source)
-        config, state = widen(model.state_dict(), model.config, channels)
         out.parent.mkdir(parents=True, exist_ok=True)
-        save_weights(out, config, state, source=f"{source} grown to width {channels}")
+        grow_weights_file(source, channels, out)
     return out
 
 

@@ -161,17 +161,12 @@ def grow_arguments(p: argparse.ArgumentParser) -> None:
 def grow(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ifan.models.grow import widen
-    from ifan.models.serialization import save_weights
-    from ifan.models.zoo import load_model
+    from ifan.models.grow import grow_weights_file
 
     out = Path(args.output)
     if out.exists() and not args.overwrite:
         raise ValueError(f"{out} exists; pass --overwrite to replace it")
-    model = load_model(args.weights)
-    config, state = widen(model.state_dict(), model.config, args.channels, seed=args.seed)
-    save_weights(out, config, state, source=f"{args.weights} grown from width {model.config.channels} to "
-                 f"{args.channels} by ifan grow (same function; new channels seeded {args.seed})")
-    print(f"wrote {out}: width {model.config.channels} -> {args.channels}; train it with "
-          f"--init {out} and model_overrides.channels={args.channels} (docs/training.md)")
+    old, new = grow_weights_file(args.weights, args.channels, out, seed=args.seed)
+    print(f"wrote {out}: width {old.channels} -> {new.channels}; train it with "
+          f"--init {out} and model_overrides.channels={new.channels} (docs/training.md)")
     return 0

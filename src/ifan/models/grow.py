@@ -17,12 +17,15 @@ depthwise, so the new channels' filters never touch the old channels.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 
 import torch
 from torch import Tensor, nn
 
 from ifan.models.ifan import IFAN, IFANConfig
+from ifan.models.serialization import save_weights
+from ifan.models.zoo import load_model
 
 
 def _iac_rows(n: int, c: int, k: int, new_c: int) -> Tensor:
@@ -33,16 +36,18 @@ def _iac_rows(n: int, c: int, k: int, new_c: int) -> Tensor:
     return torch.tensor(kernels + biases)
 
 
-def _channel_map(name: str, role: str, old_size: int, new_size: int, old: IFANConfig, new: IFANConfig) -> Tensor:
-    """Indices in the new tensor's ``role`` ("in" or "out") dimension of the old one's channels."""
+def _channel_map(role: str, old_size: int, new_size: int, old: IFANConfig, new: IFANConfig) -> Tensor:
+    """Indices in the new tensor's dimension of the old one's channels; ``role``: "concat" (the
+    filter fusion's input, ``[encoder features, disparity embedding]``), "head" (the filter head's
+    output, IAC's kernels and biases) or "plain" (old channels first)."""
     if old_size == new_size:
         return torch.arange(old_size)
-    if name == "filter_fusion.0.0" and role == "in":  # cat([encoder features (4c), disparity embedding (4c)])
+    if role == "concat":
         half = old_size // 2
         return torch.cat([torch.arange(half), new_size // 2 + torch.arange(half)])
-    if name == "filter_predictor.3" and role == "out":
+    if role == "head":
         return _iac_rows(old.iterations, old.feature_channels, old.filter_size, new.feature_channels)
-    return torch.arange(old_size)  # old channels first
+    return torch.arange(old_size)
 
 
 def widen(state: Mapping[str, Tensor], config: IFANConfig, channels: int, seed: int = 0) -> tuple[IFANConfig, dict[str, Tensor]]:
@@ -66,16 +71,30 @@ def widen(state: Mapping[str, Tensor], config: IFANConfig, channels: int, seed: 
         model = IFAN(new_config)
         model.init_weights()
     out = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    concat_input, head_output = model.filter_fusion[0][0], model.filter_head
     for name, module in model.named_modules():
         if not isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
             continue
         w_old, w_new = state[f"{name}.weight"], out[f"{name}.weight"]
         out_dim, in_dim = (1, 0) if isinstance(module, nn.ConvTranspose2d) else (0, 1)
-        o = _channel_map(name, "out", w_old.shape[out_dim], w_new.shape[out_dim], config, new_config)
-        i = _channel_map(name, "in", w_old.shape[in_dim], w_new.shape[in_dim], config, new_config)
+        o = _channel_map("head" if module is head_output else "plain", w_old.shape[out_dim],
+                         w_new.shape[out_dim], config, new_config)
+        i = _channel_map("concat" if module is concat_input else "plain", w_old.shape[in_dim],
+                         w_new.shape[in_dim], config, new_config)
         w = w_new.movedim((out_dim, in_dim), (0, 1))  # a view: writes go to w_new
         w[o] = 0.0  # old outputs ignore new inputs ...
         w[o[:, None], i[None, :]] = w_old.movedim((out_dim, in_dim), (0, 1)).to(w.dtype)  # ... and keep their weights
         if module.bias is not None:
             out[f"{name}.bias"][o] = state[f"{name}.bias"].to(w.dtype)
     return new_config, out
+
+
+def grow_weights_file(source: str | os.PathLike, channels: int, out: str | os.PathLike,
+                      seed: int = 0) -> tuple[IFANConfig, IFANConfig]:
+    """``source`` (a bundled model's name or a weights file) widened to ``channels`` and written to
+    ``out`` (replacing it); returns the old and the new architecture."""
+    model = load_model(source)
+    config, state = widen(model.state_dict(), model.config, channels, seed=seed)
+    save_weights(out, config, state, source=f"{source} grown from width {model.config.channels} to {channels} "
+                 f"by ifan grow (same function; new channels seeded {seed})")
+    return model.config, config
