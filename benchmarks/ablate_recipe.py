@@ -48,10 +48,13 @@ VARIANTS = {  # name: overrides
     "all-mse": ["losses.image_loss=mse", "losses.dme=1", "losses.reblur=1"],
     "dme-mse": ["losses.image_loss=mse", "losses.dme=1", "losses.reblur=0"],
     "dme-charb": ["losses.image_loss=charbonnier", "losses.dme=1", "losses.reblur=0"],
-    "dme-charb-freq": ["losses.image_loss=charbonnier", "losses.frequency=0.05", "losses.dme=1", "losses.reblur=0"],
-    "dme-charb-192": ["losses.image_loss=charbonnier", "losses.dme=1", "losses.reblur=0", "train.patch_size=192"],
     "img-charb": ["losses.image_loss=charbonnier", "losses.dme=0", "losses.reblur=0"],
     "dme-charb-disp": ["losses.image_loss=charbonnier", "losses.dme=1", "losses.reblur=0", "losses.disparity=0.1"],
+    # the recipe of 0.2-0.4 (dme-charb-disp) with larger crops, or with a frequency term
+    "dme-charb-disp-192": ["losses.image_loss=charbonnier", "losses.dme=1", "losses.reblur=0", "losses.disparity=0.1",
+                           "train.patch_size=192"],
+    "dme-charb-disp-freq": ["losses.image_loss=charbonnier", "losses.dme=1", "losses.reblur=0", "losses.disparity=0.1",
+                            "losses.frequency=0.1"],
 }
 
 
@@ -162,11 +165,14 @@ def main() -> None:
                         help="only score the finished variants in --out again (e.g. after the suite changed)")
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "ablate")
     parser.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "ablations.json")
+    parser.add_argument("--partial", action="store_true", help="score even if some suite photos are missing here")
     args = parser.parse_args()
 
     import torch
 
     import bench_quality
+
+    bench_quality.require_photos(args.partial)  # before hours of training, not after
     from ifan.train.config import load_config
     from ifan.train.trainer import train
 

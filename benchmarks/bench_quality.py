@@ -318,6 +318,18 @@ def build_sets(data_root: Path, synth_count: int, indep_count: int) -> dict[str,
     return sets
 
 
+def require_photos(partial: bool) -> None:
+    """Exit with a message naming the suite's missing photos and their sources, unless ``partial``."""
+    missing = quality_sets.missing_photos()
+    if not missing:
+        return
+    lines = "\n".join(f"  {name}: {source}" for name, source in sorted(missing.items()))
+    if not partial:
+        sys.exit(f"error: {len(missing)} photo(s) of quality suite {SUITE} are missing here:\n{lines}\n"
+                 f"install them, or pass --partial to score on the rest (not comparable with published numbers)")
+    print(f"warning: scoring without {len(missing)} photo(s) of suite {SUITE}:\n{lines}", file=sys.stderr)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=["ifan-lite"], help="model names or weights files")
@@ -328,7 +340,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", type=Path, default=RESULTS / "quality.json")
     parser.add_argument("--figure", type=Path, default=ROOT / "docs" / "images" / "quality_crops.png")
+    parser.add_argument("--partial", action="store_true",
+                        help="run even if some of the suite's photos are missing here (the numbers then do not "
+                             "compare with the suite's published ones)")
     args = parser.parse_args()
+    require_photos(args.partial)
 
     import torch
 

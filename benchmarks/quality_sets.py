@@ -9,8 +9,9 @@ training never sees:
   ``tower.jpg`` from Gradio's wheel (the ``demo`` extra), and four photos of Debian's
   ``lomiri-wallpapers-16.04`` package (``apt install lomiri-wallpapers-16.04``: Ubuntu's 2018
   wallpaper contest, CC BY 4.0; landscapes by Aitzol Berasategi and a fig by Trevor "Freespace"),
-  downscaled (area) to 768 px on the long side, which makes them sharp to the pixel. Missing photos
-  are skipped; the JSON lists those used. A blurred copy is scored against the photo itself, so
+  downscaled (area) to 768 px on the long side, which makes them sharp to the pixel. The benchmarks
+  refuse to run with photos missing (:func:`missing_photos` says which and where they come from)
+  unless told ``--partial``; then the missing ones are skipped and the JSON lists those used. A blurred copy is scored against the photo itself, so
   the photos must be sharp everywhere: a model that rightly sharpens real defocus in a reference is
   otherwise scored as harming it. Suite 1 used a halved ``cheetah2.jpg`` (Gradio) as a sharp photo;
   its body is defocused, and most of the models' losses on the Gaussian set were them sharpening it
@@ -90,6 +91,21 @@ def _locate(where: str, parts: tuple[str, ...]) -> Path | None:
         return _gradio_file(*parts)
     path = (ROOT if where == "repo" else DEBIAN_BACKGROUNDS).joinpath(*parts)
     return path if path.is_file() else None
+
+
+def _provider(where: str, parts: tuple[str, ...]) -> str:
+    if where == "gradio":
+        return "Gradio's wheel: pip install 'ifan[demo]'"
+    if where == "repo":
+        return "this repository's examples/photos"
+    package = "mate-backgrounds" if parts[0] == "mate" else "lomiri-wallpapers-16.04"
+    return f"Debian's {package}: apt install {package}"
+
+
+def missing_photos() -> dict[str, str]:
+    """The suite's photos (sharp and real-defocus) that cannot be found here: name -> where they come from."""
+    return {name: _provider(where, parts) for table in (_EVAL_PHOTOS, _REAL_DEFOCUS)
+            for name, (where, parts, _) in table.items() if _locate(where, parts) is None}
 
 
 def _paths(table: dict) -> dict[str, Path]:
