@@ -171,10 +171,10 @@ def main() -> None:
     import torch
 
     import bench_quality
-
-    bench_quality.require_photos(args.partial)  # before hours of training, not after
     from ifan.train.config import load_config
     from ifan.train.trainer import train
+
+    bench_quality.require_photos(args.partial)  # before hours of training, not after
 
     torch.set_num_threads(2)
     if args.rescore:

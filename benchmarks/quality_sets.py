@@ -11,8 +11,8 @@ training never sees:
   wallpaper contest, CC BY 4.0; landscapes by Aitzol Berasategi and a fig by Trevor "Freespace"),
   downscaled (area) to 768 px on the long side, which makes them sharp to the pixel. The benchmarks
   refuse to run with photos missing (:func:`missing_photos` says which and where they come from)
-  unless told ``--partial``; then the missing ones are skipped and the JSON lists those used. A blurred copy is scored against the photo itself, so
-  the photos must be sharp everywhere: a model that rightly sharpens real defocus in a reference is
+  unless told ``--partial``; then the missing ones are skipped and the JSON lists those used. A
+  blurred copy is scored against the photo itself, so the photos must be sharp everywhere: a model that rightly sharpens real defocus in a reference is
   otherwise scored as harming it. Suite 1 used a halved ``cheetah2.jpg`` (Gradio) as a sharp photo;
   its body is defocused, and most of the models' losses on the Gaussian set were them sharpening it
   (docs/training.md), so from suite 2 it is a real-defocus photo.
@@ -65,46 +65,50 @@ def _gradio_file(*parts: str) -> Path | None:
 
 DEBIAN_BACKGROUNDS = Path("/usr/share/backgrounds")
 
+#: Debian packages that install photos of the suite under :data:`DEBIAN_BACKGROUNDS`.
+_DEBIAN_PACKAGES = ("lomiri-wallpapers-16.04", "mate-backgrounds")
+
 #: name -> (where, path parts, long side in px or None to keep the size); where: ``repo`` (this
-#: repository), ``gradio`` (Gradio's wheel) or ``debian`` (under :data:`DEBIAN_BACKGROUNDS`).
+#: repository), ``gradio`` (Gradio's wheel) or one of :data:`_DEBIAN_PACKAGES`.
 _EVAL_PHOTOS = {
     "china": ("repo", ("examples", "photos", "china.jpg"), None),
     "tower": ("gradio", ("media_assets", "images", "tower.jpg"), None),
-    "aitzgorri": ("debian", ("aitzgorri_by_Aitzol_Berasategi.jpg",), 768),
-    "picos": ("debian", ("picosdeeuropa_by_Aitzol_Berasategi.jpg",), 768),
-    "creek": ("debian", ("life_by_Aitzol_Berasategi.jpg",), 768),
-    "fig": ("debian", ("Picture_0B_by_freespace.jpg",), 768),
+    "aitzgorri": ("lomiri-wallpapers-16.04", ("aitzgorri_by_Aitzol_Berasategi.jpg",), 768),
+    "picos": ("lomiri-wallpapers-16.04", ("picosdeeuropa_by_Aitzol_Berasategi.jpg",), 768),
+    "creek": ("lomiri-wallpapers-16.04", ("life_by_Aitzol_Berasategi.jpg",), 768),
+    "fig": ("lomiri-wallpapers-16.04", ("Picture_0B_by_freespace.jpg",), 768),
 }
 _REAL_DEFOCUS = {
     "flower": ("repo", ("examples", "photos", "flower.jpg"), None),
     "groot": ("gradio", ("media_assets", "images", "groot.jpeg"), None),
     "cub": ("gradio", ("test_data", "cheetah2.jpg"), None),
-    "dandelions": ("debian", ("seeding_by_Clements_Engelhardt.jpg",), 1024),
-    "ladybird": ("debian", ("mate", "nature", "LadyBird.jpg"), 1024),
-    "marigold": ("debian", ("mate", "nature", "Garden.jpg"), 1024),
-    "seeds": ("debian", ("mate", "nature", "TwoWings.jpg"), 1024),
+    "dandelions": ("lomiri-wallpapers-16.04", ("seeding_by_Clements_Engelhardt.jpg",), 1024),
+    "ladybird": ("mate-backgrounds", ("mate", "nature", "LadyBird.jpg"), 1024),
+    "marigold": ("mate-backgrounds", ("mate", "nature", "Garden.jpg"), 1024),
+    "seeds": ("mate-backgrounds", ("mate", "nature", "TwoWings.jpg"), 1024),
 }
 
 
 def _locate(where: str, parts: tuple[str, ...]) -> Path | None:
     if where == "gradio":
         return _gradio_file(*parts)
+    if where not in ("repo", *_DEBIAN_PACKAGES):
+        raise ValueError(f"unknown source {where!r} of a suite photo")
     path = (ROOT if where == "repo" else DEBIAN_BACKGROUNDS).joinpath(*parts)
     return path if path.is_file() else None
 
 
-def _provider(where: str, parts: tuple[str, ...]) -> str:
+def _provider(where: str) -> str:
     if where == "gradio":
         return "Gradio's wheel: pip install 'ifan[demo]'"
     if where == "repo":
         return "this repository's examples/photos"
-    package = "mate-backgrounds" if parts[0] == "mate" else "lomiri-wallpapers-16.04"
-    return f"Debian's {package}: apt install {package}"
+    return f"Debian's {where}: apt install {where}"
 
 
 def missing_photos() -> dict[str, str]:
     """The suite's photos (sharp and real-defocus) that cannot be found here: name -> where they come from."""
-    return {name: _provider(where, parts) for table in (_EVAL_PHOTOS, _REAL_DEFOCUS)
+    return {name: _provider(where) for table in (_EVAL_PHOTOS, _REAL_DEFOCUS)
             for name, (where, parts, _) in table.items() if _locate(where, parts) is None}
 
 

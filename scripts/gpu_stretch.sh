@@ -23,12 +23,16 @@ DEADLINE=${DEADLINE:-560}
 MARGIN=${MARGIN:-40}
 STEPS=${STEPS:-3000}                # the cosine's length; the deadline may stop it earlier
 CONFIG=${CONFIG:-configs/ifan-lite-gpu.yaml}
-WORK=${WORK:-/tmp/ifan-gpu}            # data and the run folder; a run folder there is never overwritten
+WORK=${WORK:-/tmp/ifan-gpu}         # data and the run folder; a run folder there is never overwritten
 SIZE=${SIZE:-512x512}               # of the training scenes
 VAL=${VAL:-48}                       # validation scenes (seed 21: those of the CPU runs)
 EXTRA=${EXTRA:-}                     # more `--set KEY=VALUE` arguments for ifan train
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
 cores=$(nproc)
+if [ -n "$(ls -A "$OUT" 2>/dev/null)" ]; then
+    echo "$OUT is not empty: give OUT a new or empty folder (nothing there is overwritten)" >&2
+    exit 1
+fi
 mkdir -p "$OUT" "$WORK"
 ifan() { "$PY" -m ifan "$@"; }
 

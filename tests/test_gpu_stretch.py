@@ -24,7 +24,7 @@ def _run(tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
         "SCENES": "4", "SIZE": "160x160", "VAL": "2", "STEPS": "6", "DEADLINE": "300", "MARGIN": "10",
         "EXTRA": "--set train.batch_size=2 --set train.patch_size=64 --set data.workers=0 "
                  "--set log.val_every=3 --set log.ckpt_every=3 --set data.val_count=2 "
-                 "--set train.warmup_steps=1 --set data.val_crop=128",
+                 "--set train.warmup_steps=1 --set data.val_crop=128 --set train.precision=auto",
     }
     return subprocess.run(["bash", str(SCRIPT)], env={**os.environ, **toy, **env}, capture_output=True,
                           text=True, timeout=600)
@@ -41,8 +41,10 @@ def test_gpu_stretch_script_trains_and_returns_weights_metrics_and_curves(tmp_pa
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert max(r.get("step", 0) for r in rows) == 6
 
-    again = _run(tmp_path)  # the run folder is kept: a second call is refused, nothing overwritten
-    assert again.returncode != 0 and "run" in again.stderr
+    again = _run(tmp_path)  # results are never overwritten: a second call into the same OUT is refused
+    assert again.returncode == 1 and "is not empty" in again.stderr
+    elsewhere = _run(tmp_path, OUT=str(tmp_path / "out2"))  # nor is the run folder in WORK
+    assert elsewhere.returncode != 0 and "run" in elsewhere.stderr and not (tmp_path / "out2" / "last.safetensors").exists()
 
 
 def test_gpu_stretch_script_refuses_when_the_data_leaves_no_time_to_train(tmp_path):
