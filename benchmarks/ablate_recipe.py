@@ -50,12 +50,10 @@ VARIANTS = {  # name: overrides
     "dme-charb": ["losses.image_loss=charbonnier", "losses.dme=1", "losses.reblur=0"],
     "img-charb": ["losses.image_loss=charbonnier", "losses.dme=0", "losses.reblur=0"],
     "dme-charb-disp": ["losses.image_loss=charbonnier", "losses.dme=1", "losses.reblur=0", "losses.disparity=0.1"],
-    # the recipe of 0.2-0.4 (dme-charb-disp) with larger crops, or with a frequency term
-    "dme-charb-disp-192": ["losses.image_loss=charbonnier", "losses.dme=1", "losses.reblur=0", "losses.disparity=0.1",
-                           "train.patch_size=192"],
-    "dme-charb-disp-freq": ["losses.image_loss=charbonnier", "losses.dme=1", "losses.reblur=0", "losses.disparity=0.1",
-                            "losses.frequency=0.1"],
 }
+# the recipe of 0.2-0.4 (dme-charb-disp) with larger crops, or with a frequency term
+VARIANTS["dme-charb-disp-192"] = [*VARIANTS["dme-charb-disp"], "train.patch_size=192"]
+VARIANTS["dme-charb-disp-freq"] = [*VARIANTS["dme-charb-disp"], "losses.frequency=0.1"]
 
 
 def step_costs(names: list[str], data_overrides: list[str], widths: dict[str, int] | None = None,

@@ -12,8 +12,8 @@ training never sees:
   downscaled (area) to 768 px on the long side, which makes them sharp to the pixel. The benchmarks
   refuse to run with photos missing (:func:`missing_photos` says which and where they come from)
   unless told ``--partial``; then the missing ones are skipped and the JSON lists those used. A
-  blurred copy is scored against the photo itself, so the photos must be sharp everywhere: a model that rightly sharpens real defocus in a reference is
-  otherwise scored as harming it. Suite 1 used a halved ``cheetah2.jpg`` (Gradio) as a sharp photo;
+  blurred copy is scored against the photo itself, so the photos must be sharp everywhere: a model
+  that rightly sharpens real defocus in a reference is otherwise scored as harming it. Suite 1 used a halved ``cheetah2.jpg`` (Gradio) as a sharp photo;
   its body is defocused, and most of the models' losses on the Gaussian set were them sharpening it
   (docs/training.md), so from suite 2 it is a real-defocus photo.
 * :func:`srgb_disc_layers`: two-layer scenes, a photo crop as the background and a shape cut out
