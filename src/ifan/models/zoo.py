@@ -13,7 +13,8 @@ name            ch     N   notes
 ==============  =====  ==  ==========================================================
 
 All use the paper's separable IAC unless ``iac_form="official"`` is passed; weights converted
-from the authors' checkpoints carry the official form in their metadata.
+from the authors' checkpoints carry the official form in their metadata. ``ifan-fac``,
+``ifan-lite-fac`` and ``ifan-lite-conv`` replace IAC by FAC or by plain convolutions (docs/iac.md).
 """
 
 from __future__ import annotations
@@ -53,6 +54,12 @@ _SPECS = [
         "ch 16, N 8: a quarter of the convolution cost, trainable on 2 CPU cores",
         weights="ifan-lite.safetensors",
     ),
+    # the IAC/FAC comparison (docs/iac.md): FAC at IAC's receptive field, and the plain-convolution control
+    ModelSpec("ifan-fac", IFANConfig(adaptive_layer="fac", fac_size=35), "IFAN with FAC (35 x 35) in place of IAC"),
+    ModelSpec("ifan-lite-fac", IFANConfig(channels=16, iterations=8, reblur_iterations=8, adaptive_layer="fac",
+                                          fac_size=17), "ifan-lite with FAC (17 x 17) in place of IAC"),
+    ModelSpec("ifan-lite-conv", IFANConfig(channels=16, iterations=8, reblur_iterations=8, adaptive_layer="conv",
+                                           conv_layers=5), "ifan-lite with 5 plain 3x3 convs (same FLOPs) for IAC"),
 ]
 MODELS: dict[str, ModelSpec] = {spec.name: spec for spec in _SPECS}
 DEFAULT_MODEL = "ifan-lite"
