@@ -353,7 +353,8 @@ class IFAN(nn.Module):
         if layer == "conv":
             return self.conv_control(x, filter_feats), None
         if keep_filters:
-            filters = head(filter_feats)
+            # FAC reads each tap as an (H, W) plane: a head output in NCHW has exactly that layout
+            filters = head(filter_feats if layer == "iac" else filter_feats.contiguous())
             return (self.iac(x, filters) if layer == "iac" else self.fac(x, filters)), filters
         if layer == "iac":
             return self.lean_iac(x, filter_feats), None
