@@ -24,11 +24,11 @@ Parts (``--parts``; the JSON keeps the parts not rerun):
 * ``memory``: peak RSS growth (``VmHWM``, each case in a fresh child process) of the lean layer and
   of the whole model's forward at 1280 x 720, fp32 and bf16.
 * ``erf``: the effective receptive field: the gradient of one output cell of the layer with respect
-  to its input, summed over channels; the radius (1/8-scale pixels, Euclidean) of the smallest
-  disc around that cell holding 95 % of the gradient's absolute mass. Random filters: taps i.i.d.
+  to its input, summed over channels; the half-side (1/8-scale pixels) of the smallest square
+  around that cell holding 95 % of the gradient's absolute mass (at most the nominal (R - 1) / 2). Random filters: taps i.i.d.
   |N(0, 1)| normalised to sum 1 per pixel and pass ("averaging", a blur) and i.i.d. N(0, 1/taps)
   ("zero-mean"), biases zero. Trained filters: the filters a trained model predicts for the
-  bundled photo ``examples/photos/flower.jpg`` (real defocus), the radius averaged over a grid of
+  bundled photo ``examples/photos/flower.jpg`` (real defocus), the median over a grid of
   cells (``--trained NAME=WEIGHTS``; default the shipped ifan-lite).
 
 Writes ``benchmarks/results/iac_fac.json`` and ``docs/images/iac_fac.png`` (memory, time and
@@ -166,8 +166,9 @@ def flops() -> list[dict]:
 # --- time -------------------------------------------------------------------------------------
 
 
-def _cases(r: int, layer: str, max_filter_bytes: float):
-    """``(name, callable)`` pairs timed for one configuration (random weights, ``no_grad``)."""
+def _cases(r: int, layer: str, max_filter_bytes: float, prec: str = "fp32"):
+    """``(name, callable)`` pairs timed for one configuration (random weights; run under ``no_grad`` and
+    the precision's autocast). The layer on its whole filter tensor gets that tensor in ``prec``."""
     import torch
 
     from ifan.models.ifan import IFAN
@@ -181,9 +182,12 @@ def _cases(r: int, layer: str, max_filter_bytes: float):
     image = torch.rand(1, 3, HEIGHT, WIDTH).contiguous(memory_format=torch.channels_last)
     cases = [("layer_lean", lambda: model.adapt(x, feats)), ("model", lambda: model(image))]
     if cfg.filter_channels * h8 * w8 * 4 <= max_filter_bytes:
-        filters = model.filter_head(feats if layer == "iac" else feats.contiguous())
+        dtype = torch.bfloat16 if prec == "bf16" else torch.float32
+        with torch.no_grad():
+            filters = model.filter_head(feats if layer == "iac" else feats.contiguous()).to(dtype)
+        x_p = x.to(dtype)
         op = model.iac if layer == "iac" else model.fac
-        cases.append(("layer_given_filters", lambda: op(x, filters)))
+        cases.append(("layer_given_filters", lambda: op(x_p, filters)))
     return cases
 
 
@@ -197,8 +201,8 @@ def timing(rounds: int, threads: int, max_filter_gib: float) -> dict:
     jobs = {}
     for r in FIELDS:
         for layer in ("iac", "fac"):
-            for name, fn in _cases(r, layer, max_filter_gib * 2**30):
-                for prec in precisions():
+            for prec in precisions():
+                for name, fn in _cases(r, layer, max_filter_gib * 2**30, prec):
                     jobs[(r, layer, name, prec)] = fn
     samples: dict[tuple, list[float]] = {key: [] for key in jobs}
     loads = [os.getloadavg()[0]]
@@ -273,14 +277,15 @@ def memory(threads: int) -> list[dict]:
 
 
 def erf_radius(grad, cy: int, cx: int, mass: float = 0.95) -> float:
-    """Radius of the smallest disc around ``(cy, cx)`` holding ``mass`` of ``|grad|`` (``(H, W)``)."""
+    """Half-side of the smallest square around ``(cy, cx)`` holding ``mass`` of ``|grad|`` (``(H, W)``):
+    a layer of nominal receptive field R has all its mass within ``(R - 1) / 2``."""
     import torch
 
     g = grad.abs().double()
     h, w = g.shape
     yy, xx = torch.meshgrid(torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64),
                             indexing="ij")
-    dist = ((yy - cy) ** 2 + (xx - cx) ** 2).sqrt().flatten()
+    dist = torch.maximum((yy - cy).abs(), (xx - cx).abs()).flatten()
     order = torch.argsort(dist)
     cum = torch.cumsum(g.flatten()[order], 0)
     idx = int(torch.searchsorted(cum, mass * cum[-1]))
@@ -330,7 +335,7 @@ def erf(trained: dict[str, str]) -> dict:
 
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(0)
-    size, channels = 96, 4
+    size, channels = 96, 16
     centre = [(size // 2, size // 2)]
     random_rows = []
     for r in FIELDS:
@@ -413,13 +418,13 @@ def tables(data: dict) -> str:
                              f"| {cell('iac', 'model')} | {cell('fac', 'model')} |")
     if "erf" in data:
         e = {(x["R"], x["layer"], x["filters"]): x["radius95"] for x in data["erf"]["random"]}
-        lines += ["", "| R | half-width (R-1)/2 | IAC 95% radius, averaging / zero-mean | FAC, averaging / zero-mean |",
+        lines += ["", "| R | half-width (R-1)/2 | IAC 95% half-side, averaging / zero-mean | FAC, averaging / zero-mean |",
                   "|---|---|---|---|"]
         for r in FIELDS:
             lines.append(f"| {r} | {(r - 1) / 2:g} | {e[(r, 'iac', 'averaging')]:.2f} / {e[(r, 'iac', 'zero-mean')]:.2f} "
                          f"| {e[(r, 'fac', 'averaging')]:.2f} / {e[(r, 'fac', 'zero-mean')]:.2f} |")
         for tr in data["erf"]["trained"]:
-            lines.append(f"trained {tr['name']} ({tr['layer']}, R {tr['R']}): 95% radius median "
+            lines.append(f"trained {tr['name']} ({tr['layer']}, R {tr['R']}): 95% half-side median "
                          f"{tr['radius95_median']:.2f} (range {tr['radius95_min']:.2f}-{tr['radius95_max']:.2f}) "
                          f"over {tr['cells']} cells of {tr['photo']}")
     return "\n".join(lines)
@@ -455,7 +460,7 @@ def figure(data: dict, path: Path) -> None:
         s["half-width"] = [(r, (r - 1) / 2) for r in FIELDS]
         marks = [(("IAC trained" if t["layer"] == "iac" else "FAC trained"), t["R"], t["radius95_median"])
                  for t in data["erf"]["trained"]]
-        series_sets.append(("95% gradient radius (random averaging filters; dots: trained)", s, False, marks))
+        series_sets.append(("95% gradient half-side (random averaging filters; rings: trained)", s, False, marks))
     for entry in series_sets:
         title, series, log_y = entry[:3]
         marks = entry[3] if len(entry) > 3 else []
@@ -464,8 +469,7 @@ def figure(data: dict, path: Path) -> None:
         d = ImageDraw.Draw(img)
         ys = [y for pts in series.values() for _, y in pts] + [m[2] for m in marks]
         tf = (lambda v: np.log10(max(v, 1e-9))) if log_y else (lambda v: v)
-        lo, hi = (tf(min(ys)), tf(max(ys))) if log_y else (0.0, max(ys))
-        hi += 0.05 * (hi - lo or 1)
+        lo, hi = (np.floor(tf(min(ys))), np.ceil(tf(max(ys)))) if log_y else (0.0, 1.05 * max(ys))
         xlo, xhi = min(FIELDS) - 2, max(FIELDS) + 2
 
         def px(x, y):
@@ -476,11 +480,12 @@ def figure(data: dict, path: Path) -> None:
             gx = px(r, ys[0])[0]
             d.line([gx, h - mb, gx, h - mb + 4], fill=(0, 0, 0))
             d.text((gx - 6, h - mb + 6), str(r), fill=(0, 0, 0))
-        for j in range(5):
-            v = lo + (hi - lo) * j / 4
-            gy = h - mb - (h - mb - mt) * j / 4
+        ticks = int(hi - lo) if log_y else 4
+        for j in range(ticks + 1):
+            v = lo + (hi - lo) * j / ticks
+            gy = h - mb - (h - mb - mt) * j / ticks
             d.line([ml - 4, gy, w - mr, gy], fill=(225, 225, 225))
-            d.text((2, gy - 6), f"{10 ** v:.3g}" if log_y else f"{v:.3g}", fill=(0, 0, 0))
+            d.text((2, gy - 6), f"{10 ** v:g}" if log_y else f"{v:.3g}", fill=(0, 0, 0))
         d.text((ml, 4), title, fill=(0, 0, 0))
         d.text((w // 2 - 60, h - 14), "nominal receptive field R (1/8 px)", fill=(0, 0, 0))
         lx = ml + 4
@@ -513,7 +518,7 @@ def main() -> None:
     parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS))
     parser.add_argument("--rounds", type=int, default=3, help="timed rounds (after one warm-up round)")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--max-filter-gib", type=float, default=1.0,
+    parser.add_argument("--max-filter-gib", type=float, default=0.6,
                         help="time the layer on its whole filter tensor only where that fits (fp32)")
     parser.add_argument("--trained", action="append", default=[], metavar="NAME=WEIGHTS",
                         help="a trained model whose filters' effective receptive field to measure (repeatable; "
