@@ -141,6 +141,7 @@ def test_lean_fac_under_bfloat16_autocast_follows_the_float64_result():
     features = torch.randn(1, feat, 9, 11).contiguous(memory_format=torch.channels_last)
     weight = torch.randn(fac_channels(c, k), feat, 1, 1) / feat
     bias = torch.randn(fac_channels(c, k)) / 10
+    x = x.bfloat16()  # in the network, the extractor's features come out of autocast in bfloat16
     exact = lean_fac(x.double(), features.double(), weight.double(), bias.double(), k)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         got = lean_fac(x, features, weight, bias, k)
