@@ -277,19 +277,21 @@ def memory(threads: int) -> list[dict]:
 
 
 def erf_radius(grad, cy: int, cx: int, mass: float = 0.95) -> float:
-    """Half-side of the smallest square around ``(cy, cx)`` holding ``mass`` of ``|grad|`` (``(H, W)``):
-    a layer of nominal receptive field R has all its mass within ``(R - 1) / 2``."""
+    """Half-side of the square around ``(cy, cx)`` holding ``mass`` of ``|grad|`` (``(H, W)``), interpolated
+    linearly between whole squares: a layer of nominal receptive field R has all its mass within ``(R - 1) / 2``."""
     import torch
 
     g = grad.abs().double()
     h, w = g.shape
     yy, xx = torch.meshgrid(torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64),
                             indexing="ij")
-    dist = torch.maximum((yy - cy).abs(), (xx - cx).abs()).flatten()
-    order = torch.argsort(dist)
-    cum = torch.cumsum(g.flatten()[order], 0)
-    idx = int(torch.searchsorted(cum, mass * cum[-1]))
-    return float(dist[order][min(idx, len(order) - 1)])
+    ring = torch.maximum((yy - cy).abs(), (xx - cx).abs()).long().flatten()
+    inside = torch.cumsum(torch.zeros(int(ring.max()) + 1, dtype=torch.float64).index_add_(0, ring, g.flatten()), 0)
+    inside = inside / inside[-1]  # mass within half-side 0, 1, 2, ...
+    r = int(torch.searchsorted(inside, torch.tensor(mass, dtype=torch.float64)))
+    if r == 0:
+        return 0.0
+    return (r - 1) + float((mass - inside[r - 1]) / (inside[r] - inside[r - 1]))  # linear between squares
 
 
 def random_filters(layer: str, cfg, c: int, h: int, w: int, kind: str, gen):
@@ -455,9 +457,10 @@ def figure(data: dict, path: Path) -> None:
                     s[name if prec == "fp32" else f"{name} bf16"] = sorted(pts)
         series_sets.append(("whole model at 1280x720, s (fp32; bf16 light)", s, False))
     if "erf" in data:
-        s = {name: [(x["R"], x["radius95"]) for x in data["erf"]["random"] if x["layer"] == layer and x["filters"] == "averaging"]
-             for name, layer in (("IAC", "iac"), ("FAC", "fac"))}
-        s["half-width"] = [(r, (r - 1) / 2) for r in FIELDS]
+        s = {"half-width": [(r, (r - 1) / 2) for r in FIELDS]}
+        s.update({name: [(x["R"], x["radius95"]) for x in data["erf"]["random"]
+                         if x["layer"] == layer and x["filters"] == "averaging"]
+                  for name, layer in (("IAC", "iac"), ("FAC", "fac"))})
         marks = [(("IAC trained" if t["layer"] == "iac" else "FAC trained"), t["R"], t["radius95_median"])
                  for t in data["erf"]["trained"]]
         series_sets.append(("95% gradient half-side (random averaging filters; rings: trained)", s, False, marks))
