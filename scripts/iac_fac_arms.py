@@ -287,7 +287,8 @@ def score(out: Path, plan: dict, seeds: list[int], json_path: Path, synth_count:
                      "sharp_kept_db": s["harm"]["psnr_to_input"],
                      "spearman": s["synth-mixture"].get("spearman_mean"),
                      "spearman_pooled": s["synth-mixture"].get("spearman_pooled")}
-    data = {"plan": plan, "suite_meta": suite["meta"], "rows": rows, "spread": spread(rows, which)}
+    costs = json.loads((out / "costs.json").read_text()) if (out / "costs.json").is_file() else None
+    data = {"plan": plan, "costs": costs, "suite_meta": suite["meta"], "rows": rows, "spread": spread(rows, which)}
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(data, indent=1) + "\n")
     print_table(rows, which)
