@@ -55,6 +55,8 @@ class ConsoleListener(Listener):
             self._tqdm.write(f"{self.prog}: error: {report.message}", file=sys.stderr)
         elif not self.quiet:
             self._tqdm.write(report.message, file=sys.stderr)
+        if self.verbose and report.details:
+            self._tqdm.write(f"  {report.details}", file=sys.stderr)
         self.images.update(1)
 
     def _close_tiles(self) -> None:

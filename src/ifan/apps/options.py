@@ -42,6 +42,54 @@ def max_memory_argument(p: argparse.ArgumentParser) -> None:
                         "(default: memory in use + 60%% of what is available)")
 
 
+def _number_in(low: float, high: float, what: str):
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = float("nan")
+        if not low <= value <= high:  # NaN too
+            raise argparse.ArgumentTypeError(f"{what}, got {text!r}")
+        return value
+
+    return parse
+
+
+def blend_arguments(p: argparse.ArgumentParser) -> None:
+    """``--strength``, ``--keep-bokeh``, ``--mask`` and ``--save-mask`` (:mod:`ifan.inference.blend`)."""
+    from ifan.inference.blend import DEFAULT_KEEP_BOKEH, DEFAULT_TRANSITION, MAX_STRENGTH
+
+    p.add_argument("--strength", type=_number_in(0, MAX_STRENGTH, f"expected a number in [0, {MAX_STRENGTH:g}]"),
+                   default=1.0, metavar="S",
+                   help=f"how much of the model's change to apply: 0 = the input, 1 = the model (default), up to "
+                        f"{MAX_STRENGTH:g} exaggerates it")
+    p.add_argument("--keep-bokeh", type=_number_in(1e-3, 1e4, "expected a blur radius in pixels above 0"),
+                   metavar="R",
+                   help=f"leave regions blurred by more than R px of blur radius (the model's calibrated estimate) "
+                        f"as they were, with a smooth transition ({DEFAULT_TRANSITION:g} px wide); the subject and "
+                        f"anything less blurred is deblurred. {DEFAULT_KEEP_BOKEH:g} is a good start")
+    p.add_argument("--mask", metavar="FILE",
+                   help="a grey mask of the photo's size (white = deblur, black = keep the input; 8 or 16 bits); "
+                        "overrides --keep-bokeh")
+    p.add_argument("--save-mask", action="store_true",
+                   help="also write NAME_mask.png, the mask --keep-bokeh used (8-bit grey), to refine in an editor "
+                        "and give back with --mask")
+
+
+def blend_settings(args: argparse.Namespace):
+    """The :class:`~ifan.inference.blend.BlendSettings` of the parsed options (reads ``--mask``).
+
+    Raises:
+        ValueError: ``--save-mask`` without a mask to save, or an unreadable or colour ``--mask``.
+    """
+    from ifan.inference.blend import BlendSettings, read_mask
+
+    if args.save_mask and args.keep_bokeh is None and args.mask is None:
+        raise ValueError("--save-mask writes the mask of --keep-bokeh (or --mask): give one of them")
+    mask = None if args.mask is None else read_mask(args.mask)
+    return BlendSettings(args.strength, args.keep_bokeh, mask=mask, mask_name=str(args.mask or "the mask"))
+
+
 def load_deblurrer(args: argparse.Namespace, device=None, **options):
     """The Deblurrer of ``--model`` on ``device`` (default ``--device``), or an error line (naming
     ``args.command``) and None."""
