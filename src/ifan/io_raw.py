@@ -96,8 +96,8 @@ def _exif_from_file(path: Path) -> bytes | None:
     """The photo's EXIF of a TIFF-structured RAW file (``Exif\\0\\0`` + TIFF), or None."""
     with open(path, "rb") as f:
         data = bytearray(f.read())
-    if data[:4] in _TIFF_MAGIC:
-        data[:4] = _TIFF_MAGIC[data[:4]]
+    if bytes(data[:4]) in _TIFF_MAGIC:
+        data[:4] = _TIFF_MAGIC[bytes(data[:4])]
     if data[:4] not in (b"II*\x00", b"MM\x00*"):
         return None
     top, subs = exif_entries(b"Exif\x00\x00" + bytes(data))

@@ -9,6 +9,8 @@ Three layers:
   and 100 % crops are drawn beside them. One job at a time.
 * :func:`build_page`, a thin Gradio page over it: upload or example, progress, before/after
   slider, crops side by side at 100 %, defocus map, downloads; a queue runs one job at a time.
+  Sliders for the strength and ``--keep-bokeh`` recompose the result without running the network
+  again (:mod:`ifan.apps.adjust`).
 * :func:`serve`, which mounts the page in a FastAPI app behind
   :class:`~ifan.apps.guard.RequestGuard` (what the server accepts and how it sends files) and runs it
   with uvicorn on 127.0.0.1 by default. Gradio's analytics, share links, run history,
@@ -40,10 +42,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ifan.apps.adjust import KEEP_BOKEH_OFF, adjust_file, adjust_views, save_views
 from ifan.apps.demo import example_path
 from ifan.apps.files import InputFile, Listener, OutputOptions, deblur_file
 from ifan.apps.guard import RequestGuard, is_loopback
 from ifan.inference import Deblurrer, TilePlan
+from ifan.inference.blend import DEFAULT_KEEP_BOKEH, DEFAULT_TRANSITION, MAX_STRENGTH
 from ifan.io import Image, ImageReadError, write_image
 from ifan.viz import colorize_defocus, most_defocused_box
 
@@ -81,6 +85,7 @@ class Job:
         before, after, defocus_preview: 8-bit PNGs at most :data:`PREVIEW_SIDE` on a side.
         crop_before, crop_after: the same window of input and result at 100 %.
         crop_box: ``(top, left, side)`` of that window (where |defocus| x local contrast is largest).
+        source: the upload.
     """
 
     name: str
@@ -96,6 +101,11 @@ class Job:
     crop_box: tuple[int, int, int]
     plan: TilePlan
     seconds: float
+    source: Path
+
+    @property
+    def folder(self) -> Path:
+        return self.output.parent
 
     def summary(self) -> str:
         """One Markdown line: size, bit depth, how it was run, time."""
@@ -173,7 +183,7 @@ class DeblurService:
         with self._lock:
             report(0.0, "reading the image")
             job = self._new_job_dir()
-            views = _JobViews(job, report)
+            views = _JobViews(job, report, self.deblurrer)
             done = deblur_file(self.deblurrer, InputFile(path, name=name),
                                OutputOptions(out_dir=job, defocus_map=True, max_pixels=self.limits.max_pixels),
                                protected=frozenset({path.resolve()}), listener=views)
@@ -182,14 +192,37 @@ class DeblurService:
             report(1.0, "done")
             output, defocus_file = done.outputs
             return Job(name, views.size, views.bit_depth, output, defocus_file, crop_box=views.crop_box,
-                       plan=done.plan, seconds=done.seconds, **views.paths)
+                       plan=done.plan, seconds=done.seconds, source=path, **views.paths)
+
+    def adjust(self, job: Job, strength: float, keep_bokeh: float, full: bool = False):
+        """Recompose ``job`` at ``strength`` and ``keep_bokeh`` (px; :data:`KEEP_BOKEH_OFF`: off) without
+        the network: the previews (:class:`~ifan.apps.adjust.Adjusted`), or with ``full`` the full-size
+        result's path (the job's own result when nothing changes).
+
+        Raises:
+            UploadError: the job's files are gone (older than :data:`KEEP_SECONDS`), or cannot be read.
+        """
+        if not job.folder.resolve().is_relative_to(self.jobs) or not job.folder.is_dir():
+            raise UploadError(f"{job.name}: this result is no longer on the server; deblur the photo again")
+        plain = strength == 1.0 and keep_bokeh <= KEEP_BOKEH_OFF
+        try:
+            if not full:
+                out = job.folder / "view" / "adjusted" / uuid.uuid4().hex[:8]  # new names: browsers cache by URL
+                return adjust_views(job.folder / "view", out, strength, keep_bokeh)
+            if plain:
+                return job.output
+            with self._lock:
+                out = job.folder / "adjusted" / uuid.uuid4().hex[:8]
+                return adjust_file(job.folder / "view", job.source, job.output, out, strength, keep_bokeh)
+        except (OSError, ValueError) as err:
+            raise UploadError(f"{job.name}: could not recompose the result ({err})") from None
 
 
 class _JobViews(Listener):
     """Reports the progress of one upload, and draws its previews and 100 % crops from the arrays."""
 
-    def __init__(self, job: Path, report: Progress) -> None:
-        self.job, self.report = job, report
+    def __init__(self, job: Path, report: Progress, deblurrer: Deblurrer) -> None:
+        self.job, self.report, self.calibration = job, report, deblurrer.calibration
 
     def planned(self, item: InputFile, plan: TilePlan) -> None:
         self.report(0.05, "deblurring" if not plan.tiled else f"deblurring: tile 0 of {plan.num_tiles}")
@@ -212,6 +245,8 @@ class _JobViews(Listener):
             "crop_before": image.rgb[window], "crop_after": deblurred[window],
         }
         self.paths = {key: write_image(self.job / "view" / f"{key}.png", rgb) for key, rgb in views.items()}
+        del views["defocus_preview"]  # what the sliders recompose from (ifan.apps.adjust)
+        save_views(self.job / "view", views, defocus, self.calibration, image.size, self.crop_box)
 
 
 def _upload_message(error: Exception | None, message: str, path: Path, name: str) -> str:
@@ -250,6 +285,13 @@ def build_page(service: DeblurService, model_label: str, examples: list[Path] | 
                 photo = gr.Image(label="Photo", type="filepath", image_mode=None, sources=["upload"],
                                  height=360, elem_id="photo")
                 run = gr.Button("Deblur", variant="primary", elem_id="run")
+                strength = gr.Slider(0, MAX_STRENGTH, value=1.0, step=0.05, elem_id="strength",
+                                     label="Strength: 0 = the photo, 1 = the model, 2 = twice its change")
+                bokeh = gr.Slider(KEEP_BOKEH_OFF, 20, value=KEEP_BOKEH_OFF, step=0.5, elem_id="keep-bokeh",
+                                  label=f"Keep the bokeh: leave what is blurred beyond this radius (px) as it was; "
+                                        f"0 = off, {DEFAULT_KEEP_BOKEH:g} is a good start "
+                                        f"({DEFAULT_TRANSITION:g} px transition)")
+                job_state = gr.State(None)
                 if examples:
                     gr.Examples([[str(p)] for p in examples], inputs=photo, label="Bundled example",
                                 elem_id="examples")
@@ -269,6 +311,8 @@ def build_page(service: DeblurService, model_label: str, examples: list[Path] | 
                                   height=CROP_SIDE + 40, elem_id="crop-after", buttons=[])
             defocus = gr.Image(label="Estimated defocus (bright = more blur)", interactive=False,
                                height=CROP_SIDE + 40, elem_id="defocus", buttons=["fullscreen"])
+            mask = gr.Image(label="Blend mask of 'keep the bokeh' (white = deblurred)", interactive=False,
+                            height=CROP_SIDE + 40, elem_id="mask", buttons=["fullscreen"])
 
         def fail(message: str):
             return gr.Error(html.escape(message), print_exception=False)
@@ -287,16 +331,44 @@ def build_page(service: DeblurService, model_label: str, examples: list[Path] | 
                                       progress=lambda fraction, text: progress(fraction, desc=text))
             except UploadError as err:
                 raise fail(str(err)) from None
-            kind = f"{job.bit_depth}-bit {job.output.suffix.lstrip('.').upper()}"
-            size = _fmt_size(job.output.stat().st_size)
-            return ((str(job.before), str(job.after)), job.summary(),
-                    gr.DownloadButton(f"Download {job.output.name} ({kind}, {size})", value=str(job.output),
-                                      visible=True),
+            return ((str(job.before), str(job.after)), job.summary(), _download(job, job.output),
                     gr.DownloadButton(f"Download {job.defocus.name}", value=str(job.defocus), visible=True),
-                    str(job.crop_before), str(job.crop_after), str(job.defocus_preview))
+                    str(job.crop_before), str(job.crop_after), str(job.defocus_preview), job)
 
-        outputs = [slider, info, download, download_map, crop_before, crop_after, defocus]
-        run.click(deblur, inputs=photo, outputs=outputs, preprocess=False, concurrency_limit=1, api_name="deblur")
+        def _download(job: Job, path: Path, how: str = ""):
+            kind = f"{job.bit_depth}-bit {path.suffix.lstrip('.').upper()}"
+            return gr.DownloadButton(f"Download {path.name} ({kind}, {_fmt_size(path.stat().st_size)}{how})",
+                                     value=str(path), visible=True)
+
+        def preview(job: Job | None, strength: float, keep_bokeh: float):  # the sliders: no network
+            if job is None:
+                return gr.skip(), gr.skip(), gr.skip()
+            try:
+                adjusted = service.adjust(job, strength, keep_bokeh)
+            except UploadError as err:
+                raise fail(str(err)) from None
+            return ((str(job.before), str(adjusted.after)), str(adjusted.crop_after),
+                    None if adjusted.mask is None else str(adjusted.mask))
+
+        def full_size(job: Job | None, strength: float, keep_bokeh: float):
+            if job is None:
+                return gr.skip()
+            try:
+                path = service.adjust(job, strength, keep_bokeh, full=True)
+            except UploadError as err:
+                raise fail(str(err)) from None
+            bokeh_note = f", bokeh kept beyond {keep_bokeh:g} px" if keep_bokeh > KEEP_BOKEH_OFF else ""
+            how = "" if path == job.output else f"; strength {strength:g}{bokeh_note}"
+            return _download(job, path, how)
+
+        outputs = [slider, info, download, download_map, crop_before, crop_after, defocus, job_state]
+        knobs = [job_state, strength, bokeh]
+        run.click(deblur, inputs=photo, outputs=outputs, preprocess=False, concurrency_limit=1, api_name="deblur"
+                  ).success(preview, knobs, [slider, crop_after, mask], api_name=False
+                            ).success(full_size, knobs, download, api_name=False)
+        for knob in (strength, bokeh):
+            knob.release(preview, knobs, [slider, crop_after, mask], api_name=False
+                         ).success(full_size, knobs, download, api_name=False)
     page.queue(default_concurrency_limit=1, max_size=DEFAULT_QUEUE_SIZE)
     return page
 
