@@ -24,7 +24,9 @@ Measured per scene and pooled:
   the scenes.
 
 Writes ``benchmarks/results/bench_bokeh.json`` and, with ``--figure``, 100 % crops of background and
-subject (input, plain, ``--keep-bokeh``, the mask) for ``docs/results.md``.
+subject (input, plain, ``--keep-bokeh``, the mask) for ``docs/results.md``. ``--sweep`` instead runs
+each scene once and tabulates the background and subject shares for several radii and transitions
+(``bench_bokeh_sweep.json``): how the default was chosen.
 """
 
 from __future__ import annotations
@@ -84,7 +86,10 @@ def main() -> None:
     p.add_argument("--count", type=int, default=80)
     p.add_argument("--data", type=Path, default=ROOT / "data")
     p.add_argument("--figure", type=Path, help="write the 100 %% crops here (PNG)")
+    p.add_argument("--sweep", action="store_true", help="tabulate several radii and transitions instead")
     args = p.parse_args()
+    if args.sweep:
+        return sweep(args)
 
     torch.set_num_threads(2)
     root = scenes(args.data, args.count)
@@ -169,6 +174,43 @@ def main() -> None:
                                     "seed": 28, "summary": summary, "per_scene": per_scene, "machine": machine()})
     if args.figure:
         crops_figure(shown, args.figure)
+
+
+def sweep(args, radii=(3, 4, 5, 6, 8), transitions=(2, 4, 6)) -> None:
+    from ifan.inference import Deblurrer
+    from ifan.inference.blend import BlendSettings
+    from ifan.io import read_image
+    from ifan.synth import sample_paths
+
+    torch.set_num_threads(2)
+    root = scenes(args.data, args.count)
+    deblurrer = Deblurrer.from_pretrained(args.model, device="cpu")
+    counts = {(r, t): [0, 0, 0, 0] for r in radii for t in transitions}  # bg kept, bg, subject same, subject
+    used = 0
+    for i in range(args.count):
+        paths = sample_paths(root, "test", i)
+        with np.load(paths.meta) as meta:
+            radius = np.abs(meta["coc"])
+        subject, background = radius < SHARP, radius >= BLURRED
+        if subject.mean() < 0.10 or background.mean() < 0.25:
+            continue
+        used += 1
+        image = read_image(paths.center).rgb
+        full, defocus = deblurrer.deblur(image, return_defocus=True)
+        q_in, q_plain = (np.round(np.clip(a, 0, 1) * 255) for a in (image, full))
+        for (r, t), c in counts.items():
+            kept, _ = BlendSettings(keep_bokeh=r, transition=t).apply(image, full, defocus, deblurrer.calibration)
+            q = np.round(np.clip(kept, 0, 1) * 255)
+            c[0] += int((np.abs(q - q_in).max(axis=2)[background] <= 1).sum())
+            c[1] += int(background.sum())
+            c[2] += int((np.abs(q - q_plain).max(axis=2)[subject] <= 1).sum())
+            c[3] += int(subject.sum())
+    rows = [[r, t, f"{100 * c[0] / c[1]:.1f}", f"{100 * c[2] / c[3]:.1f}"] for (r, t), c in counts.items()]
+    print(f"{args.model}: {used} portrait scenes")
+    print_table(["--keep-bokeh R", "transition", "background within 1 level %", "subject = plain run %"], rows)
+    write_json("bench_bokeh_sweep.json", {"model": args.model, "scenes": used, "rows": [
+        {"keep_bokeh": r, "transition": t, "background_within_1": c[0] / c[1], "subject_same_as_plain": c[2] / c[3]}
+        for (r, t), c in counts.items()], "machine": machine()})
 
 
 def crops_figure(shown, path: Path, side: int = 128, count: int = 3) -> None:
