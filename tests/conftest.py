@@ -20,6 +20,20 @@ def _one_thread():
     torch.set_num_threads(saved)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _no_weights_downloads(tmp_path_factory):
+    """No test reads or writes the user's weights cache, and none downloads weights: ``IFAN_HOME`` is a
+    fresh folder and ``IFAN_OFFLINE=1`` for the whole session (subprocesses inherit both); the tests of
+    fetching set their own, and reach only a server on 127.0.0.1 (``NO_PROXY``)."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("IFAN_HOME", str(tmp_path_factory.mktemp("ifan-home")))
+    patch.setenv("IFAN_OFFLINE", "1")
+    patch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    patch.setenv("no_proxy", "127.0.0.1,localhost")
+    yield
+    patch.undo()
+
+
 @pytest.fixture(autouse=True)
 def _deterministic():
     torch.manual_seed(0)
