@@ -386,3 +386,36 @@ def test_two_processes_download_once_and_print_the_licence_once(server, tmp_path
     assert server.hits["/checkpoints.zip"] == 1
     assert proc.stderr.count("licensed AGPL-3.0") == 1, proc.stderr
     assert proc.stdout.count("ifan-small.safetensors") == 2
+
+
+# -- the web page's menu ---------------------------------------------------------------------------------------
+def test_the_web_pages_menu_offers_the_models_here_and_switches_between_them(home, tmp_path, monkeypatch):
+    from ifan.apps.serve import DeblurService
+    from ifan.apps.serve_models import ModelMenu
+    from ifan.inference import Deblurrer
+
+    monkeypatch.setenv("IFAN_OFFLINE", "1")
+    install_local(SMALL.name, FIXTURE)
+
+    def load(name):
+        return Deblurrer.from_pretrained(name, device="cpu", precision="fp32")
+
+    menu = ModelMenu("ifan-lite", load("ifan-lite"), load)
+    assert menu.choices == ["ifan-lite", "ifan-small"]  # what is here; ifan-dual would need the DP views
+    assert "`ifan weights fetch ifan ifan-n8 ifan-n26 ifan-n35 ifan-n44 ifan-16bit`" in menu.note()
+    service = DeblurService(menu.deblurrer, tmp_path / "work")
+    rng = np.random.default_rng(0)
+    photo = write_image(tmp_path / "p.png", rng.random((24, 32, 3), dtype=np.float32))
+    menu.select("ifan-small", service)
+    assert service.deblurrer.config.channels == 8 and menu.current == "ifan-small"
+    got = read_image(service.process(photo).output).rgb
+    expected = np.clip(load("ifan-small").deblur(read_image(photo).rgb), 0, 1)
+    np.testing.assert_allclose(got, expected, atol=0.51 / 255)  # an 8-bit PNG of the same result
+    menu.select("ifan-lite", service)
+    path = hub.weights_file(SMALL.name)
+    path.write_bytes(path.read_bytes()[:-1] + b"\x00")  # changed since the server started
+    with pytest.raises(ValueError, match="changed since it was installed.*still using ifan-lite"):
+        menu.select("ifan-small", service)
+    assert service.deblurrer.config.channels == 16 and menu.current == "ifan-lite"
+    with pytest.raises(ValueError, match="not one of this page's models"):
+        menu.select("ifan", service)

@@ -207,14 +207,18 @@ def _serve(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from ifan.apps import serve
-    from ifan.inference import parse_size
+    from ifan.apps.serve_models import ModelMenu
+    from ifan.inference import Deblurrer, parse_size
 
     limits = serve.Limits(max_upload_bytes=parse_size(args.max_upload), max_pixels=args.max_pixels)
     serve.require_gradio()
     deblurrer = load_deblurrer(args)
     if deblurrer is None:
         return 1
-    serve.serve(deblurrer, Path(args.model).name, args.host, args.port, workdir=args.workdir, limits=limits)
+    menu = ModelMenu(args.model, deblurrer, lambda name: Deblurrer.from_pretrained(
+        name, device=args.device, precision=args.precision, max_memory=args.max_memory))
+    serve.serve(deblurrer, Path(args.model).name, args.host, args.port, workdir=args.workdir, limits=limits,
+                menu=menu)
     return 0
 
 
