@@ -65,3 +65,16 @@ def weights(tmp_path_factory) -> str:
     torch.manual_seed(0)
     model = create_model("ifan", channels=2, iterations=2)
     return str(save_weights(tmp_path_factory.mktemp("w") / "tiny.safetensors", model.config, model.state_dict()))
+
+
+@pytest.fixture(scope="session")
+def full_checkpoint(tmp_path_factory) -> Path:
+    """A checkpoint in the authors' layout of the paper's ``ifan`` (network only: 42 MB) with random
+    weights, made once per session (tests/test_weights.py, tests/test_notebook.py)."""
+    from ifan.models.ifan import IFAN, IFANConfig
+    from ifan.models.official import to_official
+
+    torch.manual_seed(1)
+    path = tmp_path_factory.mktemp("full") / "IFAN.pytorch"
+    torch.save(to_official(IFAN(IFANConfig(iac_form="official")).state_dict()), path)
+    return path

@@ -330,15 +330,6 @@ def test_weights_command_list_fetch_path_remove(home, server, tmp_path, capsys):
 
 
 # -- as a user: the real ifan through the command line (slow) -------------------------------------------------
-@pytest.fixture(scope="session")
-def full_checkpoint(tmp_path_factory) -> Path:
-    """The authors' `ifan` layout (network only: 42 MB) with random weights, made once per session."""
-    torch.manual_seed(1)
-    path = tmp_path_factory.mktemp("full") / "IFAN.pytorch"
-    torch.save(to_official(IFAN(IFANConfig(iac_form="official")).state_dict()), path)
-    return path
-
-
 def ifan_cli(args, env, cwd) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "ifan", *args], env=env, cwd=cwd, capture_output=True, text=True,
                           timeout=300)
