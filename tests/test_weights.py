@@ -410,3 +410,11 @@ def test_the_web_pages_menu_offers_the_models_here_and_switches_between_them(hom
     assert service.deblurrer.config.channels == 16 and menu.current == "ifan-lite"
     with pytest.raises(ValueError, match="not one of this page's models"):
         menu.select("ifan", service)
+
+
+def test_single_photo_commands_refuse_the_dual_pixel_model_before_any_fetch(home, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(socket.socket, "connect", lambda *a: pytest.fail("a connection was opened"))
+    photo = write_image(tmp_path / "p.png", np.full((16, 16, 3), 0.5, np.float32))
+    assert cli_main(["deblur", str(photo), "--model", "ifan-dual"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "dual-pixel views" in err and cache_files(home) == []
