@@ -217,6 +217,7 @@ def test_a_changed_cache_file_is_refused_then_fetched_again(home, server, tmp_pa
     with pytest.raises(CacheError) as err:
         load_model(SMALL.name)
     assert "changed since it was installed" in one_line(err.value) and "ifan weights fetch ifan-small" in str(err.value)
+    assert hub.status(SMALL.name, verify=True).state == "changed" and hub.status(SMALL.name).state == "installed"
     photo = write_image(tmp_path / "p.png", np.full((16, 16, 3), 0.5, np.float32))
     capsys.readouterr()
     assert cli_main(["deblur", str(photo), "--model", "ifan-small"]) == 1

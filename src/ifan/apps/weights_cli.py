@@ -74,7 +74,7 @@ def _list() -> int:
 
     rows = [("NAME", "STATE", "SIZE", "LICENCE", "FROM")]
     for name in MODELS:
-        s = hub.status(name)
+        s = hub.status(name, verify=True)
         size = _size(s.bytes) if s.bytes is not None else (_network_mb(name) if s.state == "not installed" else "")
         source = f"ifan weights fetch {name}" if s.state == "not installed" else s.source
         rows.append((name, s.state, size, s.licence or "", source))

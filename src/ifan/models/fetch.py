@@ -131,7 +131,7 @@ def _fetch_names(names: list[str], urls: Sequence[str], archive: str, timeout: f
                 digest = hub.sha256_file(path)
                 for name in list(remaining):
                     try:
-                        dst = install.install_from_archive(name, path, source=url, archive_sha=digest)
+                        dst = install.install_from_archive(name, path, source=url, archive_sha=digest, tell=tell)
                     except FetchError as err:
                         failed.append(f"{name}: {err}" if len(names) > 1 else str(err))
                         continue
@@ -211,6 +211,6 @@ def install_local(name: str, file: str | os.PathLike, *, force: bool = False, te
              f"{release.origin}")
         hub.clear_downloads()
         try:
-            return install.install_file(name, file)
+            return install.install_file(name, file, tell)
         finally:
             hub.clear_downloads()

@@ -182,8 +182,9 @@ def resolve_weights(name_or_path: str | os.PathLike) -> Path:
 
 @dataclass(frozen=True)
 class Status:
-    """What ``--model NAME`` would load: ``state`` is ``installed``, ``shipped``, ``not installed`` (the
-    authors publish weights for it) or ``no weights``; ``source``: where the weights came from."""
+    """What ``--model NAME`` would load: ``state`` is ``installed``, ``changed`` (installed, but the file
+    is not the one recorded: fetch it again), ``shipped``, ``not installed`` (the authors publish weights
+    for it) or ``no weights``; ``source``: where the weights came from, or what to do."""
 
     name: str
     state: str
@@ -193,10 +194,16 @@ class Status:
     licence: str | None
 
 
-def status(name: str) -> Status:
-    """A name's state, without hashing (``ifan weights list``, the web page's menu)."""
+def status(name: str, verify: bool = False) -> Status:
+    """A name's state; with ``verify`` an installed file's SHA-256 is checked against its record."""
     spec = zoo.get_spec(name)
-    record = read_record(name)
+    try:
+        record = read_record(name)
+        if record is not None and verify:
+            verified_path(name)
+    except CacheError:
+        return Status(name, "changed", f"ifan weights fetch {name} (or remove it)", weights_file(name), None,
+                      spec.licence)
     if record is not None:
         return Status(name, "installed", record.get("source", "?"), weights_file(name), record.get("bytes"),
                       record.get("licence", spec.licence))

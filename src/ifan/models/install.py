@@ -168,13 +168,14 @@ def _check_pins(name: str, release: zoo.Release, archive_sha: str | None, member
 
 
 def install_checkpoint(name: str, checkpoint: Path, member_sha: str, where: str, source: str,
-                       archive: dict | None = None) -> Path:
+                       archive: dict | None = None, tell: hub.Say | None = None) -> Path:
     """Check ``checkpoint`` (the authors' ``name``) and write it to the cache with its record; its path.
 
     Args:
         where: how messages name the checkpoint (``checkpoints.zip:ckpt/IFAN.pytorch``).
         source: the URL or file it came from (recorded).
         archive: ``{"name", "sha256", "bytes"}`` of the archive it came out of, if any.
+        tell: where to say what is being checked.
     """
     release = release_of(name)
     _check_pins(name, release, archive and archive["sha256"], member_sha)
@@ -183,6 +184,8 @@ def install_checkpoint(name: str, checkpoint: Path, member_sha: str, where: str,
     except CheckpointError as err:
         raise FetchError(str(err).replace(str(checkpoint), where)) from None
     config = check_layout(name, loaded, where)
+    if tell is not None:
+        tell(f"{where}: the authors' {name} layout; running a self-check on the bundled example")
     model = IFAN(config)
     model.load_state_dict(loaded.network)
     self_check(model.eval(), where)
@@ -199,7 +202,8 @@ def install_checkpoint(name: str, checkpoint: Path, member_sha: str, where: str,
     return path
 
 
-def install_from_archive(name: str, archive: Path, source: str, archive_sha: str | None = None) -> Path:
+def install_from_archive(name: str, archive: Path, source: str, archive_sha: str | None = None,
+                         tell: hub.Say | None = None) -> Path:
     """Install ``name`` from the authors' archive on disk (its member found at any depth)."""
     release = release_of(name)
     label = release.archive if source.startswith(("http://", "https://")) else str(archive)
@@ -214,14 +218,14 @@ def install_from_archive(name: str, archive: Path, source: str, archive_sha: str
     try:
         digest = archive_sha or hub.sha256_file(archive)
         meta = {"name": release.archive, "sha256": digest, "bytes": archive.stat().st_size}
-        return install_checkpoint(name, member, member_sha, where, source, meta)
+        return install_checkpoint(name, member, member_sha, where, source, meta, tell)
     finally:
         member.unlink(missing_ok=True)
 
 
-def install_file(name: str, file: Path) -> Path:
+def install_file(name: str, file: Path, tell: hub.Say | None = None) -> Path:
     """Install ``name`` from a file the user downloaded: the authors' archive, or the one checkpoint."""
     source = str(file.resolve())
     if is_archive(file):
-        return install_from_archive(name, file, source)
-    return install_checkpoint(name, file, hub.sha256_file(file), str(file), source)
+        return install_from_archive(name, file, source, tell=tell)
+    return install_checkpoint(name, file, hub.sha256_file(file), str(file), source, tell=tell)
