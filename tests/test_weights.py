@@ -158,7 +158,10 @@ def test_a_member_of_the_wrong_layout_is_refused_and_nothing_cached(home, server
 
 def test_failures_each_say_one_line_and_leave_nothing(home, server, tmp_path):
     archive = small_archive(tmp_path)
+    flipped = bytearray(archive)
+    flipped[len(archive) // 2] ^= 0xFF  # inside the member's stored bytes
     cases = {
+        "/flipped.zip": (dict(body=bytes(flipped)), "damaged in the archive (Bad CRC-32"),
         "/truncated.zip": (dict(kind="truncate", body=archive), "truncated"),
         "/page.zip": (dict(kind="html", body=b"<!DOCTYPE html><html><body>Sign in</body></html>"), "HTML page"),
         "/slow.zip": (dict(kind="stall", body=archive, delay=3.0), "timed out"),

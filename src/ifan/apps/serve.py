@@ -378,7 +378,7 @@ def serve(deblurrer: Deblurrer, model_label: str, host: str = DEFAULT_HOST, port
               file=sys.stderr)
     cfg = deblurrer.config
     label = (f"`{model_label}` (ch {cfg.channels}, N {cfg.iterations}, {deblurrer.device})" if menu is None else
-             f"as chosen below (on {deblurrer.device})")
+             f"chosen below, on {deblurrer.device}")
 
     def stop(signum, frame):  # uvicorn shuts down gracefully, then re-raises SIGTERM here
         raise SystemExit(0)
