@@ -181,6 +181,11 @@ def test_failures_each_say_one_line_and_leave_nothing(home, server, tmp_path):
         assert cache_files(home) == [], path
     assert server.hits["/missing.zip"] == 1 and server.hits["/error.zip"] == 2  # a 5xx is retried, a 404 not
     assert server.hits["/truncated.zip"] == 2  # a broken-off body is retried too
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        nobody = f"http://127.0.0.1:{closed.getsockname()[1]}/checkpoints.zip"
+    with pytest.raises(FetchError, match=r"cannot connect \(Connection refused\)$"):
+        fetch([SMALL.name], [nobody], progress=False, retries=0)
     with pytest.raises(FetchError) as err:  # every mirror failing: one line naming each
         fetch([SMALL.name], [server.url("/page.zip"), server.url("/missing.zip")], progress=False)
     assert "page.zip: the server sent an HTML page" in one_line(err.value) and "missing.zip: HTTP 404" in str(err.value)

@@ -14,6 +14,7 @@ waits, then finds the weights installed and downloads nothing.
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -65,7 +66,8 @@ def _describe(err: Exception, timeout: float) -> str:
     if isinstance(err, requests.exceptions.TooManyRedirects):
         return "too many redirects"
     if isinstance(err, requests.exceptions.ConnectionError):
-        return "cannot connect (" + text.split("] ")[-1].split("'))")[0][-120:] + ")"
+        reasons = re.findall(r"\[Errno -?\d+\] ([^'\")\]]+)", text)  # urllib3 nests the OS error's text
+        return f"cannot connect ({reasons[-1].strip() if reasons else text[-120:]})"
     return " ".join(text.split())[:200] or type(err).__name__
 
 
