@@ -410,12 +410,6 @@ def claim_job(job: Job, options: OutputOptions, protected: frozenset[Path] = fro
     return job
 
 
-def blend_job(deblurrer: Deblurrer, job: Job, rgb: np.ndarray, defocus: np.ndarray | None,
-              options: OutputOptions) -> tuple[np.ndarray, np.ndarray | None]:
-    """The result recomposed by ``options.blend`` (strength, bokeh, mask), and the mask used (None: none)."""
-    return options.blend.apply(job.image.rgb, rgb, defocus, deblurrer.calibration)
-
-
 def write_job(job: Job, rgb: np.ndarray, defocus: np.ndarray | None, options: OutputOptions,
               plan: TilePlan | None = None, seconds: float = 0.0, mask: np.ndarray | None = None) -> FileReport:
     """Write the job's outputs (without ``overwrite``, none that appeared meanwhile): its report,
@@ -468,7 +462,7 @@ def deblur_file(deblurrer: Deblurrer, item: InputFile, options: OutputOptions = 
         start = time.perf_counter()
         result = deblurrer.deblur(job.image.rgb, return_defocus=job.defocus, plan=plan, progress=listener.tile)
         rgb, defocus = result if job.defocus else (result, None)
-        rgb, mask = blend_job(deblurrer, job, rgb, defocus, options)
+        rgb, mask = options.blend.apply(job.image.rgb, rgb, defocus, deblurrer.calibration)  # strength, bokeh, mask
         seconds = time.perf_counter() - start
     except FILE_ERRORS as err:
         return failure(item.path, err, target=job.target)

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ifan.apps.files import (Claims, FileReport, InputFile, Job, Listener, OutputOptions, blend_job, claim_job,
-                             failure, find_collisions, path_key, planned_outputs, read_job, write_job)
+from ifan.apps.files import (Claims, FileReport, InputFile, Job, Listener, OutputOptions, claim_job, failure,
+                             find_collisions, path_key, planned_outputs, read_job, write_job)
 from ifan.inference import Deblurrer, MemoryBudgetError, TilePlan
 from ifan.io import ImageReadError, read_size
 
@@ -185,15 +185,15 @@ class _Loop:
             blended = []
             for job, result in zip(jobs, results):
                 rgb, defocus = result if job.defocus else (result, None)
-                rgb, mask = blend_job(self.deblurrer, job, rgb, defocus, self.options)  # the mask is checked
-                blended.append((rgb, defocus, mask))                                    # in read_job
+                blended.append((*self.options.blend.apply(job.image.rgb, rgb, defocus, self.deblurrer.calibration),
+                                defocus))  # the recomposed result and its mask (a --mask's size is checked in read_job)
         except Exception as err:  # noqa: BLE001 - out of memory, a device error: these files fail, named
             for job in jobs:
                 self.report(failure(job.item.path, err, plan=plan, target=job.target))
             return
         seconds = (time.perf_counter() - start) / len(jobs)
         self.drain(wait=True)  # the writes behind, done during the network as a rule
-        for job, (rgb, defocus, mask) in zip(jobs, blended):
+        for job, (rgb, mask, defocus) in zip(jobs, blended):
             future = self.pool.submit(_guarded, job.item.path, write_job, job, rgb, defocus, self.options, plan,
                                       seconds, mask)
             self.writes.append((job, rgb, defocus, future))

@@ -42,13 +42,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ifan.apps.adjust import KEEP_BOKEH_OFF, adjust_file, adjust_views, save_views
+from ifan.apps.adjust import KEEP_BOKEH_OFF, Sliders, adjust_file, adjust_views, save_views
 from ifan.apps.demo import example_path
 from ifan.apps.files import InputFile, Listener, OutputOptions, deblur_file
 from ifan.apps.guard import RequestGuard, is_loopback
 from ifan.apps.serve_models import ModelMenu
 from ifan.inference import Deblurrer, TilePlan
-from ifan.inference.blend import DEFAULT_KEEP_BOKEH, DEFAULT_TRANSITION, MAX_STRENGTH
 from ifan.io import Image, ImageReadError, write_image
 from ifan.viz import colorize_defocus, most_defocused_box
 
@@ -292,13 +291,7 @@ def build_page(service: DeblurService, model_label: str, examples: list[Path] | 
                 photo = gr.Image(label="Photo", type="filepath", image_mode=None, sources=["upload"],
                                  height=360, elem_id="photo")
                 run = gr.Button("Deblur", variant="primary", elem_id="run")
-                strength = gr.Slider(0, MAX_STRENGTH, value=1.0, step=0.05, elem_id="strength",
-                                     label="Strength: 0 = the photo, 1 = the model, 2 = twice its change")
-                bokeh = gr.Slider(KEEP_BOKEH_OFF, 20, value=KEEP_BOKEH_OFF, step=0.5, elem_id="keep-bokeh",
-                                  label=f"Keep the bokeh: leave what is blurred beyond this radius (px) as it was; "
-                                        f"0 = off, {DEFAULT_KEEP_BOKEH:g} is a good start "
-                                        f"({DEFAULT_TRANSITION:g} px transition)")
-                job_state = gr.State(None)
+                sliders = Sliders()
                 if examples:
                     gr.Examples([[str(p)] for p in examples], inputs=photo, label="Bundled example",
                                 elem_id="examples")
@@ -318,8 +311,7 @@ def build_page(service: DeblurService, model_label: str, examples: list[Path] | 
                                   height=CROP_SIDE + 40, elem_id="crop-after", buttons=[])
             defocus = gr.Image(label="Estimated defocus (bright = more blur)", interactive=False,
                                height=CROP_SIDE + 40, elem_id="defocus", buttons=["fullscreen"])
-            mask = gr.Image(label="Blend mask of 'keep the bokeh' (white = deblurred)", interactive=False,
-                            height=CROP_SIDE + 40, elem_id="mask", buttons=["fullscreen"])
+            sliders.mask_view(height=CROP_SIDE + 40)
 
         def deblur(photo: dict | None, progress=gr.Progress()):
             # Unprocessed (preprocess=False): Gradio would open the file with Pillow before the limits are
@@ -344,35 +336,10 @@ def build_page(service: DeblurService, model_label: str, examples: list[Path] | 
             return gr.DownloadButton(f"Download {path.name} ({kind}, {_fmt_size(path.stat().st_size)}{how})",
                                      value=str(path), visible=True)
 
-        def preview(job: Job | None, strength: float, keep_bokeh: float):  # the sliders: no network
-            if job is None:
-                return gr.skip(), gr.skip(), gr.skip()
-            try:
-                adjusted = service.adjust(job, strength, keep_bokeh)
-            except UploadError as err:
-                raise fail(str(err)) from None
-            return ((str(job.before), str(adjusted.after)), str(adjusted.crop_after),
-                    None if adjusted.mask is None else str(adjusted.mask))
-
-        def full_size(job: Job | None, strength: float, keep_bokeh: float):
-            if job is None:
-                return gr.skip()
-            try:
-                path = service.adjust(job, strength, keep_bokeh, full=True)
-            except UploadError as err:
-                raise fail(str(err)) from None
-            bokeh_note = f", bokeh kept beyond {keep_bokeh:g} px" if keep_bokeh > KEEP_BOKEH_OFF else ""
-            how = "" if path == job.output else f"; strength {strength:g}{bokeh_note}"
-            return _download(job, path, how)
-
-        outputs = [slider, info, download, download_map, crop_before, crop_after, defocus, job_state]
-        knobs = [job_state, strength, bokeh]
-        run.click(deblur, inputs=photo, outputs=outputs, preprocess=False, concurrency_limit=1, api_name="deblur",
-                  concurrency_id="job").success(preview, knobs, [slider, crop_after, mask], api_name=False
-                            ).success(full_size, knobs, download, api_name=False)
-        for knob in (strength, bokeh):
-            knob.release(preview, knobs, [slider, crop_after, mask], api_name=False
-                         ).success(full_size, knobs, download, api_name=False)
+        outputs = [slider, info, download, download_map, crop_before, crop_after, defocus, sliders.job]
+        deblurred = run.click(deblur, inputs=photo, outputs=outputs, preprocess=False, concurrency_limit=1,
+                              api_name="deblur", concurrency_id="job")
+        sliders.attach(service, fail, deblurred, slider, crop_after, download, _download)
     page.queue(default_concurrency_limit=1, max_size=DEFAULT_QUEUE_SIZE)
     return page
 
