@@ -26,7 +26,10 @@ Measured per scene and pooled:
 Writes ``benchmarks/results/bench_bokeh.json`` and, with ``--figure``, 100 % crops of background and
 subject (input, plain, ``--keep-bokeh``, the mask) for ``docs/results.md``. ``--sweep`` instead runs
 each scene once and tabulates the background and subject shares for several radii and transitions
-(``bench_bokeh_sweep.json``): how the default was chosen.
+(``bench_bokeh_sweep.json``): how the default was chosen. ``--example-figure PNG`` draws the bundled
+example (``ifan demo``'s photo: focus on the pagoda, foreground bushes blurred up to 13 px) at 100 %:
+the most defocused window and the deblurred window the model changes most, as input | plain |
+``--keep-bokeh`` | mask.
 """
 
 from __future__ import annotations
@@ -58,6 +61,19 @@ def scenes(data: Path, count: int) -> Path:
     return out
 
 
+def portraits(root: Path, count: int):
+    """The kept scenes: ``(paths, true radius, subject, background)`` for each (see the module docstring)."""
+    from ifan.synth import sample_paths
+
+    for i in range(count):
+        paths = sample_paths(root, "test", i)
+        with np.load(paths.meta) as meta:
+            radius = np.abs(meta["coc"])
+        subject, background = radius < SHARP, radius >= BLURRED
+        if subject.mean() >= 0.10 and background.mean() >= 0.25:
+            yield paths, radius, subject, background
+
+
 def psnr(a: np.ndarray, b: np.ndarray, sel: np.ndarray) -> float:
     mse = float(np.mean((a[sel] - b[sel]) ** 2))
     return 10 * np.log10(1 / max(mse, 1e-12))
@@ -77,8 +93,6 @@ def main() -> None:
     from ifan.inference import Deblurrer
     from ifan.inference.blend import DEFAULT_KEEP_BOKEH, DEFAULT_TRANSITION, BlendSettings
     from ifan.io import read_image
-    from ifan.synth import sample_paths
-
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="ifan-lite")
     p.add_argument("--keep-bokeh", type=float, default=DEFAULT_KEEP_BOKEH)
@@ -87,9 +101,12 @@ def main() -> None:
     p.add_argument("--data", type=Path, default=ROOT / "data")
     p.add_argument("--figure", type=Path, help="write the 100 %% crops here (PNG)")
     p.add_argument("--sweep", action="store_true", help="tabulate several radii and transitions instead")
+    p.add_argument("--example-figure", type=Path, help="only draw the bundled example's crops here (PNG)")
     args = p.parse_args()
     if args.sweep:
         return sweep(args)
+    if args.example_figure:
+        return example_figure(args)
 
     torch.set_num_threads(2)
     root = scenes(args.data, args.count)
@@ -99,13 +116,7 @@ def main() -> None:
                                        "subject": 0, "subject_same": 0}
     shown = []
     deblurrer.deblur(np.zeros((64, 64, 3), np.float32))  # warm-up
-    for i in range(args.count):
-        paths = sample_paths(root, "test", i)
-        with np.load(paths.meta) as meta:
-            radius = np.abs(meta["coc"])
-        subject, background = radius < SHARP, radius >= BLURRED
-        if subject.mean() < 0.10 or background.mean() < 0.25:
-            continue
+    for paths, radius, subject, background in portraits(root, args.count):
         far = background & ~cv2.dilate((radius < BLURRED).astype(np.uint8), np.ones((2 * MARGIN + 1,) * 2, np.uint8)
                                         ).astype(bool)
         image = read_image(paths.center).rgb
@@ -180,20 +191,13 @@ def sweep(args, radii=(3, 4, 5, 6, 8), transitions=(2, 4, 6)) -> None:
     from ifan.inference import Deblurrer
     from ifan.inference.blend import BlendSettings
     from ifan.io import read_image
-    from ifan.synth import sample_paths
 
     torch.set_num_threads(2)
     root = scenes(args.data, args.count)
     deblurrer = Deblurrer.from_pretrained(args.model, device="cpu")
     counts = {(r, t): [0, 0, 0, 0] for r in radii for t in transitions}  # bg kept, bg, subject same, subject
     used = 0
-    for i in range(args.count):
-        paths = sample_paths(root, "test", i)
-        with np.load(paths.meta) as meta:
-            radius = np.abs(meta["coc"])
-        subject, background = radius < SHARP, radius >= BLURRED
-        if subject.mean() < 0.10 or background.mean() < 0.25:
-            continue
+    for paths, radius, subject, background in portraits(root, args.count):
         used += 1
         image = read_image(paths.center).rgb
         full, defocus = deblurrer.deblur(image, return_defocus=True)
@@ -211,6 +215,31 @@ def sweep(args, radii=(3, 4, 5, 6, 8), transitions=(2, 4, 6)) -> None:
     write_json("bench_bokeh_sweep.json", {"model": args.model, "scenes": used, "rows": [
         {"keep_bokeh": r, "transition": t, "background_within_1": c[0] / c[1], "subject_same_as_plain": c[2] / c[3]}
         for (r, t), c in counts.items()], "machine": machine()})
+
+
+def example_figure(args, side: int = 200) -> None:
+    from ifan.apps.demo import example_path
+    from ifan.inference import Deblurrer
+    from ifan.io import read_image, write_image
+    from ifan.viz import captioned_row, most_defocused_box
+
+    deblurrer = Deblurrer.from_pretrained(args.model, device="cpu")
+    image = read_image(example_path()).rgb
+    plain, defocus = deblurrer.deblur(image, return_defocus=True)
+    kept, mask = deblurrer.deblur(image, keep_bokeh=args.keep_bokeh, transition=args.transition, return_mask=True)
+    deblurred = cv2.blur(mask * np.abs(np.clip(plain, 0, 1) - image).max(axis=2), (side, side))  # the subject
+    y, x = np.unravel_index(np.argmax(deblurred), deblurred.shape)
+    windows = [most_defocused_box(defocus, side), (int(np.clip(y - side // 2, 0, image.shape[0] - side)),
+                                                   int(np.clip(x - side // 2, 0, image.shape[1] - side)))]
+    rows = []
+    for top, left in windows:
+        win = (slice(top, top + side), slice(left, left + side))
+        rows.append(captioned_row([("input", image[win]), ("plain", np.clip(plain, 0, 1)[win]),
+                                   (f"--keep-bokeh {args.keep_bokeh:g}", kept[win]),
+                                   ("mask (white = deblurred)", np.repeat(mask[win][..., None], 3, axis=2))]))
+    write_image(args.example_figure, np.concatenate(rows, axis=0))
+    print(f"wrote {args.example_figure}: mask 0 on {100 * (mask == 0).mean():.0f} % of the photo, 1 on "
+          f"{100 * (mask == 1).mean():.0f} %")
 
 
 def crops_figure(shown, path: Path, side: int = 128, count: int = 3) -> None:
