@@ -37,11 +37,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ifan.models.ifan import DOWNSCALE
+
 if TYPE_CHECKING:  # pragma: no cover
     from ifan.evaluate.lpips import LPIPS
 
 METRIC_NAMES: tuple[str, ...] = ("psnr", "ssim", "mae", "lpips")
-PROTOCOL_NAMES: frozenset[str] = frozenset({"official", "full"})
 
 # SSIM constants of Wang et al. 2004, as scikit-image uses them.
 SSIM_K1 = 0.01
@@ -228,6 +229,10 @@ def crop_hw(x: np.ndarray | Tensor, multiple: int | None, layout: str = "HWC") -
     raise ValueError(f"unknown layout {layout!r}; expected 'HWC' or 'CHW'")
 
 
+# The protocols by name, and what each crops input and target to (a multiple of the network's stride, or nothing).
+_PROTOCOL_CROPS: dict[str, int | None] = {"official": DOWNSCALE, "full": None}
+
+
 @dataclass(frozen=True)
 class Protocol:
     """How an output is compared with its target.
@@ -251,8 +256,8 @@ class Protocol:
     data_range: float = 1.0
 
     def __post_init__(self) -> None:
-        if self.name not in PROTOCOL_NAMES:
-            raise ValueError(f"unknown protocol {self.name!r}; expected one of {sorted(PROTOCOL_NAMES)}")
+        if self.name not in _PROTOCOL_CROPS:
+            raise ValueError(f"unknown protocol {self.name!r}; expected one of {sorted(_PROTOCOL_CROPS)}")
         if self.crop_multiple is not None and (not isinstance(self.crop_multiple, int) or self.crop_multiple < 1):
             raise ValueError(f"crop_multiple must be a positive int or None, got {self.crop_multiple!r}")
         if not 1 <= self.quantize_bits <= 16:
@@ -274,9 +279,8 @@ class Protocol:
         return x
 
 
-OFFICIAL = Protocol("official", crop_multiple=8, clip=True, quantize=False)
-FULL = Protocol("full", crop_multiple=None, clip=True, quantize=False)
-PROTOCOLS: dict[str, Protocol] = {"official": OFFICIAL, "full": FULL}
+PROTOCOLS: dict[str, Protocol] = {name: Protocol(name, crop_multiple=crop) for name, crop in _PROTOCOL_CROPS.items()}
+OFFICIAL, FULL = PROTOCOLS["official"], PROTOCOLS["full"]
 
 
 def get_protocol(protocol: str | Protocol) -> Protocol:
