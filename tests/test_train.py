@@ -279,6 +279,21 @@ def test_cli_train_resume_and_overrides(data_root, tmp_path, capsys):
     assert cli_main(["train", str(tmp_path / "nope.yaml")]) == 1
 
 
+def test_run_files_names_the_checkpoint_a_resume_takes_and_the_folders_files(data_root, tmp_path, capsys):
+    run = tmp_path / "run"
+    train(from_dict(TrainConfig, tiny_config(data_root, steps=3)), run, stop_after=2, device="cpu")
+    (run / "checkpoints" / "step_000000002.pt").write_bytes(b"cut short")  # the newest cannot be read
+    capsys.readouterr()
+    assert cli_main(["run-files", str(run), "checkpoint", "best", "metrics", "config", "model", "tb"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        str(run / "checkpoints" / "step_000000001.pt"), str(run / "best.safetensors"), str(run / "metrics.jsonl"),
+        str(run / "config.yaml"), str(run / "model.safetensors"), str(run / "tb")]
+    assert cli_main(["run-files", str(tmp_path / "empty"), "checkpoint"]) == 1
+    assert "no checkpoint to resume from" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli_main(["run-files", str(run), "weights"])
+
+
 @pytest.mark.slow
 def test_two_processes_with_gloo_stay_identical_and_match_one_process(data_root, tmp_path):
     raw = tiny_config(data_root, steps=3, batch_size=4)

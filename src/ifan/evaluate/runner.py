@@ -40,7 +40,8 @@ import torch
 from ifan.data.datasets import LAYOUTS, VIEWS, DefocusDataset, open_dataset
 from ifan.evaluate.baselines import BASELINES, get_baseline
 from ifan.evaluate.lpips import load_lpips_or_none
-from ifan.evaluate.metrics import crop_hw, format_score, get_protocol, json_score, score_image, summarize
+from ifan.evaluate.metrics import crop_hw, get_protocol, score_image
+from ifan.evaluate.summary import format_score, json_score, summarize
 from ifan.fileutil import atomic_write_bytes
 from ifan.inference import Deblurrer
 from ifan.inference.runtime import describe_cpu, describe_precision

@@ -19,17 +19,18 @@ import torch
 from ifan.fileutil import atomic_write
 from ifan.tensorfile import read_torch
 
+CHECKPOINTS_DIR = "checkpoints"  # in the run folder
 CKPT_RE = re.compile(r"^step_(\d{9})\.pt$")
 _STATE_KEYS = ("step", "model", "optimizer", "torch_rng")
 
 
 def checkpoint_path(run_dir: Path, step: int) -> Path:
-    return run_dir / "checkpoints" / f"step_{step:09d}.pt"
+    return run_dir / CHECKPOINTS_DIR / f"step_{step:09d}.pt"
 
 
 def list_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
     """``(step, path)`` of the checkpoints in a run, oldest first."""
-    folder = run_dir / "checkpoints"
+    folder = run_dir / CHECKPOINTS_DIR
     if not folder.is_dir():
         return []
     found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := CKPT_RE.match(p.name))]

@@ -11,7 +11,7 @@ from pathlib import Path
 from torch import Tensor
 
 from ifan.train.config import LogConfig
-from ifan.train.run import append_metrics
+from ifan.train.run import RUN_LAYOUT, append_metrics
 from ifan.train.step import StepResult
 
 
@@ -22,7 +22,7 @@ def _tensorboard(run_dir: Path, start_step: int):
         warnings.warn("tensorboard is not installed (pip install 'ifan[train]'); TensorBoard logs are off",
                       stacklevel=3)
         return None
-    return SummaryWriter(str(run_dir / "tb"), purge_step=start_step or None)
+    return SummaryWriter(str(run_dir / RUN_LAYOUT["tb"]), purge_step=start_step or None)
 
 
 class RunLogger:

@@ -34,7 +34,7 @@ from ifan.train.checkpoint import save_checkpoint
 from ifan.train.config import ConfigError, TrainConfig
 from ifan.train.data import build_datasets, validate
 from ifan.train.logger import RunLogger
-from ifan.train.run import open_run, prepare_run, save_config, trim_metrics
+from ifan.train.run import RUN_LAYOUT, open_run, prepare_run, save_config, trim_metrics
 from ifan.train.sampler import StepBatchSampler
 from ifan.train.state import TrainState
 from ifan.train.step import batch_to, train_step
@@ -193,7 +193,7 @@ def _train(cfg: TrainConfig, run_dir: Path, resume: bool, stop_after: int | None
                     logger.val_row(step, values, scores["grid"])
                     if state.best_psnr is None or scores["psnr"] > state.best_psnr:
                         state.best_psnr = scores["psnr"]
-                        export(run_dir / "best.safetensors", step=str(step), val_psnr=f"{state.best_psnr:.4f}")
+                        export(run_dir / RUN_LAYOUT["best"], step=str(step), val_psnr=f"{state.best_psnr:.4f}")
                     logger.note(f"step {step}: val PSNR {scores['psnr']:.3f} dB "
                                 f"(input {scores['psnr_input']:.3f} dB, best {state.best_psnr:.3f} dB)")
 
@@ -211,7 +211,7 @@ def _train(cfg: TrainConfig, run_dir: Path, resume: bool, stop_after: int | None
 
     if logger is not None:
         if finished:
-            export(run_dir / "model.safetensors", step=str(state.step), train_seconds=f"{seconds():.0f}",
+            export(run_dir / RUN_LAYOUT["model"], step=str(state.step), train_seconds=f"{seconds():.0f}",
                    best_val_psnr=f"{state.best_psnr:.4f}" if state.best_psnr is not None else "")
         logger.close()
     return TrainResult(run_dir=run_dir, step=state.step, finished=finished, best_psnr=state.best_psnr, model=model)
