@@ -85,7 +85,7 @@ def test_docstring_examples(module):
     assert result.failed == 0
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # a subprocess
 def test_import_and_the_command_parser_import_nothing_heavy():
     probe = ("import sys; import ifan; from ifan.apps.cli import build_parser; build_parser(); "
              "print(*sorted(m for m in ('torch', 'numpy', 'cv2', 'PIL', 'gradio') if m in sys.modules))")
