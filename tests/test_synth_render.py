@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from ifan.synth.psf import ApertureProfile, center_kernel, dual_pixel_kernels
-from ifan.synth.rendering import Layer, Scene, SensorNoise, composite_sharp, render, render_reference
+from ifan.synth.raytrace import render_reference
+from ifan.synth.rendering import Layer, Scene, SensorNoise, composite_sharp, render
 from ifan.synth.optics import ThinLensCamera
 
 CAM = ThinLensCamera(focal_length_mm=50.0, f_number=2.0, focus_distance_m=2.0, pixel_pitch_um=10.0)
