@@ -116,14 +116,15 @@ def main() -> None:
                      f"{r['network_seconds_per_photo']:.1f}", f"{r['outside_seconds_per_photo']:.2f}",
                      f"{r['peak_rss'] / 2**30:.2f}", f"{r['load_before']:.1f}"])
     table = common.print_table(["configuration", "photos/hour", "vs first", "photos/hour end to end",
-                           "network s/photo", "outside the network s/photo", "peak RSS GiB", "load before"], rows)
+                                "network s/photo", "outside the network s/photo", "peak RSS GiB", "load before"], rows)
     note = (f"{args.photos} JPEGs of {w}x{h} ({w * h / 1e6:.0f} MP), {args.model}, precision {args.precision}; "
             f"one photo's read {read_s:.2f} s and write {write_s:.2f} s; CPU: {common.lscpu_model()}")
     print(note)
-    common.write_json("bench_archive.json", {"machine": {**common.machine(), "lscpu_model": common.lscpu_model()}, "photos": args.photos,
-                                        "size": [h, w], "model": args.model, "precision": args.precision,
-                                        "read_seconds": read_s, "write_seconds": write_s, "runs": runs,
-                                        "table": table, "note": note})
+    common.write_json("bench_archive.json", {"machine": {**common.machine(), "lscpu_model": common.lscpu_model()},
+                                             "photos": args.photos, "size": [h, w], "model": args.model,
+                                             "precision": args.precision,
+                                             "read_seconds": read_s, "write_seconds": write_s, "runs": runs,
+                                             "table": table, "note": note})
 
 
 if __name__ == "__main__":

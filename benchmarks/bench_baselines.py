@@ -56,8 +56,8 @@ def main() -> None:
     table = common.print_table(["512x512, disc radius 5", "median s", "min s"], rows)
     print(f"estimated radii: {sorted(set(round(r, 2) for r in radii))} (true {args.radius})")
     common.write_json("bench_baselines.json", {"machine": common.machine(), "size": [512, 512], "radius": args.radius,
-                                           "estimated_s": estimated, "given_s": given, "radii": radii,
-                                           "table": table})
+                                                "estimated_s": estimated, "given_s": given, "radii": radii,
+                                                "table": table})
 
 
 if __name__ == "__main__":

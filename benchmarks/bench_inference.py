@@ -207,7 +207,7 @@ def main() -> None:
                      "ref" if mode == "reference" else f"{r.get('psnr_vs_reference') or float('nan'):.1f}",
                      "-" if mode == "fp32" or strict is None else f"{r['psnr_vs_fp32']:.1f}"])
     table = common.print_table(["mode", "median s", "min s", "speed-up (median)", "speed-up (min)", "vs fp32 (paired)",
-                           "peak RSS GiB", "growth GiB", "PSNR vs ref dB", "PSNR vs fp32 dB"], rows)
+                                "peak RSS GiB", "growth GiB", "PSNR vs ref dB", "PSNR vs fp32 dB"], rows)
     for n in notes:
         print("note:", n)
     for mode, r in results.items():

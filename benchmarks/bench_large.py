@@ -63,8 +63,9 @@ def main() -> None:
         else:
             weights, desc = Path(args.model), f"{args.model} (trained weights)"
         out = Path(tmp) / "out"
-        r = common.run_child(__spec__.name, ["--child", "--image", str(image), "--out", str(out), "--weights", str(weights),
-                         "--max-memory", args.max_memory], keep_stderr=True)
+        r = common.run_child(__spec__.name, ["--child", "--image", str(image), "--out", str(out),
+                                             "--weights", str(weights), "--max-memory", args.max_memory],
+                             keep_stderr=True)
         print(r["stderr"])
         result = read_image(out / "big_deblurred.jpg")
         assert result.size == (h, w), result.size
@@ -72,8 +73,10 @@ def main() -> None:
                  finite=bool(np.isfinite(result.rgb).all()))
     rows = [[f"{w}x{h}", desc, args.max_memory, f"{r['seconds']:.0f}", f"{r['peak_rss'] / 2**30:.2f}",
              f"{r['peak_rss'] / 1e9:.2f}", r["exit_code"]]]
-    table = common.print_table(["image", "model", "--max-memory", "time s", "peak RSS GiB", "peak RSS GB", "exit"], rows)
-    common.write_json(f"bench_large_{common.model_tag(args.model)}.json", {"machine": common.machine(), **r, "table": table})
+    table = common.print_table(["image", "model", "--max-memory", "time s", "peak RSS GiB", "peak RSS GB", "exit"],
+                               rows)
+    common.write_json(f"bench_large_{common.model_tag(args.model)}.json",
+                      {"machine": common.machine(), **r, "table": table})
 
 
 if __name__ == "__main__":

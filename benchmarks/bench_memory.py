@@ -137,7 +137,7 @@ def main() -> None:
     for k, v in ratios.items():
         print(f"{k}: {v:.2f}")
     common.write_json("bench_memory.json", {"machine": common.machine(), "model": f"{args.model} (random init)",
-                                        "size": args.size, "records": records, "ratios": ratios, "table": table})
+                                             "size": args.size, "records": records, "ratios": ratios, "table": table})
 
 
 if __name__ == "__main__":

@@ -53,8 +53,8 @@ def main() -> None:
         records.append({"width": size[0], "iterations": size[1], "parameters": params, "times_s": times[size],
                         "ratio": ratio})
     common.print_table(["model", "parameters", "1280x720, best", "vs ifan-lite", "within 2x"], rows)
-    common.write_json("model_size.json", {"machine": common.machine(), "threads": args.threads, "precision": args.precision,
-                                     "rounds": args.rounds, "models": records})
+    common.write_json("model_size.json", {"machine": common.machine(), "threads": args.threads,
+                                          "precision": args.precision, "rounds": args.rounds, "models": records})
 
 
 if __name__ == "__main__":

@@ -58,7 +58,7 @@ def sweep(args) -> None:
                          f"{np.abs(out - ref).max():.1e}", f"{rel:.3f}", f"{seconds:.1f}"])
             print(rows[-1], flush=True)
     table = common.print_table(["overlap px", "margin", "tile", "tiles", "PSNR vs whole dB", "max |diff|",
-                           "defocus rel. RMS diff", "s"], rows)
+                                "defocus rel. RMS diff", "s"], rows)
     print(f"whole image {w}x{h}: {t_whole:.1f} s; model {desc}")
     common.write_json(f"bench_tiling_sweep_{common.model_tag(args.model)}.json", {
         "machine": common.machine(), "model": desc, "size": [h, w], "tile": args.tile, "whole_seconds": t_whole,
@@ -117,7 +117,7 @@ def memory(args) -> None:
                          "-" if budget is None else f"{p:.1f}"])
             print(rows[-1], flush=True)
     table = common.print_table(["--max-memory", "plan", "estimate GiB", "peak RSS GiB", "growth GiB", "time s",
-                           "PSNR vs whole dB"], rows)
+                                "PSNR vs whole dB"], rows)
     common.write_json(f"bench_tiling_memory_{common.model_tag(args.model)}.json", {
         "machine": common.machine(), "model": args.model, "size": [h, w], "records": records, "table": table})
 

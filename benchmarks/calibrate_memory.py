@@ -95,7 +95,8 @@ def main() -> None:
                             "fixed": intercept})
             rows.append([ch, n, "NHWC" if cl else "NCHW", "fit", f"fixed {intercept / 2**20:.0f} MiB",
                          f"{slope:.0f}", "", ""])
-    table = common.print_table(["ch", "N", "format", "input WxH", "peak growth MiB", "B/pixel", "estimate MiB", "s"], rows)
+    table = common.print_table(["ch", "N", "format", "input WxH", "peak growth MiB", "B/pixel", "estimate MiB", "s"],
+                               rows)
     fits = [r for r in records if r.get("fit")]
     for cl in args.formats:
         pts = [(r["channels"], r["per_pixel"]) for r in fits if r["channels_last"] == bool(cl)]
@@ -107,9 +108,9 @@ def main() -> None:
     worst = max(r["increase"] / r["estimate"] for r in records if "increase" in r)
     print(f"allocation mode {mode}: largest measured / estimated = {worst:.2f}")
     tag = "" if args.precision == "fp32" else f"_{args.precision}"
-    common.write_json(f"calibrate_memory_{mode}{tag}.json", {"machine": common.machine(), "precision": args.precision,
-                                           "allocation": mode, "worst_measured_over_estimate": worst,
-                                           "defocus": args.defocus, "records": records, "table": table})
+    common.write_json(f"calibrate_memory_{mode}{tag}.json", {
+        "machine": common.machine(), "precision": args.precision, "allocation": mode,
+        "worst_measured_over_estimate": worst, "defocus": args.defocus, "records": records, "table": table})
 
 
 if __name__ == "__main__":

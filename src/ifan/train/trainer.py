@@ -189,7 +189,8 @@ def _train(cfg: TrainConfig, run_dir: Path, resume: bool, stop_after: int | None
                     scores = validate(state.eval_model, val_set, dev, cfg.data.val_crop, optim.channels_last)
                     values = {"psnr": scores["psnr"], "psnr_input": scores["psnr_input"], "elapsed": seconds()}
                     if state.ema is not None:  # the raw weights too, to see what the average gains
-                        values["psnr_raw"] = validate(model, val_set, dev, cfg.data.val_crop, optim.channels_last)["psnr"]
+                        raw = validate(model, val_set, dev, cfg.data.val_crop, optim.channels_last)
+                        values["psnr_raw"] = raw["psnr"]
                     logger.val_row(step, values, scores["grid"])
                     if state.best_psnr is None or scores["psnr"] > state.best_psnr:
                         state.best_psnr = scores["psnr"]
