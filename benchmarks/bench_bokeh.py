@@ -1,7 +1,7 @@
 """``--keep-bokeh`` on portraits: is the blurred background left alone, the subject deblurred, at what cost?
 
-    python benchmarks/bench_bokeh.py                      # the shipped ifan-lite, --keep-bokeh at its default
-    python benchmarks/bench_bokeh.py --model runs/x/best.safetensors --keep-bokeh 8
+    python -m benchmarks.bench_bokeh                      # the shipped ifan-lite, --keep-bokeh at its default
+    python -m benchmarks.bench_bokeh --model runs/x/best.safetensors --keep-bokeh 8
 
 Scenes: ``ifan synth --mixture --kinds portrait=1 --seed 28`` (80 scenes of 512x512, made on first
 use under ``data/bokeh28``; seed 28 is used by no training run nor any other benchmark): the
@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -45,8 +44,7 @@ import cv2
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _measure import machine, print_table, write_json  # noqa: E402
+from benchmarks.common import machine, print_table, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARP, BLURRED, MARGIN = 1.0, 10.0, 16  # px of true blur radius; px away from less blurred pixels

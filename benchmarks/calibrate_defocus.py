@@ -1,8 +1,8 @@
 """Calibrate a model's defocus map to the blur radius in pixels, and measure the calibration's error.
 
-    python benchmarks/calibrate_defocus.py                                  # the shipped ifan-lite: measure
-    python benchmarks/calibrate_defocus.py --write                          # ... and store it in the weights
-    python benchmarks/calibrate_defocus.py --model runs/x/best.safetensors --write
+    python -m benchmarks.calibrate_defocus                                  # the shipped ifan-lite: measure
+    python -m benchmarks.calibrate_defocus --write                          # ... and store it in the weights
+    python -m benchmarks.calibrate_defocus --model runs/x/best.safetensors --write
 
 ``--keep-bokeh R`` needs each pixel's blur radius; the network estimates a dual-pixel disparity
 (the defocus map, ``ifan.inference.deblurrer.defocus_from_disparity``). This script fits the mapping
@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -37,8 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _measure import machine, print_table, write_json  # noqa: E402
+from benchmarks.common import machine, print_table, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 RADIUS_BINS = [(0, 1), (1, 2), (2, 4), (4, 6), (6, 8), (8, 10), (10, 13), (13, 21)]

@@ -4,8 +4,8 @@
     python docs/make_results.py --model runs/lite/best.safetensors --limit 20
 
 Steps: include the generalisation suite's table (``benchmarks/results/quality.json``, made by
-``benchmarks/bench_quality.py``), render the held-out synthetic test set if it is missing (`ifan synth
---test 100 --seed 2 --noise`, never used in training), score the model and the baselines
+``python -m benchmarks.bench_quality``), render the held-out synthetic test set if it is missing
+(`ifan synth --test 100 --seed 2 --noise`, never used in training), score the model and the baselines
 on it with `ifan evaluate` (official protocol), break the gain down by the largest blur in each
 scene, and make the figures with `ifan demo`: the bundled example, the test scene with the median
 gain, a photo with real optical defocus and a sharp photo (which should come out unharmed). The
@@ -23,22 +23,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 IMAGES = DOCS / "images"
 BLUR_BINS = [(0, 5), (5, 10), (10, 15), (15, 21)]
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    """PSNR of two ``(H, W, 3)`` images in [0, 1], by ``ifan.evaluate.metrics.psnr``."""
-    import torch
-
-    from ifan.evaluate.metrics import psnr as psnr_batch
-
-    as_batch = lambda x: torch.from_numpy(np.ascontiguousarray(x, np.float64)).permute(2, 0, 1)[None]  # noqa: E731
-    return float(psnr_batch(as_batch(a), as_batch(b))[0])
 
 
 def main() -> int:
@@ -50,6 +38,7 @@ def main() -> int:
     args = parser.parse_args()
 
     from ifan.apps.demo import example_path, run_demo
+    from ifan.evaluate.metrics import image_psnr
     from ifan.evaluate.runner import evaluate, markdown_table
     from ifan.io import read_image
 
@@ -98,10 +87,10 @@ def main() -> int:
         seconds[key] = demo.seconds
         inp = read_image(image).rgb
         out = read_image(demo.output).rgb
-        numbers[key] = {"change": psnr(inp, out)}
+        numbers[key] = {"change": image_psnr(inp, out)}
         if sharp is not None:
             ref = read_image(sharp).rgb
-            numbers[key].update(blurry=psnr(inp, ref), deblurred=psnr(out, ref))
+            numbers[key].update(blurry=image_psnr(inp, ref), deblurred=image_psnr(out, ref))
 
     suite = ROOT / "benchmarks" / "results" / "quality.json"
     suite_text = SUITE_MISSING
@@ -128,7 +117,7 @@ def main() -> int:
 
 SUITE = """## Generalisation suite
 
-Suite {version}, made by `python benchmarks/bench_quality.py --models ...` ({date}, {cpu}; models: {models}):
+Suite {version}, made by `python -m benchmarks.bench_quality --models ...` ({date}, {cpu}; models: {models}):
 held-out sets of the training generator, two sets made by other degradation code on photos never trained on,
 sharp photos (how much the model changes them) and artefacts near strong edges of real defocused
 photos (`benchmarks/bench_quality.py` says how each is measured).
@@ -139,7 +128,7 @@ photos (`benchmarks/bench_quality.py` says how each is measured).
 
 SUITE_MISSING = """## Generalisation suite
 
-Not run yet: `python benchmarks/bench_quality.py` writes `benchmarks/results/quality.json`, which this
+Not run yet: `python -m benchmarks.bench_quality` writes `benchmarks/results/quality.json`, which this
 page then includes.
 """
 
@@ -176,7 +165,7 @@ BOKEH = """## Keep the bokeh
 ([inference.md](inference.md#keeping-the-bokeh-strength-and-masks)). It rests on the model's
 defocus estimate, calibrated to a blur radius.
 
-**Calibration** (`python benchmarks/calibrate_defocus.py --write`): fitted on {n} held-out scenes of the
+**Calibration** (`python -m benchmarks.calibrate_defocus --write`): fitted on {n} held-out scenes of the
 training mixture (seed {fit}), measured on {n} others (seed {test}), every 4th pixel; median absolute error
 **{mae:.2f} px** (the ideal relation that uncalibrated weights get: {ideal_mae:.2f} px, but it puts every
 strong blur far too low). By true radius:
@@ -188,7 +177,7 @@ tops out near 9 px: what is blurred by 13-20 px mostly reads as 9-12 px. At `--k
 (transition {tr:g} px) the mask keeps {kept:.1f} % of the pixels truly blurred beyond {hi:g} px fully as they
 were, and deblurs {deblurred:.1f} % of those truly sharper than {lo:g} px fully.
 
-**Portraits** (`python benchmarks/bench_bokeh.py --figure docs/images/keep_bokeh.png`; {date}, {cpu},
+**Portraits** (`python -m benchmarks.bench_bokeh --figure docs/images/keep_bokeh.png`; {date}, {cpu},
 load {load:.1f}): {scenes} of {of} held-out portrait scenes of the mixture (seed 28) have a sharp subject
 (10 % or more of the pixels under 1 px of blur) before a strongly blurred background (25 % or more
 beyond 10 px). At `--keep-bokeh {R:g}`:
@@ -208,7 +197,7 @@ backgrounds especially), the mask deblurs it, as the plain run would. On these s
 itself loses PSNR (it sharpens what was already sharp); the keep-bokeh run changes the subject as the
 plain run does.
 
-**The bundled example** (`python benchmarks/bench_bokeh.py --example-figure docs/images/keep_bokeh_example.png`;
+**The bundled example** (`python -m benchmarks.bench_bokeh --example-figure docs/images/keep_bokeh_example.png`;
 focus on the pagoda, the foreground bushes blurred up to 13 px): where the plain run breaks the smooth
 blur of the bushes into disc-shaped blotches (the model card's known limit), `--keep-bokeh 6` leaves it
 as it was; the pagoda is deblurred as by the plain run. 100 %, input | plain | `--keep-bokeh 6` | mask:

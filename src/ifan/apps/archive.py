@@ -42,7 +42,7 @@ from ifan.apps.pipeline import Counts, deblur_files
 from ifan.fileutil import remove_stale_temps
 from ifan.inference import Deblurrer
 from ifan.inference.calibration import KAPPA
-from ifan.train.distributed import DistInfo, setup, teardown
+from ifan.inference.distributed import DistInfo, broadcast, setup, teardown
 
 # The collectives at the end wait for the slowest rank's whole share (hours on a resumed archive whose
 # unfinished files are all one rank's); a rank that dies ends the run through torchrun instead.
@@ -119,15 +119,6 @@ def _say(info: DistInfo, message: str, everyone: bool = False) -> None:
         print(f"{PROG}: {message}", file=sys.stderr, flush=True)
 
 
-def _broadcast(value, info: DistInfo):
-    """Rank 0's ``value`` on every rank."""
-    if not info.enabled:
-        return value
-    box = [value]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
-
-
 def _check_same_inputs(files: Sequence[InputFile], info: DistInfo) -> None:
     """Refuse to start unless every rank sees the same sorted list of inputs."""
     if not info.enabled:
@@ -160,7 +151,7 @@ def _to_retry(files: list[InputFile], manifest: Path, info: DistInfo) -> tuple[l
             failed: set[str] | str = {path_key(r["input"]) for r in records if r["status"] == "failed"}
         except ValueError as err:
             failed = str(err)
-    failed = _broadcast(failed if info.is_main else None, info)
+    failed = broadcast(failed if info.is_main else None, info)
     if isinstance(failed, str):
         raise ValueError(failed)
     chosen = [f for f in files if path_key(f.path) in failed]
@@ -239,7 +230,7 @@ def _run(inputs, options: OutputOptions, run: ArchiveOptions, load, info: DistIn
             for message in errors:
                 _say(info, f"error: {message}")
             _say(info, f"nothing to retry: no input failed in {run.retry_failed}")
-            return _broadcast(1 if errors else 0, info)
+            return broadcast(1 if errors else 0, info)
     _check_same_inputs(files, info)
     _check_manifest_path(manifest, files, options)
     for message in errors:
@@ -257,7 +248,7 @@ def _run(inputs, options: OutputOptions, run: ArchiveOptions, load, info: DistIn
     if options.blend.needs_defocus and not deblurrer.calibration.calibrated:
         _say(info, f"note: {run.model} has no defocus calibration, so --keep-bokeh takes the blur radius as "
                    f"|defocus| / {KAPPA} (an ideal dual-pixel split), which may be off for this model; check the "
-                   "mask with --save-mask (benchmarks/calibrate_defocus.py calibrates a model)")
+                   "mask with --save-mask (python -m benchmarks.calibrate_defocus --model FILE --write calibrates it)")
     mine = shard(files, info)
     _clean_temps(mine, options)
     records, seconds = _deblur_share(deblurrer, mine, files, options, run, info, manifest)
@@ -328,7 +319,7 @@ def _finish(records: list[dict], seconds: float, errors: list[str], carried: lis
                 line += f"; the manifest could not be written ({manifest}: {err.strerror or err}): the records " \
                         "stay in its part files"
         _say(info, line)
-    failed, written = _broadcast((failed, written), info)
+    failed, written = broadcast((failed, written), info)
     if written:
         remove_parts(manifest)  # on every machine: each rank's part is merged
     return 1 if failed else 0
