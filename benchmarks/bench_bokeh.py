@@ -29,7 +29,8 @@ each scene once and tabulates the background and subject shares for several radi
 (``bench_bokeh_sweep.json``): how the default was chosen. ``--example-figure PNG`` draws the bundled
 example (``ifan demo``'s photo: focus on the pagoda, foreground bushes blurred up to 13 px) at 100 %:
 the most defocused window and the deblurred window the model changes most, as input | plain |
-``--keep-bokeh`` | mask.
+``--keep-bokeh`` | mask. ``--time-size 2048x1536`` times a plain run and the blend on it at that size
+(``bench_bokeh_time.json``).
 """
 
 from __future__ import annotations
@@ -100,9 +101,12 @@ def main() -> None:
     p.add_argument("--figure", type=Path, help="write the 100 %% crops here (PNG)")
     p.add_argument("--sweep", action="store_true", help="tabulate several radii and transitions instead")
     p.add_argument("--example-figure", type=Path, help="only draw the bundled example's crops here (PNG)")
+    p.add_argument("--time-size", metavar="WxH", help="only time a plain run and the blend at this size")
     args = p.parse_args()
     if args.sweep:
         return sweep(args)
+    if args.time_size:
+        return time_size(args)
     if args.example_figure:
         return example_figure(args)
 
@@ -213,6 +217,28 @@ def sweep(args, radii=(3, 4, 5, 6, 8), transitions=(2, 4, 6)) -> None:
     write_json("bench_bokeh_sweep.json", {"model": args.model, "scenes": used, "rows": [
         {"keep_bokeh": r, "transition": t, "background_within_1": c[0] / c[1], "subject_same_as_plain": c[2] / c[3]}
         for (r, t), c in counts.items()], "machine": machine()})
+
+
+def time_size(args, repeats: int = 3) -> None:
+    """The blend's time against a plain run's on the bundled example resized to ``--time-size``."""
+    from ifan.apps.demo import example_path
+    from ifan.inference import Deblurrer
+    from ifan.inference.blend import BlendSettings
+    from ifan.io import read_image
+
+    torch.set_num_threads(2)
+    w, h = (int(v) for v in args.time_size.lower().split("x"))
+    image = cv2.resize(read_image(example_path()).rgb, (w, h), interpolation=cv2.INTER_CUBIC).clip(0, 1)
+    deblurrer = Deblurrer.from_pretrained(args.model, device="cpu")
+    settings = BlendSettings(keep_bokeh=args.keep_bokeh, transition=args.transition)
+    _, t_plain = timed(lambda: deblurrer.deblur(image), repeats)
+    (full, defocus), t_map = timed(lambda: deblurrer.deblur(image, return_defocus=True), repeats)
+    _, t_blend = timed(lambda: settings.apply(image, full, defocus, deblurrer.calibration), repeats)
+    print(f"{w}x{h}: plain run {t_plain:.2f} s, with the defocus map {t_map:.2f} s, blend {t_blend * 1000:.0f} ms "
+          f"({100 * t_blend / t_plain:.1f} % of a plain run; fastest of {repeats} each)")
+    write_json("bench_bokeh_time.json", {"model": args.model, "size": [w, h], "plain_s": t_plain,
+                                         "with_defocus_map_s": t_map, "blend_s": t_blend,
+                                         "blend_share": t_blend / t_plain, "machine": machine()})
 
 
 def example_figure(args, side: int = 200) -> None:
