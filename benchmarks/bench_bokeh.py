@@ -149,9 +149,10 @@ def main() -> None:
         pooled["far_keep"] += int((change_keep[far] <= 1).sum())
         pooled["subject"] += int(subject.sum())
         pooled["subject_same"] += int(same[subject].sum())
+        far_share = scene["far_background_within_1"]
         rows.append([scene["scene"], f"{100 * scene['background_within_1']:.1f}",
                      f"{100 * scene['background_within_1_plain']:.1f}",
-                     "-" if scene["far_background_within_1"] is None else f"{100 * scene['far_background_within_1']:.1f}",
+                     "-" if far_share is None else f"{100 * far_share:.1f}",
                      f"{100 * scene['subject_same_as_plain']:.1f}",
                      "{input:.2f} / {plain:.2f} / {keep_bokeh:.2f}".format(**scene["subject_psnr"]),
                      f"{100 * scene['seconds']['keep_bokeh_overhead']:.1f}"])
@@ -162,7 +163,8 @@ def main() -> None:
     print_table(["scene", "bg within 1 level: keep %", "plain %", "bg >16 px from subject: keep %",
                  "subject = plain (<=1 level) %", "subject PSNR input / plain / keep", "time cost %"], rows)
     seconds = {k: sum(s["seconds"][k] for s in per_scene) for k in ("plain", "with_defocus_map", "blend")}
-    seconds["keep_bokeh_overhead"] = (seconds["with_defocus_map"] + seconds["blend"] - seconds["plain"]) / seconds["plain"]
+    extra = seconds["with_defocus_map"] + seconds["blend"] - seconds["plain"]
+    seconds["keep_bokeh_overhead"] = extra / seconds["plain"]
     summary = {"background_within_1": pooled["bg_keep"] / pooled["bg"],
                "background_within_1_plain": pooled["bg_plain"] / pooled["bg"],
                "far_background_within_1": pooled["far_keep"] / max(pooled["far"], 1),
@@ -278,7 +280,8 @@ def crops_figure(shown, path: Path, side: int = 128, count: int = 3) -> None:
             score = cv2.blur(sel.astype(np.float32), (side, side))
             score *= cv2.blur(np.abs(plain - image).max(axis=2), (side, side))  # where the model changes most
             y, x = np.unravel_index(np.argmax(score), score.shape)
-            y, x = int(np.clip(y - side // 2, 0, image.shape[0] - side)), int(np.clip(x - side // 2, 0, image.shape[1] - side))
+            y = int(np.clip(y - side // 2, 0, image.shape[0] - side))
+            x = int(np.clip(x - side // 2, 0, image.shape[1] - side))
             win = (slice(y, y + side), slice(x, x + side))
             tiles = [image[win], plain[win], kept[win], np.repeat(mask[win][..., None], 3, axis=2)]
             gap = np.ones((side, 4, 3), np.float32)

@@ -147,9 +147,8 @@ def main() -> None:
     ideal = error_table(UNCALIBRATED(est), truth)
     deblurrer.calibration = fitted
     rates = keep_rates(deblurrer, test_maps, test_cocs, DEFAULT_KEEP_BOKEH, DEFAULT_TRANSITION)
-    calibration = replace(fitted, error={"median_abs_px": round(calibrated["median_abs_px"], 3),
-                                         "bins": [{k: (round(v, 3) if isinstance(v, float) else v) for k, v in b.items()}
-                                                  for b in calibrated["bins"]]})
+    bins = [{k: (round(v, 3) if isinstance(v, float) else v) for k, v in b.items()} for b in calibrated["bins"]]
+    calibration = replace(fitted, error={"median_abs_px": round(calibrated["median_abs_px"], 3), "bins": bins})
 
     rows = []
     for c, i in zip(calibrated["bins"], ideal["bins"]):

@@ -80,7 +80,8 @@ def encode_tiff(pixels: np.ndarray, icc_profile: bytes | None = None, exif: byte
     put(258, (arr.dtype.itemsize * 8,) * c, short)
     put(259, DEFLATE, short)
     put(262, 1 if c <= 2 else 2, short)  # BlackIsZero grey, or RGB
-    put(273, tuple(int(v) for v in np.cumsum([0] + [len(s) for s in strips[:-1]])), long_)  # past the IFD: Pillow adds it
+    offsets = np.cumsum([0] + [len(s) for s in strips[:-1]])
+    put(273, tuple(int(v) for v in offsets), long_)  # from the end of the IFD and its values: Pillow adds that
     put(274, 1, short)  # the pixels are upright
     put(277, c, short)
     put(278, rows, long_)

@@ -106,7 +106,8 @@ def collect_inputs(args: Iterable[str | os.PathLike]) -> Collected:
             if path.suffix.lower() in INPUT_SUFFIXES:
                 add(path, None)
             else:
-                out.errors.append(f"{path}: unsupported format {path.suffix or '(no suffix)'!r}; supported: {SUPPORTED}")
+                out.errors.append(f"{path}: unsupported format {path.suffix or '(no suffix)'!r}; "
+                                  f"supported: {SUPPORTED}")
         elif path.is_dir():
             found = sorted(p for p in path.rglob("*")
                            if p.is_file() and _is_image_name(p)

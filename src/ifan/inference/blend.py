@@ -242,7 +242,8 @@ class BlendSettings:
         """One line for ``-v``."""
         parts = [f"strength {self.strength:g}"]
         if self.mask is not None:
-            parts.append(f"mask {self.mask_name}" + (" (overrides --keep-bokeh)" if self.keep_bokeh is not None else ""))
+            overrides = " (overrides --keep-bokeh)" if self.keep_bokeh is not None else ""
+            parts.append(f"mask {self.mask_name}{overrides}")
         elif self.keep_bokeh is not None:
             parts.append(f"keep bokeh beyond {self.keep_bokeh:g} px of blur radius (transition {self.transition:g} px; "
                          f"radius {calibration.describe()})")

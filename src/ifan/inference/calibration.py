@@ -103,7 +103,8 @@ class DefocusCalibration:
             raise ValueError(f"invalid defocus calibration: {err}") from None
 
 
-UNCALIBRATED = DefocusCalibration((1e-3, 1.0), (1e-3 / KAPPA, 1.0 / KAPPA), calibrated=False, source="the ideal relation")
+UNCALIBRATED = DefocusCalibration((1e-3, 1.0), (1e-3 / KAPPA, 1.0 / KAPPA), calibrated=False,
+                                  source="the ideal relation")
 
 
 def calibration_of(model) -> DefocusCalibration:

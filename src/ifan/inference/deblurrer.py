@@ -24,7 +24,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ifan.inference.adapters import prepare
-from ifan.inference.blend import DEFAULT_TRANSITION, blend, bokeh_mask, check_keep_bokeh, check_strength, mask_weight, to_map
+from ifan.inference.blend import (DEFAULT_TRANSITION, blend, bokeh_mask, check_keep_bokeh, check_strength, mask_weight,
+                                  to_map)
 from ifan.inference.calibration import calibration_of
 from ifan.inference.memory import (_LIBC, HEAP_MEMORY_FACTOR, MemoryBudgetError, format_bytes, heap_allocation,
                                    memory_budget, memory_model, parse_size, trim_heap)
