@@ -181,7 +181,8 @@ def read_raw(path: str | os.PathLike, max_pixels: int, limit_note: str = "decomp
     if exif is None:
         exif, where = libraw_exif, "LibRaw"
     kind = path.suffix.lstrip(".").upper()
-    description = (f"camera RAW ({kind}) through LibRaw {rawpy.libraw_version}: {rgb.shape[1]}x{rgb.shape[0]}, "
+    libraw = ".".join(map(str, rawpy.libraw_version))
+    description = (f"camera RAW ({kind}) through LibRaw {libraw}: {rgb.shape[1]}x{rgb.shape[0]}, "
                    f"as-shot white balance (R, G, B x {wb}), sRGB, 16-bit, exposure as shot; EXIF from {where}: "
                    f"{_carried(exif)}; not carried: maker notes, the RAW's own tags (CFA, levels, colour matrices), "
                    "embedded previews, XMP")
