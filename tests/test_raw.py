@@ -152,3 +152,18 @@ def test_16_bit_tiff_keeps_icc_and_exif(tmp_path):
     got = PILImage.Exif()
     got.load(back.exif)
     assert got[271] == "Maker" and got.get_ifd(0x8769) == {34855: 800}
+
+
+def test_exif_of_raw_files_not_laid_out_as_tiff_comes_from_libraw(tmp_path, monkeypatch):
+    """CR3, RAF, ...: no TIFF directory to read, so what LibRaw reports is written as EXIF."""
+    import ifan.io_raw
+
+    monkeypatch.setattr(ifan.io_raw, "_exif_from_file", lambda path: None)
+    write_dng(tmp_path / "shot.dng", scene())
+    img = read_image(tmp_path / "shot.dng")
+    exif = PILImage.Exif()
+    exif.load(img.exif)
+    sub = exif.get_ifd(0x8769)
+    assert float(sub[33434]) == pytest.approx(1 / 125) and float(sub[33437]) == pytest.approx(2.8)
+    assert sub[34855] == 400 and sub[36867] == "2024:05:06 07:08:09" and 271 not in exif
+    assert "EXIF from LibRaw: " in img.description and "DateTimeOriginal" in img.description
