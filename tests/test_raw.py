@@ -19,7 +19,7 @@ from PIL import Image as PILImage
 from PIL import TiffImagePlugin
 
 from ifan.apps.cli import main
-from ifan.io import read_image, write_image
+from ifan.io import read_image, read_size, write_image
 
 rawpy = pytest.importorskip("rawpy", reason="rawpy is in the [raw] and [test] extras")
 
@@ -93,7 +93,7 @@ def test_dng_decodes_to_the_scene_in_16_bit_srgb_with_the_camera_white_balance(t
 def test_dng_exif_is_carried_and_orientation_applied(tmp_path):
     write_dng(tmp_path / "turned.dng", scene(), orientation=6)
     img = read_image(tmp_path / "turned.dng")
-    assert img.size == (96, 64)  # 90 degrees clockwise: the pixels come upright
+    assert img.size == (96, 64) == read_size(tmp_path / "turned.dng")  # 90 degrees clockwise: the pixels come upright
     exif = PILImage.Exif()
     exif.load(img.exif)
     assert exif[271] == "ifan" and exif[272] == "test camera" and exif.get(274, 1) == 1
