@@ -16,6 +16,7 @@ Memory: a read holds the decoded integer pixels and the float image it returns, 
 
 from __future__ import annotations
 
+import functools
 import io as _stdio
 import os
 import struct
@@ -36,6 +37,12 @@ READ_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".
 WRITE_FORMATS = {"png": ".png", "jpg": ".jpg", "tiff": ".tif", "webp": ".webp"}
 DEFAULT_MAX_PIXELS = 300_000_000  # 300 MP; larger files are refused as possible decompression bombs
 _ORIENTATION = 0x0112
+# Tags that describe a TIFF's layout, not the photo: the EXIF Pillow reads from a TIFF holds them, and they must
+# not travel into another file (the input's ImageWidth/Length would corrupt a TIFF of the turned pixels). The ICC
+# profile (34675) travels on its own.
+_TIFF_LAYOUT_TAGS = frozenset({254, 255, 256, 257, 258, 259, 262, 263, 266, 273, 277, 278, 279, 280, 281, 284, 290,
+                               291, 292, 293, 317, 320, 322, 323, 324, 325, 330, 338, 339, 340, 341, 347, 513, 514,
+                               530, 531, 532, 34675})
 _PIL_LIMIT_LOCK = threading.Lock()
 
 
@@ -163,8 +170,21 @@ def _tiff_error(path: Path) -> ImageReadError | None:
         f"{path}: unsupported TIFF layout: {what}; supported: {_TIFF_SUPPORTED}")
 
 
+@functools.cache
+def _opencv_turns(fmt: str) -> bool:
+    """Whether OpenCV's decoder of ``fmt`` (``"PNG"``, ``"TIFF"``) applies the EXIF orientation itself
+    (OpenCV 5 turns TIFFs whatever the flags): found once, by decoding a 2x1 probe tagged as mirrored."""
+    exif = PILImage.Exif()
+    exif[_ORIENTATION] = 2
+    probe = _stdio.BytesIO()
+    PILImage.fromarray(np.array([[[255] * 3, [0] * 3]], np.uint8)).save(probe, format=fmt, exif=exif.tobytes())
+    arr = cv2.imdecode(np.frombuffer(probe.getvalue(), np.uint8), cv2.IMREAD_UNCHANGED)
+    return arr is not None and int(arr[0, 0, 0]) == 0
+
+
 def _decode_16bit(path: Path) -> np.ndarray:
-    """OpenCV decode keeping 16 bits: ``(H, W)`` or ``(H, W, 3|4)`` RGB(A) uint16."""
+    """OpenCV decode keeping 16 bits: ``(H, W)`` or ``(H, W, 3|4)`` RGB(A) uint16 (turned upright where
+    OpenCV does it itself, :func:`_opencv_turns`)."""
     arr = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
     if arr is None:
         raise ImageReadError(f"{path}: corrupt or truncated 16-bit image (OpenCV could not decode it)")
@@ -232,7 +252,8 @@ def _open_unlimited(path: Path) -> PILImage.Image:
 
 
 def read_size(path: str | os.PathLike) -> tuple[int, int]:
-    """``(height, width)`` from the file's header, nothing decoded (as stored: EXIF may rotate them);
+    """``(height, width)`` from the file's header, nothing decoded (as stored, or for a TIFF, which Pillow turns
+    as it opens it, upright: the pixel count is what matters);
     :class:`ImageReadError` when it cannot be opened as an image."""
     try:
         with _open_unlimited(Path(path)) as pil:
@@ -288,19 +309,25 @@ def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS,
                 if fmt == "TIFF" and (unsupported := _tiff_error(path)):
                     raise unsupported
                 arr, bit_depth, drop_icc = _decode_16bit(path), 16, False
+                turned = _opencv_turns(fmt)
             else:
                 pil.load()
                 arr, bit_depth, drop_icc = _decode_pillow(path, pil)
+                # Pillow (12 on) turns a TIFF upright as it loads it, and then drops the tag
+                turned = fmt == "TIFF" and _ORIENTATION not in pil.tag_v2
         except ImageReadError:
             raise
         except (OSError, SyntaxError, ValueError) as err:
             raise _tiff_error(path) or ImageReadError(f"{path}: corrupt or truncated image data ({err})") from err
     pil.close()  # frees Pillow's copy of the pixels now (leaving `with` only closes the file)
 
-    rgb, alpha, grayscale = _to_float(arr, bit_depth, orientation)
+    rgb, alpha, grayscale = _to_float(arr, bit_depth, 1 if turned else orientation)
     del arr
 
     exif_bytes = None
+    if fmt == "TIFF":
+        for tag in _TIFF_LAYOUT_TAGS & set(exif):
+            del exif[tag]
     if len(exif):
         if orientation != 1:
             exif[_ORIENTATION] = 1
