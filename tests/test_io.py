@@ -288,3 +288,31 @@ def test_tiff_orientation_is_applied_once_like_the_png_path(tmp_path, bits, orie
         assert again.rgb.shape == expected.shape
         if suffix != ".jpg":
             np.testing.assert_array_equal(again.rgb, expected)
+
+
+def big_exif(orientation: int = 1) -> bytes:
+    """70 KB of EXIF: a camera name, an orientation and a 70,000-byte user comment (more than JPEG's 64 KB)."""
+    from PIL import ExifTags
+
+    exif = PILImage.Exif()
+    exif[0x010F], exif[0x0112] = "TestCam", orientation
+    exif.get_ifd(ExifTags.IFD.Exif)[0x9286] = b"ASCII\0\0\0" + b"x" * 70_000
+    return exif.tobytes()
+
+
+@pytest.mark.parametrize("suffix", [".png", ".webp"])
+def test_exif_too_large_for_jpeg_is_shrunk_keeping_the_rest(tmp_path, suffix):
+    src = tmp_path / f"in{suffix}"
+    PILImage.fromarray((gradient() * 255).astype(np.uint8)).save(src, exif=big_exif(), lossless=True)
+    img = read_image(src)
+    assert len(img.exif) > 65_533
+    out = write_like(tmp_path / "out.jpg", img.rgb, img)  # was: "EXIF data is too long"
+    with PILImage.open(out) as back:
+        exif = back.getexif()
+        assert exif[0x010F] == "TestCam" and exif.get(0x0112, 1) == 1
+        assert 0x9286 not in exif.get_ifd(0x8769)  # the user comment did not fit
+    notes: list[str] = []
+    write_like(tmp_path / "out.jpg", img.rgb, img, notes=notes)
+    assert len(notes) == 1 and "UserComment" in notes[0] and "JPEG" in notes[0]
+    write_like(tmp_path / "out.png", img.rgb, img, notes=notes)  # PNG holds it all, and says nothing
+    assert len(notes) == 1 and read_image(tmp_path / "out.png").exif == img.exif

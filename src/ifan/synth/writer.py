@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ifan.fileutil import atomic_write, atomic_write_bytes
+from ifan.fileutil import atomic_write, atomic_write_bytes, remove_stale_temps
 from ifan.io import encode_png_pixels
 from ifan.synth.assets import PHOTOS
 from ifan.synth.camera import CameraPipeline, develop
@@ -142,8 +142,8 @@ def _round_mantissa(x: np.ndarray, bits: int = MAP_MANTISSA_BITS) -> np.ndarray:
 def _write_maps(path: Path, maps: Mapping[str, np.ndarray]) -> None:
     """Atomically write an ``.npz`` (``np.load`` reads it) of float32 maps (see :func:`_round_mantissa`)."""
 
-    def save(tmp: str) -> None:
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+    def save(f) -> None:
+        with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
             for key, value in maps.items():
                 with archive.open(f"{key}.npy", "w") as f:
                     np.lib.format.write_array(f, _round_mantissa(value), allow_pickle=False)
@@ -265,13 +265,11 @@ def write_dataset(out: str | os.PathLike, counts: Mapping[str, int], config: Syn
 
 
 def _remove_temporaries(out: Path, splits) -> None:
-    """Delete the temporary files a killed run may have left (``.NAME.*.tmp`` beside our outputs)."""
+    """Delete the temporary files a killed run left beside our outputs (never a live writer's)."""
     for split in splits:
         paths = sample_paths(out, split, 0)
         for folder in {p.parent for p in (*paths.images, paths.meta)}:
-            if folder.is_dir():
-                for tmp in folder.glob(".*.tmp"):
-                    tmp.unlink(missing_ok=True)
+            remove_stale_temps(folder)
 
 
 def _run_pool(todo, out: str, seed: int, config: SynthConfig, bit_depth: int, workers: int, bar) -> None:

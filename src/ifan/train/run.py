@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from ifan.fileutil import atomic_write_bytes, remove_stale_temps
+from ifan.fileutil import atomic_write_bytes, open_append, remove_stale_temps
 from ifan.train.checkpoint import list_checkpoints, load_checkpoint
 from ifan.train.config import ConfigError, TrainConfig, dump_config, load_config
 
@@ -156,7 +156,7 @@ def save_config(run_dir: Path, config: TrainConfig) -> Path:
 
 def append_metrics(run_dir: Path, row: dict) -> None:
     """Add one row (``step``, ``kind``: ``train`` or ``val``, values) to the run's metrics log."""
-    with open(run_dir / METRICS_FILE, "a") as f:
+    with open_append(run_dir / METRICS_FILE) as f:
         f.write(json.dumps(row) + "\n")
 
 
