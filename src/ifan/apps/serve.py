@@ -43,6 +43,7 @@ import numpy as np
 from ifan.apps.demo import example_path
 from ifan.apps.files import InputFile, Listener, OutputOptions, deblur_file
 from ifan.apps.guard import RequestGuard, is_loopback
+from ifan.fileutil import fit_name, shown
 from ifan.inference import Deblurrer, TilePlan
 from ifan.io import Image, ImageReadError, write_image
 from ifan.viz import colorize_defocus, most_defocused_box
@@ -54,6 +55,7 @@ DEFAULT_MAX_UPLOAD_PIXELS = 40_000_000  # smaller than what ifan deblur reads (i
 DEFAULT_QUEUE_SIZE = 16
 PREVIEW_SIDE = 2048  # longest side of the images shown in the slider and the defocus view
 CROP_SIDE = 320  # side of the 100 % crops
+UPLOAD_NAME_MAX = 128  # bytes of an upload's name as the page shows it and names its results
 KEEP_SECONDS = 3600  # jobs and cached files older than this are deleted (this server's own only)
 
 Progress = Callable[[float, str], None]
@@ -162,6 +164,7 @@ class DeblurService:
         """
         path = Path(path)
         name = re.sub(r"[^\w.-]", "_", Path(name or path.name).name).lstrip(".") or "upload.png"
+        name = fit_name(name, UPLOAD_NAME_MAX, keep=Path(name).suffix)  # a 300-character name is cut, not refused
         report = progress or (lambda fraction, text: None)
         try:
             nbytes = path.stat().st_size
@@ -217,13 +220,13 @@ class _JobViews(Listener):
 def _upload_message(error: Exception | None, message: str, path: Path, name: str) -> str:
     """What the page says when the file loop failed on an upload (the server's paths left out)."""
     if isinstance(error, ImageReadError):
-        return str(error).replace(str(path), name, 1)
+        return str(error).replace(shown(path), name, 1)
     if isinstance(error, MemoryError):
         return (f"{name}: out of memory ({error or 'allocation failed'}); start the server with a smaller "
                 "--max-memory so that large images are tiled")
     if isinstance(error, OSError):  # ImageWriteError too: a full disk, a removed working folder
         return f"{name}: the result could not be written ({error.strerror or error})"
-    return message.replace(str(path), name)
+    return message.replace(shown(path), name)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -324,7 +327,7 @@ def create_app(service: DeblurService, model_label: str, local_only: bool = True
     # Gradio refuses input paths outside its upload folder only once a page counts as launched, which
     # mount_gradio_app never records: without this, an API call could name any image file on the disk.
     page.has_launched = True
-    return RequestGuard(app, local_only)
+    return RequestGuard(app, local_only, workdir=service.workdir)
 
 
 def _quiet_environment(workdir: Path) -> None:
