@@ -104,6 +104,8 @@ def _read_safetensors(path: Path) -> LoadedWeights:
     if "config" in meta:
         try:
             config = IFANConfig.from_dict(json.loads(meta["config"]))
+        except RecursionError:
+            raise CheckpointError(f"{path}: invalid config in metadata: JSON nested too deeply") from None
         except (ValueError, TypeError) as err:
             raise CheckpointError(f"{path}: invalid config in metadata: {err}") from err
     else:
