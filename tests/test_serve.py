@@ -362,3 +362,14 @@ def test_a_file_payload_that_is_not_an_upload_is_refused_before_any_connection(p
     assert event.status_code == 200
     stream = client.get(f"/gradio_api/call/deblur/{event.json()['event_id']}").text
     assert "event: complete" in stream and "a_deblurred.png" in stream and not calls
+
+
+def test_the_page_says_when_only_the_first_frame_of_a_file_was_deblurred(service, tmp_path):
+    from PIL import Image as PILImage
+
+    frames = [PILImage.fromarray((pattern(16, 24, seed=i) * 255).astype(np.uint8)) for i in range(4)]
+    frames[0].save(tmp_path / "moving.webp", save_all=True, append_images=frames[1:], lossless=True)
+    job = service.process(tmp_path / "moving.webp")
+    assert "Only the first of its 4 frames was deblurred." in job.summary()
+    still = service.process(write_image(tmp_path / "still.png", pattern(16, 24)))
+    assert "frames" not in still.summary()

@@ -98,6 +98,7 @@ class Job:
     crop_box: tuple[int, int, int]
     plan: TilePlan
     seconds: float
+    frames: int = 1
 
     def summary(self) -> str:
         """One Markdown line: size, bit depth, how it was run, time."""
@@ -105,7 +106,8 @@ class Job:
         how = (f"{self.plan.num_tiles} tiles of {self.plan.tile[1]}x{self.plan.tile[0]} px" if self.plan.tiled
                else "the whole image at once")
         top, left, side = self.crop_box
-        return (f"**{self.name}**: {w}x{h} px, {self.bit_depth}-bit; deblurred {how} in {self.seconds:.1f} s. "
+        first = f" Only the first of its {self.frames} frames was deblurred." if self.frames > 1 else ""
+        return (f"**{self.name}**: {w}x{h} px, {self.bit_depth}-bit; deblurred {how} in {self.seconds:.1f} s.{first} "
                 f"100 % crops: {side}x{side} px at x={left}, y={top}, where defocus and detail are largest.")
 
 
@@ -185,7 +187,7 @@ class DeblurService:
             report(1.0, "done")
             output, defocus_file = done.outputs
             return Job(name, views.size, views.bit_depth, output, defocus_file, crop_box=views.crop_box,
-                       plan=done.plan, seconds=done.seconds, **views.paths)
+                       plan=done.plan, seconds=done.seconds, frames=views.frames, **views.paths)
 
 
 class _JobViews(Listener):
@@ -202,7 +204,7 @@ class _JobViews(Listener):
 
     def result(self, item: InputFile, image: Image, deblurred: np.ndarray, defocus: np.ndarray | None) -> None:
         self.report(0.9, "writing the result")
-        self.size, self.bit_depth = image.size, image.bit_depth
+        self.size, self.bit_depth, self.frames = image.size, image.bit_depth, image.frames
         side = min(CROP_SIDE, *image.size)
         detail = np.hypot(*np.gradient(image.rgb.mean(axis=2)))  # a blurred sky shows no change: aim at detail
         top, left = most_defocused_box(np.abs(defocus) * detail, side)
