@@ -115,6 +115,7 @@ sys.exit(main(["deblur", *sys.argv[3:], "--threads", "1", "-q"]))
 """
 
 
+@pytest.mark.slow  # a second process
 def test_a_second_run_into_the_same_folder_is_refused_and_deletes_nothing(tmp_path, weights, capsys):
     photo = write_image(tmp_path / "in" / "a.png", pattern())
     out, signal_file, go_file = tmp_path / "out", tmp_path / "writing", tmp_path / "go"
@@ -332,6 +333,7 @@ sys.exit(main(["deblur", *sys.argv[1:], "--threads", "1", "-q"]))
 """
 
 
+@pytest.mark.slow  # a process of its own, terminated
 @pytest.mark.parametrize("io_mode", ["overlap", "sequential"])
 def test_sigterm_leaves_no_temporary_file(tmp_path, weights, io_mode):
     for i in range(2):
