@@ -258,6 +258,7 @@ def test_the_first_sample_is_rendered_before_any_other_sample_is_drawn(tmp_path,
     assert header["counts"] == {"train": 20_000} and "samples" not in header and "parameters" in header
 
 
+@pytest.mark.slow  # 2,400 samples' settings drawn under tracemalloc
 def test_the_manifest_is_streamed_in_bounded_memory(tmp_path):
     import tracemalloc
 
