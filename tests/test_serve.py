@@ -183,8 +183,10 @@ def test_cli_serves_a_weights_file(model, tmp_path, monkeypatch):
         label=label, host=host, port=port, **kw))
     argv = ["serve", "--model", str(weights), "--port", "9999", "--max-upload", "2MB", "--max-pixels", "1000"]
     assert main(argv) == 0
+    menu = seen.pop("menu")
     assert seen == {"label": "tiny.safetensors", "host": "127.0.0.1", "port": 9999, "workdir": None,
                     "limits": Limits(max_upload_bytes=2_000_000, max_pixels=1000)}
+    assert menu.choices == ["tiny.safetensors", "ifan-lite"] and menu.current == "tiny.safetensors"
 
 
 def test_only_job_folders_it_made_are_ever_deleted(model, tmp_path, monkeypatch):

@@ -236,3 +236,29 @@ def test_upload_deblur_and_download_in_chromium(server, browser, tmp_path):
     assert not any(server.cwd.iterdir())  # and it wrote nothing outside its working folder
     assert any(server.workdir.glob("ifan-serve-*/jobs/*/sixteen_deblurred.png"))  # in its own subfolder
     assert (server.workdir / "jobs" / "old" / "photo.png").is_file()  # the user's old folder is still there
+
+
+def test_the_model_menu_switches_models_and_says_how_to_add_others(server, browser, tmp_path):
+    from playwright.sync_api import expect
+
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(server.url)
+    menu = page.locator("#model")
+    expect(menu).to_contain_text("ifan weights fetch ifan")  # the names not installed, and the command
+    for i, choice in enumerate(("ifan-lite", server.weights.name)):  # and back, for this server's other tests
+        menu.locator("input").click()
+        page.get_by_role("option", name=choice).click()
+        expect(menu.locator("input")).to_have_value(choice)
+        src = write_image(tmp_path / f"photo{i}.png", pattern(40, 48, seed=i))
+        page.locator("#photo input[type=file]").set_input_files(src)
+        page.click("#run")
+        expect(page.locator("#download")).to_contain_text(f"photo{i}_deblurred.png", timeout=60_000)
+        with page.expect_download() as info:
+            page.locator("#download").click()
+        info.value.save_as(tmp_path / f"got{i}.png")
+        model = "ifan-lite" if choice == "ifan-lite" else str(server.weights)
+        expected = Deblurrer.from_pretrained(model, device="cpu").deblur(read_image(src).rgb)
+        got = read_image(tmp_path / f"got{i}.png").rgb
+        np.testing.assert_array_equal(np.round(got * 255), np.round(np.clip(expected, 0, 1) * 255))
+        page.get_by_role("button", name="Remove Image").click()
+    page.close()

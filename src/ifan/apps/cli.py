@@ -19,18 +19,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ifan.apps import training_cli
+from ifan.apps import training_cli, weights_cli
 from ifan.apps.options import (check_new_file, device_argument, integer, load_deblurrer, max_memory_argument,
                                model_argument, output_argument, overwrite_argument, precision_argument)
 
 
 # subcommands --------------------------------------------------------------------------------------
 def _list_models(args: argparse.Namespace) -> int:
-    from ifan.models.zoo import MODELS, bundled_weights_path
+    from ifan.models.hub import status
+    from ifan.models.zoo import MODELS
 
     for name, spec in MODELS.items():
         c = spec.config
-        weights = "bundled weights" if bundled_weights_path(name) else "no weights"
+        weights = {"not installed": "fetched on use"}.get(status(name).state, status(name).state)
         print(f"{name:<10} ch={c.channels:<3} N={c.iterations:<3} {weights:<15} {spec.description}")
     return 0
 
@@ -117,7 +118,7 @@ def _deblur(args: argparse.Namespace) -> int:
 
 
 def _export_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", help="model name with bundled weights, or a weights file")
+    p.add_argument("model", help="model name (see `ifan weights list`) or weights file")
     output_argument(p, "--onnx", required=True, metavar="OUT.onnx", help="the ONNX file to write")
     p.add_argument("--height", type=integer(8), default=256, help="example input height for tracing (multiple of 8)")
     p.add_argument("--width", type=integer(8), default=256, help="example input width for tracing (multiple of 8)")
@@ -220,14 +221,18 @@ def _serve(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from ifan.apps import serve
-    from ifan.inference import parse_size
+    from ifan.apps.serve_models import ModelMenu
+    from ifan.inference import Deblurrer, parse_size
 
     limits = serve.Limits(max_upload_bytes=parse_size(args.max_upload), max_pixels=args.max_pixels)
     serve.require_gradio()
     deblurrer = load_deblurrer(args)
     if deblurrer is None:
         return 1
-    serve.serve(deblurrer, Path(args.model).name, args.host, args.port, workdir=args.workdir, limits=limits)
+    menu = ModelMenu(args.model, deblurrer, lambda name: Deblurrer.from_pretrained(
+        name, device=args.device, precision=args.precision, max_memory=args.max_memory))
+    serve.serve(deblurrer, Path(args.model).name, args.host, args.port, workdir=args.workdir, limits=limits,
+                menu=menu)
     return 0
 
 
@@ -293,6 +298,11 @@ COMMANDS: dict[str, Command] = {
                       training_cli.curves_arguments, training_cli.curves),
     "synth": Command("render a synthetic dual-pixel defocus dataset in the DPDD layout",
                      training_cli.synth_arguments, training_cli.synth),
+    "weights": Command("list, fetch, install and remove the weights that model names load (the authors' "
+                       "IFAN by name)", weights_cli.arguments, weights_cli.run,
+                       "Weights by name: `--model ifan` loads the authors' weights (AGPL-3.0), fetched, checked and "
+                       "cached on first use; this command lists, fetches, installs (from a file, without "
+                       "network), locates and removes them."),
     "list-models": Command("list the named model configurations", None, _list_models),
     "convert": Command("convert a weights file (e.g. the authors' IFAN.pytorch) to ifan safetensors",
                        _convert_arguments, _convert),

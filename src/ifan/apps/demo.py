@@ -11,24 +11,16 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
 from ifan.apps.files import InputFile, Listener, OutputOptions, deblur_file
+from ifan.examples import example_path
 from ifan.inference import DEFAULT_PRECISION, Deblurrer
 from ifan.io import Image, read_image, write_image
 from ifan.models.zoo import DEFAULT_MODEL
 from ifan.viz import colorize_defocus, comparison_figure, most_defocused_box
-
-EXAMPLE = "china_defocus.png"
-
-
-def example_path() -> Path:
-    """The bundled example image: a photograph with synthetic defocus (see examples/README.md)."""
-    return Path(str(resources.files("ifan") / "examples" / EXAMPLE))
-
 
 @dataclass
 class DemoResult:

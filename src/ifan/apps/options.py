@@ -107,9 +107,17 @@ def max_memory_argument(p: argparse.ArgumentParser) -> None:
 def load_deblurrer(args: argparse.Namespace, device=None, **options):
     """The Deblurrer of ``--model`` on ``device`` (default ``--device``), or an error line (naming
     ``args.command``) and None."""
+    from pathlib import Path
+
     from ifan.inference import Deblurrer
     from ifan.models.official import CheckpointError
+    from ifan.models.zoo import MODELS
 
+    spec = MODELS.get(str(args.model))
+    if spec is not None and spec.config.dual_pixel_input and not Path(args.model).is_file():  # before any fetch
+        print(f"ifan {args.command}: error: model {args.model!r} reads the dual-pixel views of each photo, which "
+              "single photos do not have; ifan evaluate runs it on DPDD", file=sys.stderr)
+        return None
     try:
         return Deblurrer.from_pretrained(args.model, device=args.device if device is None else device,
                                          precision=args.precision, max_memory=args.max_memory, **options)

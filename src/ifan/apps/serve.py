@@ -43,6 +43,7 @@ import numpy as np
 from ifan.apps.demo import example_path
 from ifan.apps.files import InputFile, Listener, OutputOptions, deblur_file
 from ifan.apps.guard import RequestGuard, is_loopback
+from ifan.apps.serve_models import ModelMenu
 from ifan.fileutil import fit_name, shown
 from ifan.inference import Deblurrer, TilePlan
 from ifan.io import Image, ImageReadError, write_image
@@ -240,9 +241,13 @@ _CSS = """
 """
 
 
-def build_page(service: DeblurService, model_label: str, examples: list[Path] | None = None):
-    """The Gradio page over ``service`` (a ``gr.Blocks`` with its queue set to one job at a time)."""
+def build_page(service: DeblurService, model_label: str, examples: list[Path] | None = None,
+               menu: ModelMenu | None = None):
+    """The Gradio page over ``service`` (a ``gr.Blocks``, its queue one job at a time); ``menu``: the models offered."""
     import gradio as gr
+
+    def fail(message: str):
+        return gr.Error(html.escape(message), print_exception=False)
 
     limits = service.limits
     with gr.Blocks(title="ifan: defocus deblurring", analytics_enabled=False,
@@ -252,6 +257,8 @@ def build_page(service: DeblurService, model_label: str, examples: list[Path] | 
                     "deblurred at a time and others wait in the queue.")
         with gr.Row():
             with gr.Column(scale=1):
+                if menu is not None:
+                    menu.attach(service, fail)
                 photo = gr.Image(label="Photo", type="filepath", image_mode=None, sources=["upload"],
                                  height=360, elem_id="photo")
                 run = gr.Button("Deblur", variant="primary", elem_id="run")
@@ -274,9 +281,6 @@ def build_page(service: DeblurService, model_label: str, examples: list[Path] | 
                                   height=CROP_SIDE + 40, elem_id="crop-after", buttons=[])
             defocus = gr.Image(label="Estimated defocus (bright = more blur)", interactive=False,
                                height=CROP_SIDE + 40, elem_id="defocus", buttons=["fullscreen"])
-
-        def fail(message: str):
-            return gr.Error(html.escape(message), print_exception=False)
 
         def deblur(photo: dict | None, progress=gr.Progress()):
             # Unprocessed (preprocess=False): Gradio would open the file with Pillow before the limits are
@@ -301,7 +305,8 @@ def build_page(service: DeblurService, model_label: str, examples: list[Path] | 
                     str(job.crop_before), str(job.crop_after), str(job.defocus_preview))
 
         outputs = [slider, info, download, download_map, crop_before, crop_after, defocus]
-        run.click(deblur, inputs=photo, outputs=outputs, preprocess=False, concurrency_limit=1, api_name="deblur")
+        run.click(deblur, inputs=photo, outputs=outputs, preprocess=False, concurrency_limit=1, api_name="deblur",
+                  concurrency_id="job")
     page.queue(default_concurrency_limit=1, max_size=DEFAULT_QUEUE_SIZE)
     return page
 
@@ -310,7 +315,7 @@ def build_page(service: DeblurService, model_label: str, examples: list[Path] | 
 # The server
 # ----------------------------------------------------------------------------------------------
 
-def create_app(service: DeblurService, model_label: str, local_only: bool = True):
+def create_app(service: DeblurService, model_label: str, local_only: bool = True, menu: ModelMenu | None = None):
     """The ASGI app: the page at ``/`` behind :class:`RequestGuard`.
 
     Gradio's upload and cache folders must point into ``service.workdir`` before this is called
@@ -319,7 +324,7 @@ def create_app(service: DeblurService, model_label: str, local_only: bool = True
     import gradio as gr
     from fastapi import FastAPI
 
-    page = build_page(service, model_label, examples=[example_path()])
+    page = build_page(service, model_label, examples=[example_path()], menu=menu)
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
     # Served: the results (allowed_paths) and Gradio's own upload and example folders, all inside workdir.
     app = gr.mount_gradio_app(
@@ -353,11 +358,12 @@ def require_gradio() -> None:
 
 
 def serve(deblurrer: Deblurrer, model_label: str, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *,
-          workdir: str | os.PathLike | None = None, limits: Limits = Limits()) -> None:
+          workdir: str | os.PathLike | None = None, limits: Limits = Limits(),
+          menu: ModelMenu | None = None) -> None:
     """Serve the page for ``deblurrer`` until interrupted (Ctrl+C or SIGTERM).
 
     Args:
-        model_label: how the page names the model (its name or weights file).
+        model_label: how the page names the model (its name or weights file); ``menu``: the models offered.
         workdir: where to create the working folder (default: the system's temporary folder). The
             server works in a new subfolder ``ifan-serve-XXXXXXXX`` of it, which it removes on exit;
             nothing else there is read, served or deleted.
@@ -376,7 +382,8 @@ def serve(deblurrer: Deblurrer, model_label: str, host: str = DEFAULT_HOST, port
         print(f"ifan serve: warning: listening on {host}, so other machines can reach this page; it has no login",
               file=sys.stderr)
     cfg = deblurrer.config
-    label = f"`{model_label}` (ch {cfg.channels}, N {cfg.iterations}, {deblurrer.device})"
+    label = (f"`{model_label}` (ch {cfg.channels}, N {cfg.iterations}, {deblurrer.device})" if menu is None else
+             f"chosen below, on {deblurrer.device}")
 
     def stop(signum, frame):  # uvicorn shuts down gracefully, then re-raises SIGTERM here
         raise SystemExit(0)
@@ -384,7 +391,7 @@ def serve(deblurrer: Deblurrer, model_label: str, host: str = DEFAULT_HOST, port
     main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, stop) if main_thread else None
     try:
-        app = create_app(DeblurService(deblurrer, folder, limits), label, local_only=local)
+        app = create_app(DeblurService(deblurrer, folder, limits), label, local_only=local, menu=menu)
         shown = f"[{host}]" if ":" in host else host
         print(f"ifan serve: http://{shown}:{port}/  (model {model_label}, working folder {folder}; Ctrl+C stops)",
               file=sys.stderr, flush=True)

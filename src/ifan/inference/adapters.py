@@ -26,7 +26,9 @@ def refuse_non_finite(nan: int, inf: int) -> None:
 
 
 def _check_finite_numpy(x: np.ndarray) -> None:
-    if not np.isfinite(x.sum(dtype=np.float64)):  # one pass, no copy; counted only when something is off
+    with np.errstate(invalid="ignore", over="ignore"):  # inf - inf is NaN: that is the point
+        total = x.sum(dtype=np.float64)  # one pass, no copy; counted only when something is off
+    if not np.isfinite(total):
         refuse_non_finite(int(np.isnan(x).sum()), int(np.isinf(x).sum()))
 
 
