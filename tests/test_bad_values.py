@@ -69,7 +69,8 @@ def test_a_manifest_is_not_written_over_a_file_that_is_not_one(tmp_path, weights
     before = existing.read_bytes()
     assert main(["deblur", str(src), "-o", str(tmp_path / "out"), "--model", weights, "--manifest", str(existing)]) == 1
     err = capsys.readouterr().err
-    assert "that file exists and is not an ifan deblur manifest" in err and "--overwrite" in err
+    assert f"{existing} exists and is not an ifan deblur manifest: this run's manifest would replace it" in err
+    assert "--overwrite" in err
     assert existing.read_bytes() == before and not (tmp_path / "out").exists()
     assert main(["deblur", str(src), "-o", str(tmp_path / "out"), "--model", weights, "--manifest", str(existing),
                  "--overwrite"]) == 0

@@ -154,8 +154,11 @@ def open_new(path: str | os.PathLike) -> BinaryIO:
     empty beside it and renamed over whatever was there (a link is replaced, not followed), written through
     its own descriptor, never reopened by name. It stays locked until it is closed."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = _create_temp(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = _create_temp(path)
+    except OSError as err:
+        raise OSError(err.errno, err.strerror, str(path)) from err
     try:
         os.replace(tmp, path)
     except BaseException:

@@ -149,8 +149,8 @@ def _check_manifest_path(manifest: Path | None, files: Sequence[InputFile], opti
     if any(path_key(p) == key for f in files for p in (f.path, *(q for q, _ in planned_outputs(f, options)))):
         raise ValueError(f"--manifest {shown(manifest)}: that is an input or an output of this run; name another file")
     if not options.overwrite and os.path.lexists(manifest) and not is_manifest(manifest):
-        raise ValueError(f"--manifest {shown(manifest)}: that file exists and is not an ifan deblur manifest; name "
-                         "another file, or add --overwrite to replace it")
+        raise ValueError(f"{shown(manifest)} exists and is not an ifan deblur manifest: this run's manifest would "
+                         "replace it; give another --manifest, or add --overwrite to replace it")
 
 
 def _to_retry(files: list[InputFile], manifest: Path, info: DistInfo) -> tuple[list[InputFile], list[dict], list[str]]:
@@ -323,8 +323,8 @@ def _deblur_share(deblurrer: Deblurrer, mine: list[InputFile], files: list[Input
         if isinstance(inner, ConsoleListener):
             inner.close()
     if part is not None and part.error is not None:
-        _say(info, f"error: {shown(part.path)}: {part.saved} records written, then {part.error}; the others are "
-                   "kept for the manifest", everyone=True)
+        _say(info, f"error: {shown(part.path)}: cannot write this rank's part of the manifest after {part.saved} "
+                   f"records ({part.error}); the records are kept for the manifest", everyone=True)
     if info.enabled:
         dist.barrier()  # the slowest rank is done (rank 0's bar keeps counting meanwhile)
         progress.close()
