@@ -5,7 +5,7 @@ process, waits for the first sample to be complete (its ``.npz``, written last),
 RSS (``VmHWM``) and stops it. ``--compare SRC`` runs the same rows with another checkout's ``src`` (the
 code before a change) in the same invocation, so that the two are measured side by side::
 
-    python benchmarks/bench_synth_start.py --counts 1000 100000 --compare /tmp/old/src --compare-label "before (e3bb74d)"
+    python -m benchmarks.bench_synth_start --counts 1000 100000 --compare /tmp/old/src --compare-label "before (e3bb74d)"
 
 Writes ``benchmarks/results/synth_start.json``.
 """
@@ -21,8 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _measure import SRC, machine, print_table, write_json  # noqa: E402
+from benchmarks.common import SRC, machine, print_table, write_json
 
 
 def _peak_rss(pid: int) -> int:

@@ -4,8 +4,8 @@
     python docs/make_results.py --model runs/lite/best.safetensors --limit 20
 
 Steps: include the generalisation suite's table (``benchmarks/results/quality.json``, made by
-``benchmarks/bench_quality.py``), render the held-out synthetic test set if it is missing (`ifan synth
---test 100 --seed 2 --noise`, never used in training), score the model and the baselines
+``python -m benchmarks.bench_quality``), render the held-out synthetic test set if it is missing
+(`ifan synth --test 100 --seed 2 --noise`, never used in training), score the model and the baselines
 on it with `ifan evaluate` (official protocol), break the gain down by the largest blur in each
 scene, and make the figures with `ifan demo`: the bundled example, the test scene with the median
 gain, a photo with real optical defocus and a sharp photo (which should come out unharmed).
@@ -20,22 +20,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 IMAGES = DOCS / "images"
 BLUR_BINS = [(0, 5), (5, 10), (10, 15), (15, 21)]
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    """PSNR of two ``(H, W, 3)`` images in [0, 1], by ``ifan.evaluate.metrics.psnr``."""
-    import torch
-
-    from ifan.evaluate.metrics import psnr as psnr_batch
-
-    as_batch = lambda x: torch.from_numpy(np.ascontiguousarray(x, np.float64)).permute(2, 0, 1)[None]  # noqa: E731
-    return float(psnr_batch(as_batch(a), as_batch(b))[0])
 
 
 def main() -> int:
@@ -47,6 +35,7 @@ def main() -> int:
     args = parser.parse_args()
 
     from ifan.apps.demo import example_path, run_demo
+    from ifan.evaluate.metrics import image_psnr
     from ifan.evaluate.runner import evaluate, markdown_table
     from ifan.io import read_image
 
@@ -95,10 +84,10 @@ def main() -> int:
         seconds[key] = demo.seconds
         inp = read_image(image).rgb
         out = read_image(demo.output).rgb
-        numbers[key] = {"change": psnr(inp, out)}
+        numbers[key] = {"change": image_psnr(inp, out)}
         if sharp is not None:
             ref = read_image(sharp).rgb
-            numbers[key].update(blurry=psnr(inp, ref), deblurred=psnr(out, ref))
+            numbers[key].update(blurry=image_psnr(inp, ref), deblurred=image_psnr(out, ref))
 
     suite = ROOT / "benchmarks" / "results" / "quality.json"
     suite_text = SUITE_MISSING
@@ -125,7 +114,7 @@ def main() -> int:
 
 SUITE = """## Generalisation suite
 
-Suite {version}, made by `python benchmarks/bench_quality.py --models ...` ({date}, {cpu}; models: {models}):
+Suite {version}, made by `python -m benchmarks.bench_quality --models ...` ({date}, {cpu}; models: {models}):
 held-out sets of the training generator, two sets made by other degradation code on photos never trained on,
 sharp photos (how much the model changes them) and artefacts near strong edges of real defocused
 photos (`benchmarks/bench_quality.py` says how each is measured).
@@ -136,7 +125,7 @@ photos (`benchmarks/bench_quality.py` says how each is measured).
 
 SUITE_MISSING = """## Generalisation suite
 
-Not run yet: `python benchmarks/bench_quality.py` writes `benchmarks/results/quality.json`, which this
+Not run yet: `python -m benchmarks.bench_quality` writes `benchmarks/results/quality.json`, which this
 page then includes.
 """
 

@@ -215,6 +215,7 @@ print((peak - base) / (img.rgb.nbytes + (0 if img.alpha is None else img.alpha.n
 """
 
 
+@pytest.mark.slow  # a subprocess
 @pytest.mark.skipif(not Path("/proc/self/status").is_file(), reason="needs Linux /proc to measure memory")
 @pytest.mark.parametrize("kind", ["rgb8", "rgb16", "rgba8"])
 def test_reading_costs_little_more_than_the_image_it_returns(tmp_path, kind):

@@ -285,6 +285,7 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
+@pytest.mark.slow  # a subprocess
 @pytest.mark.skipif(not Path("/proc/self/status").is_file(), reason="needs Linux /proc for the address-space limit")
 @pytest.mark.parametrize("numbers, command", [({"channels": 4096}, "convert"),
                                              ({"channels": 256, "iterations": 128}, "deblur")])

@@ -82,6 +82,7 @@ def one_line(err: Exception) -> str:
 
 
 # -- fetching --------------------------------------------------------------------------------------------
+@pytest.mark.slow  # a server on loopback
 @pytest.mark.parametrize("folder", ["", "ckpt/", "deep/er/"])
 def test_fetch_finds_the_member_anywhere_checks_and_caches_it(home, server, tmp_path, folder, capsys):
     url = server.serve("/checkpoints.zip", body=small_archive(tmp_path, folder))
@@ -100,6 +101,7 @@ def test_fetch_finds_the_member_anywhere_checks_and_caches_it(home, server, tmp_
     assert fetch([SMALL.name], [url])[0] == path and server.hits["/checkpoints.zip"] == 1  # installed: no download
 
 
+@pytest.mark.slow  # a server on loopback
 def test_a_name_resolves_by_fetching_it_on_first_use(home, server, tmp_path, monkeypatch):
     url = server.serve("/checkpoints.zip", body=small_archive(tmp_path))
     publish_small_at(monkeypatch, url)
@@ -107,6 +109,7 @@ def test_a_name_resolves_by_fetching_it_on_first_use(home, server, tmp_path, mon
     assert load_model(SMALL.name) is not None and server.hits["/checkpoints.zip"] == 1
 
 
+@pytest.mark.slow  # a server on loopback
 def test_redirect_chain_and_a_404_on_the_first_mirror(home, server, tmp_path, capsys):
     server.serve("/files/checkpoints.zip", body=small_archive(tmp_path))
     server.serve("/a", "redirect", location=server.url("/b"))
@@ -116,6 +119,7 @@ def test_redirect_chain_and_a_404_on_the_first_mirror(home, server, tmp_path, ca
     assert "HTTP 404" in capsys.readouterr().err and hub.verified_path(SMALL.name) is not None
 
 
+@pytest.mark.slow  # a server on loopback
 def test_proxy_variables_are_honoured(home, server, tmp_path, monkeypatch):
     server.serve("/checkpoints.zip", body=small_archive(tmp_path))
     for var in ("HTTP_PROXY", "http_proxy"):
@@ -146,6 +150,7 @@ def wrong_layouts(tmp_path) -> dict[str, tuple[bytes, str]]:
     }
 
 
+@pytest.mark.slow  # a server on loopback
 @pytest.mark.parametrize("case", ["other N", "float16", "missing keys", "our layout", "a pickle", "text"])
 def test_a_member_of_the_wrong_layout_is_refused_and_nothing_cached(home, server, tmp_path, case):
     body, expected = wrong_layouts(tmp_path)[case]
@@ -156,6 +161,7 @@ def test_a_member_of_the_wrong_layout_is_refused_and_nothing_cached(home, server
     assert cache_files(home) == []
 
 
+@pytest.mark.slow  # a server on loopback
 def test_failures_each_say_one_line_and_leave_nothing(home, server, tmp_path):
     archive = small_archive(tmp_path)
     flipped = bytearray(archive)
@@ -192,6 +198,7 @@ def test_failures_each_say_one_line_and_leave_nothing(home, server, tmp_path):
 
 
 # -- offline, tampering, pins, local installs ---------------------------------------------------------------
+@pytest.mark.slow  # a server on loopback
 def test_offline_opens_no_connection_and_says_how_to_install(home, server, tmp_path, monkeypatch, capsys):
     url = server.serve("/checkpoints.zip", body=small_archive(tmp_path))
     publish_small_at(monkeypatch, url)
@@ -216,6 +223,7 @@ def test_offline_opens_no_connection_and_says_how_to_install(home, server, tmp_p
     assert load_model(SMALL.name).config.iterations == 4
 
 
+@pytest.mark.slow  # a server on loopback
 def test_a_changed_cache_file_is_refused_then_fetched_again(home, server, tmp_path, capsys):
     url = server.serve("/checkpoints.zip", body=small_archive(tmp_path))
     path = fetch([SMALL.name], [url], progress=False)[0]
@@ -237,6 +245,7 @@ def test_a_changed_cache_file_is_refused_then_fetched_again(home, server, tmp_pa
         load_model(SMALL.name)
 
 
+@pytest.mark.slow  # a server on loopback
 def test_the_first_archive_is_pinned(home, server, tmp_path):
     url = server.serve("/checkpoints.zip", body=small_archive(tmp_path))
     fetch([SMALL.name], [url], progress=False)
@@ -264,6 +273,7 @@ def test_install_by_hand_from_the_archive_or_the_checkpoint(home, tmp_path, monk
         install_local("ifan-lite", archive)
 
 
+@pytest.mark.slow  # a server on loopback
 def test_cache_files_follow_the_umask(home, server, tmp_path):
     url = server.serve("/checkpoints.zip", body=small_archive(tmp_path))
     old = os.umask(0o027)
@@ -320,6 +330,7 @@ def test_resolution_order_file_then_cache_then_shipped(home, tmp_path, monkeypat
 
 
 # -- the command line ---------------------------------------------------------------------------------------
+@pytest.mark.slow  # a server on loopback
 def test_weights_command_list_fetch_path_remove(home, server, tmp_path, capsys):
     url = server.serve("/checkpoints.zip", body=small_archive(tmp_path))
     assert cli_main(["weights", "path", "ifan-small"]) == 1

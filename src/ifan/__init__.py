@@ -22,9 +22,13 @@ Example:
 from __future__ import annotations
 
 import importlib
+from importlib import metadata as _metadata
 from typing import TYPE_CHECKING
 
-__version__ = "0.1.0"
+try:  # the installed distribution's version (pyproject.toml holds it)
+    __version__ = _metadata.version("ifan")
+except _metadata.PackageNotFoundError:  # run from a source tree that is not installed
+    __version__ = "0+unknown"
 
 _EXPORTS = {
     "Deblurrer": "ifan.inference",
@@ -38,18 +42,7 @@ _EXPORTS = {
     "load_reblur_net": "ifan.models.zoo",
 }
 
-__all__ = [
-    "Deblurrer",
-    "IFAN",
-    "IFANConfig",
-    "IFANOutput",
-    "ReblurNet",
-    "create_model",
-    "list_models",
-    "load_model",
-    "load_reblur_net",
-    "__version__",
-]
+__all__ = [*_EXPORTS, "__version__"]
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from ifan.inference import Deblurrer

@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from ifan.evaluate.metrics import psnr
 from ifan.fileutil import atomic_write
-from ifan.models.ifan import IFAN
+from ifan.models.ifan import DOWNSCALE, IFAN
 
 ONNX_EXTRA = "ONNX export needs the optional extra: pip install 'ifan[onnx]' (onnx and onnxruntime)"
 
@@ -121,8 +121,8 @@ def export_onnx(model: IFAN | str | os.PathLike, path: str | os.PathLike, height
     onnx = _require("onnx")
     if check:
         _require("onnxruntime")
-    if height % 8 or width % 8 or height < 8 or width < 8:
-        raise ValueError(f"height and width must be positive multiples of 8, got {height}x{width}")
+    if height % DOWNSCALE or width % DOWNSCALE or height < DOWNSCALE or width < DOWNSCALE:
+        raise ValueError(f"height and width must be positive multiples of {DOWNSCALE}, got {height}x{width}")
     if not isinstance(model, IFAN):
         from ifan.models.zoo import load_model
 
@@ -150,7 +150,7 @@ def export_onnx(model: IFAN | str | os.PathLike, path: str | os.PathLike, height
     path = atomic_write(path, write)
     report = ExportReport(path, (height, width), tolerance=tolerance)
     if check:
-        probe = torch.rand(1, 3, height + 8, width + 16, generator=torch.Generator().manual_seed(1))
+        probe = torch.rand(1, 3, height + DOWNSCALE, width + 2 * DOWNSCALE, generator=torch.Generator().manual_seed(1))
         checked = check_onnx(path, model, probe, tolerance)
         checked.traced_size = (height, width)
         report = checked

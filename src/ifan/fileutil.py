@@ -45,13 +45,14 @@ _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 UNLOCKED_STALE_SECONDS = 86400  # where locks are not available: a temporary this old is a killed writer's
 
 
-def fit_name(name: str, limit: int = NAME_MAX, keep: str = "") -> str:
-    """``name`` if its UTF-8 encoding fits ``limit`` bytes; else shortened, keeping its ending ``keep`` (an
-    extension, ``_deblurred.png``): the part before it is cut at a character boundary and followed by
+def fit_name(name: str, limit: int = NAME_MAX, keep: str | None = None) -> str:
+    """``name`` if its UTF-8 encoding fits ``limit`` bytes; else shortened, keeping its ending ``keep`` (default:
+    its extension; ``_deblurred.png``): the part before it is cut at a character boundary and followed by
     ``~`` and eight hex digits of a hash of the whole name, so that names that differ only after the cut
     stay different, and the same name is always shortened the same way."""
     if len(name.encode()) <= limit:
         return name
+    keep = Path(name).suffix if keep is None else keep
     keep = keep if keep and name.endswith(keep) else ""
     head = name[:len(name) - len(keep)]
     mark = "~" + hashlib.sha256(name.encode()).hexdigest()[:8]
@@ -86,7 +87,7 @@ def _lock(fd: int, wait: bool) -> bool | None:
 
 def _temp_name(name: str) -> str:
     """The part of a temporary file's name that comes from its target's ``name`` (cut to fit)."""
-    return fit_name(name, NAME_MAX - _TEMP_EXTRA)
+    return fit_name(name, NAME_MAX - _TEMP_EXTRA, keep="")
 
 
 def _create_temp(path: Path) -> tuple[int, Path]:

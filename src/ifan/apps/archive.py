@@ -41,7 +41,7 @@ from ifan.apps.manifest import MANIFEST_NAME, PartWriter, is_manifest, read_mani
 from ifan.apps.pipeline import Counts, deblur_files
 from ifan.fileutil import LockBusy, hold_lock, release_lock, remove_stale_temps, shown
 from ifan.inference import Deblurrer
-from ifan.train.distributed import DistInfo, setup, teardown
+from ifan.inference.distributed import DistInfo, broadcast, setup, teardown
 
 # The collectives at the end wait for the slowest rank's whole share (hours on a resumed archive whose
 # unfinished files are all one rank's); a rank that dies ends the run through torchrun instead.
@@ -118,15 +118,6 @@ def _say(info: DistInfo, message: str, everyone: bool = False) -> None:
         print(printable(f"{PROG}: {message}"), file=sys.stderr, flush=True)
 
 
-def _broadcast(value, info: DistInfo):
-    """Rank 0's ``value`` on every rank."""
-    if not info.enabled:
-        return value
-    box = [value]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
-
-
 def _check_same_inputs(files: Sequence[InputFile], info: DistInfo) -> None:
     """Refuse to start unless every rank sees the same sorted list of inputs."""
     if not info.enabled:
@@ -163,7 +154,7 @@ def _to_retry(files: list[InputFile], manifest: Path, info: DistInfo) -> tuple[l
             failed: set[str] | str = {path_key(r["input"]) for r in records if r["status"] == "failed"}
         except ValueError as err:
             failed = str(err)
-    failed = _broadcast(failed if info.is_main else None, info)
+    failed = broadcast(failed if info.is_main else None, info)
     if isinstance(failed, str):
         raise ValueError(failed)
     chosen = [f for f in files if path_key(f.path) in failed]
@@ -242,7 +233,7 @@ def _run(inputs, options: OutputOptions, run: ArchiveOptions, load, info: DistIn
             for message in errors:
                 _say(info, f"error: {message}")
             _say(info, f"nothing to retry: no input failed in {run.retry_failed}")
-            return _broadcast(1 if errors else 0, info)
+            return broadcast(1 if errors else 0, info)
     _check_same_inputs(files, info)
     _check_manifest_path(manifest, files, options)
     for message in errors:
@@ -361,7 +352,7 @@ def _finish(records: list[dict], seconds: float, errors: list[str], carried: lis
                 line += f"; the manifest could not be written ({shown(manifest)}: {err.strerror or err}); "
                 line += _what_parts_hold(parts)
         _say(info, line)
-    failed, written = _broadcast((failed, written), info)
+    failed, written = broadcast((failed, written), info)
     if written:
         remove_parts(manifest)  # on every machine: each rank's part is merged
     return 1 if failed else 0

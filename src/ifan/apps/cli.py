@@ -289,6 +289,9 @@ COMMANDS: dict[str, Command] = {
                         _evaluate_arguments, _evaluate),
     "train": Command("train a model from a YAML recipe (resumable; torchrun for several processes)",
                      training_cli.train_arguments, training_cli.train),
+    "run-files": Command("print where a training run's folder holds its files, one path per name given "
+                         "(checkpoint: the one a resume starts from)",
+                         training_cli.run_files_arguments, training_cli.run_files),
     "grow": Command("widen trained weights into a larger model that computes the same function",
                     training_cli.grow_arguments, training_cli.grow,
                     "Grow trained weights to a larger width (ifan.models.grow): the old channels keep their "

@@ -99,9 +99,12 @@ def output_argument(p: argparse.ArgumentParser, *aliases: str, **kwargs) -> None
 
 
 def max_memory_argument(p: argparse.ArgumentParser) -> None:
+    from ifan.inference.memory import DEFAULT_BUDGET_FRACTION
+
+    share = f"{DEFAULT_BUDGET_FRACTION * 100:.0f}%%"  # argparse help: %% is a percent sign
     p.add_argument("--max-memory", metavar="SIZE", type=size_text,
                    help="peak memory to stay under, e.g. 4G (GiB) or 4GB; larger images are tiled "
-                        "(default: memory in use + 60%% of what is available)")
+                        f"(default: memory in use + {share} of what is available)")
 
 
 def load_deblurrer(args: argparse.Namespace, device=None, **options):

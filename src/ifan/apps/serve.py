@@ -9,17 +9,14 @@ Three layers:
   and 100 % crops are drawn beside them. One job at a time.
 * :func:`build_page`, a thin Gradio page over it: upload or example, progress, before/after
   slider, crops side by side at 100 %, defocus map, downloads; a queue runs one job at a time.
-* :func:`serve`, which mounts the page in a FastAPI app behind
-  :class:`~ifan.apps.guard.RequestGuard` (what the server accepts and how it sends files) and runs it
-  with uvicorn on 127.0.0.1 by default. Gradio's analytics, share links, run history,
-  monitoring, MCP and server-side rendering are off.
+* :func:`serve`, which mounts the page in a FastAPI app behind :class:`~ifan.apps.guard.RequestGuard` (what
+  the server accepts and how it sends files) and runs it with uvicorn on 127.0.0.1 by default. Gradio's
+  analytics, share links, run history, monitoring, MCP and server-side rendering are off.
 
-Nothing lost, nothing exposed: the server works in a fresh folder it creates (in the system's
-temporary folder, or inside ``--workdir``) and removes on exit; it deletes only job folders it
-made; it serves only that folder's files (uploads and results), images of a safe type inline and
-everything else as a download, never sniffed; and it refuses requests that change state when
-they come from another site.
-"""
+Nothing lost, nothing exposed: the server works in a fresh folder it creates (in the system's temporary
+folder, or inside ``--workdir``) and removes on exit; it deletes only job folders it made; it reads and
+serves only that folder's files (safe images inline, the rest as downloads, never sniffed), fetches no
+URL, and refuses requests that change state when they come from another site."""
 
 from __future__ import annotations
 
@@ -63,7 +60,7 @@ Progress = Callable[[float, str], None]
 
 
 class UploadError(ValueError):
-    """An upload that cannot be processed (over a limit, not an image, out of memory); the message is for the user."""
+    """An upload that cannot be processed (over a limit, not an image, out of memory): a message for the user."""
 
 
 @dataclass(frozen=True)
@@ -130,8 +127,7 @@ def _preview(rgb: np.ndarray, side: int) -> np.ndarray:
 class DeblurService:
     """Deblur uploads into ``workdir/jobs/<job>/``, one at a time, within :class:`Limits`.
 
-    Job folders this service made are deleted :data:`KEEP_SECONDS` after they were made (when
-    a new job starts); nothing else in ``workdir`` is ever deleted.
+    Its own job folders are deleted :data:`KEEP_SECONDS` after it made them; nothing else in ``workdir`` is.
 
     Args:
         deblurrer: the model, device and memory budget (its plan tiles large images).
@@ -166,8 +162,8 @@ class DeblurService:
             UploadError: the file is over a limit, not a readable image, or does not fit in memory.
         """
         path = Path(path)
-        name = re.sub(r"[^\w.-]", "_", Path(name or path.name).name).lstrip(".") or "upload.png"
-        name = fit_name(name, UPLOAD_NAME_MAX, keep=Path(name).suffix)  # a 300-character name is cut, not refused
+        name = fit_name(re.sub(r"[^\w.-]", "_", Path(name or path.name).name).lstrip(".") or "upload.png",
+                        UPLOAD_NAME_MAX)  # a 300-character name is cut (keeping its extension), not refused
         report = progress or (lambda fraction, text: None)
         try:
             nbytes = path.stat().st_size
@@ -364,9 +360,8 @@ def serve(deblurrer: Deblurrer, model_label: str, host: str = DEFAULT_HOST, port
 
     Args:
         model_label: how the page names the model (its name or weights file); ``menu``: the models offered.
-        workdir: where to create the working folder (default: the system's temporary folder). The
-            server works in a new subfolder ``ifan-serve-XXXXXXXX`` of it, which it removes on exit;
-            nothing else there is read, served or deleted.
+        workdir: where to create the working folder (default: the system's temporary folder): a new subfolder
+            ``ifan-serve-XXXXXXXX`` of it, removed on exit; nothing else there is read, served or deleted.
     """
     require_gradio()
     parent = None if workdir is None else Path(workdir).expanduser().resolve()
@@ -392,8 +387,8 @@ def serve(deblurrer: Deblurrer, model_label: str, host: str = DEFAULT_HOST, port
     previous = signal.signal(signal.SIGTERM, stop) if main_thread else None
     try:
         app = create_app(DeblurService(deblurrer, folder, limits), label, local_only=local, menu=menu)
-        shown = f"[{host}]" if ":" in host else host
-        print(f"ifan serve: http://{shown}:{port}/  (model {model_label}, working folder {folder}; Ctrl+C stops)",
+        address = f"[{host}]" if ":" in host else host
+        print(f"ifan serve: http://{address}:{port}/  (model {model_label}, working folder {folder}; Ctrl+C stops)",
               file=sys.stderr, flush=True)
         uvicorn.run(app, host=host, port=port, log_level="warning")
     finally:

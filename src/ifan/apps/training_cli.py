@@ -1,5 +1,5 @@
-"""The ``ifan`` subcommands that make data and models: ``synth``, ``train``, ``grow`` and ``curves``
-(arguments and runners, as in :mod:`ifan.apps.cli`)."""
+"""The ``ifan`` subcommands that make data and models: ``synth``, ``train``, ``run-files``, ``grow`` and
+``curves`` (arguments and runners, as in :mod:`ifan.apps.cli`)."""
 
 from __future__ import annotations
 
@@ -145,6 +145,22 @@ def train(args: argparse.Namespace) -> int:
         print(f"finished {result.step} steps; weights: {run.run_dir / 'model.safetensors'}")
     else:
         print(f"stopped at step {result.step}; continue with: ifan train --resume {run.run_dir}")
+    return 0
+
+
+def run_files_arguments(p: argparse.ArgumentParser) -> None:
+    from ifan.train.run import RUN_LAYOUT
+
+    p.add_argument("run", help="a training run's folder")
+    p.add_argument("names", nargs="+", metavar="NAME", choices=["checkpoint", *RUN_LAYOUT],
+                   help=f"checkpoint (the newest that loads: where --resume starts) or one of {', '.join(RUN_LAYOUT)}")
+
+
+def run_files(args: argparse.Namespace) -> int:
+    from ifan.train.run import run_file
+
+    paths = [run_file(args.run, name) for name in args.names]  # all found before any is printed
+    print(*paths, sep="\n")
     return 0
 
 

@@ -66,13 +66,15 @@ class Deblurrer:
             ``channels_last``, converted in place). The dual-pixel variant is run by :meth:`run`
             with its views; :meth:`deblur` and :meth:`defocus_map` take single images.
         device: ``"auto"`` (CUDA if available), ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...
-        precision: ``"fp32"`` (default, strict float32), ``"auto"`` (bf16 autocast on CPUs with native
-            bf16, float32 on others; fp16 autocast on CUDA), ``"bf16"`` or ``"fp16"`` (CUDA).
+        precision: ``"auto"`` (default: bf16 autocast on CPUs with native bf16, float32 on others;
+            fp16 autocast on CUDA), ``"fp32"`` (strict float32), ``"bf16"`` or ``"fp16"`` (CUDA); the
+            names are :mod:`ifan.inference.runtime`'s.
         channels_last: NHWC activations (faster with oneDNN and cuDNN); default True.
         compile: run the network through ``torch.compile`` (pays off only after many calls of the
             same shape: the first call of each new shape compiles for tens of seconds on a CPU).
         max_memory: peak memory the process may reach while deblurring (bytes or ``"4G"``), CPU RSS
-            or CUDA allocated memory; default: what is in use now plus 60 % of what is available.
+            or CUDA allocated memory; default: what is in use now plus a fraction of what is available
+            (:data:`ifan.inference.memory.DEFAULT_BUDGET_FRACTION`).
         overlap: minimum tile overlap in pixels.
         tile_size: force square tiles of this side (for tests and experiments).
         blend_margin: fraction of each overlap, at a tile's edge, that gets no weight in the blend.

@@ -24,7 +24,7 @@ from ifan.inference.memory import (HEAP_MAX_PIXELS, HEAP_SPEEDUP, MemoryBudgetEr
                                    memory_model)
 from ifan.models.ifan import DOWNSCALE, IFANConfig, padded_side
 
-DEFAULT_OVERLAP = 128  # pixels; chosen from benchmarks/bench_tiling.py sweep (docs/benchmarks.md)
+DEFAULT_OVERLAP = 128  # pixels; chosen from `python -m benchmarks.bench_tiling sweep` (docs/benchmarks.md)
 DEFAULT_MARGIN = 0.25  # fraction of each overlap given zero weight at a tile's edge
 
 

@@ -13,15 +13,14 @@ Images are sRGB-encoded PNGs (8-bit by default, or 16-bit) of linear renders, or
 developed by a camera pipeline (:mod:`ifan.synth.camera`, per-sample settings in the manifest); the maps are
 float32 at full resolution, rounded to 14 mantissa bits (relative precision 3e-5: 0.0006 px at a
 20 px blur, 0.3 mm at 10 m) so that they deflate 2.5x better. Each file is written atomically
-and the ``.npz`` last, so its presence marks a complete sample: an interrupted run resumes where
-it stopped, and a larger count extends a dataset. Sample ``i`` of a split is drawn from ``(seed, split, i)`` alone, so the
-files do not depend on the number of worker processes.
+and the ``.npz`` last, so its presence marks a complete sample: an interrupted run resumes where it
+stopped, and a larger count extends a dataset. Sample ``i`` of a split is drawn from ``(seed, split, i)``
+alone, so the files do not depend on the number of worker processes.
 
-The run starts rendering at once, whatever the counts: ``manifest.json`` first records the parameters
-(what a resumed run is checked against), and every sample's settings are added, streamed to the file
-one sample at a time, once all samples are complete. Before anything, the image size is checked
-against the memory: a sample takes up to :data:`RENDER_BYTES_PER_PIXEL` per output pixel to render,
-in each worker process (:func:`check_render_memory`).
+The run starts rendering at once, whatever the counts: ``manifest.json`` first records the parameters (what
+a resumed run is checked against); every sample's settings are streamed into it once all samples are
+complete. Before anything, the image size is checked against the memory: a sample takes up to
+:data:`RENDER_BYTES_PER_PIXEL` per output pixel to render, in each worker (:func:`check_render_memory`).
 """
 
 from __future__ import annotations
@@ -391,7 +390,7 @@ def _run_pool(todo, out: str, seed: int, config: SynthConfig, bit_depth: int, wo
 
 
 def _collect(pending: set, bar, return_when: str = "ALL_COMPLETED") -> set:
-    """Wait for some (``FIRST_COMPLETED``) or all of ``pending``; raise the first error; what is left."""
+    """Wait for some (``FIRST_COMPLETED``) or all of ``pending``, raise the first error: what is left."""
     done, left = wait(pending, return_when=return_when)
     for future in done:
         future.result()
