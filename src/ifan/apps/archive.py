@@ -278,7 +278,7 @@ def _lock_manifest(manifest: Path | None, info: DistInfo) -> tuple[str | None, t
                        "end, or give this run another -o or --manifest")
         except OSError:  # a folder that cannot be written: every output will fail, each with its line
             held = None
-    return _broadcast(refused, info), (path, held)
+    return broadcast(refused, info), (path, held)
 
 
 def _deblur_share(deblurrer: Deblurrer, mine: list[InputFile], files: list[InputFile], options: OutputOptions,
