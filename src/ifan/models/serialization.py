@@ -66,13 +66,13 @@ class LoadedWeights:
 def save_weights(path: str | os.PathLike, config: IFANConfig, network: Mapping[str, Tensor],
                  reblur: Mapping[str, Tensor] | None = None, **metadata: str) -> Path:
     """Write an ifan safetensors weights file atomically (tensors made contiguous, on CPU)."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in network.items()}
     tensors.update({REBLUR_PREFIX + k: v.detach().to("cpu").contiguous() for k, v in (reblur or {}).items()})
     meta = {"format": FORMAT, "config": json.dumps(config.to_dict(), sort_keys=True)}
     meta.update({k: str(v) for k, v in metadata.items()})
-    return atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
+    return atomic_write(path, lambda f: f.write(save(tensors, metadata=meta)))
 
 
 def _read_safetensors(path: Path) -> LoadedWeights:
@@ -86,6 +86,8 @@ def _read_safetensors(path: Path) -> LoadedWeights:
     if "config" in meta:
         try:
             config = IFANConfig.from_dict(json.loads(meta["config"]))
+        except RecursionError:
+            raise CheckpointError(f"{path}: invalid config in metadata: JSON nested too deeply") from None
         except (ValueError, TypeError) as err:
             raise CheckpointError(f"{path}: invalid config in metadata: {err}") from err
     else:
