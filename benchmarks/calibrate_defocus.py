@@ -119,7 +119,7 @@ def main() -> None:
     from ifan.inference.blend import DEFAULT_KEEP_BOKEH, DEFAULT_TRANSITION
     from ifan.inference.calibration import METADATA_KEY, UNCALIBRATED, fit_calibration
     from ifan.models.serialization import update_metadata
-    from ifan.models.zoo import resolve_weights
+    from ifan.models.hub import resolve_weights
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="ifan-lite", help="model name or weights file (default ifan-lite)")

@@ -156,6 +156,15 @@ def test_deblur_strength_and_keep_bokeh_in_the_api(deblurrer):
         deblurrer.deblur(x, strength=2.5)
 
 
+def test_a_mask_or_defocus_map_with_nan_is_refused_like_an_image(deblurrer):
+    mask = np.ones((40, 128), np.float32)
+    mask[3, 4], mask[5, 6] = np.nan, np.inf
+    with pytest.raises(ValueError, match="the mask holds 1 NaN and 1 infinite value;"):
+        deblurrer.deblur(photo(), mask=mask)
+    with pytest.raises(ValueError, match="the defocus map holds 1 NaN;"):
+        deblurrer.bokeh_mask(np.where(np.isnan(mask), np.nan, 0).astype(np.float32), 6)
+
+
 def test_read_mask_takes_grey_and_refuses_colour(tmp_path):
     grey = np.tile(np.linspace(0, 1, 32, dtype=np.float32), (16, 1))
     np.testing.assert_allclose(read_mask(write_image(tmp_path / "m16.png", grey, bit_depth=16, grayscale=True)),
@@ -207,7 +216,7 @@ def test_cli_refuses_bad_blend_options_up_front(tmp_path, weights, capsys):
     src = write_image(tmp_path / "p.png", photo() / 255.0)
     with pytest.raises(SystemExit):
         main(["deblur", str(src), "--model", weights, "--strength", "2.5"])
-    assert "--strength: expected a number in [0, 2]" in capsys.readouterr().err
+    assert "--strength: expected a number from 0 to 2, got 2.5" in capsys.readouterr().err
     assert main(["deblur", str(src), "--model", weights, "--save-mask"]) == 1
     assert "--save-mask writes the mask of --keep-bokeh" in capsys.readouterr().err
     small = write_image(tmp_path / "small.png", np.ones((10, 12), np.float32), grayscale=True)

@@ -342,3 +342,19 @@ def test_the_default_pixel_limit_is_what_the_memory_of_the_run_holds(tmp_path, w
     assert "the limit of 0.874 MP" in deblur_file(deblurrer, InputFile(mid), OutputOptions(defocus_map=True)).message  # 120 B/px
     assert "(--max-pixels)" in deblur_file(deblurrer, InputFile(mid), OutputOptions(max_pixels=1000)).message
     assert deblur_file(deblurrer, InputFile(write_image(tmp_path / "small.png", pattern(64, 64)))).status == "done"
+
+
+def test_exif_too_large_for_jpeg_is_cut_down_and_verbose_says_what_went(tmp_path, weights, capsys):
+    from PIL import ExifTags
+
+    exif = PILImage.Exif()
+    exif[0x010F] = "TestCam"
+    exif.get_ifd(ExifTags.IFD.Exif)[0x9286] = b"ASCII\0\0\0" + b"x" * 70_000  # 70 KB: more than JPEG holds
+    src = tmp_path / "big_exif.png"
+    PILImage.fromarray((pattern(24, 32) * 255).astype(np.uint8)).save(src, exif=exif.tobytes())
+    code, err = run(["deblur", str(src), "-o", str(tmp_path / "out"), "--format", "jpg", "--model", weights, "-v"],
+                    capsys)
+    assert code == 0, err
+    out = tmp_path / "out" / "big_exif_deblurred.jpg"
+    assert PILImage.open(out).getexif()[0x010F] == "TestCam"
+    assert f"{src}: note: EXIF cut from " in err and "dropped UserComment" in err

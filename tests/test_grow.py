@@ -67,5 +67,5 @@ def test_grow_command_writes_loadable_weights_and_keeps_an_existing_file(tmp_pat
     assert grown.config.channels == 6 and grown.config.iterations == 2
     before = out.read_bytes()
     assert main(["grow", str(src), "--channels", "8", "-o", str(out)]) == 1
-    assert "exists; pass --overwrite" in capsys.readouterr().err
+    assert "exists; add --overwrite" in capsys.readouterr().err
     assert out.read_bytes() == before

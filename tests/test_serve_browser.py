@@ -130,13 +130,17 @@ def browser():
         chromium.close()
 
 
-def _call_deblur(server: Server, path: Path) -> str:
-    """The event stream of one call of the page's deblur function through Gradio's HTTP API."""
+def _call_deblur(server: Server, path: Path | str) -> str:
+    """The event stream of one call of the page's deblur function through Gradio's HTTP API (or the
+    refusal: ``403 <why>``)."""
     body = json.dumps({"data": [{"path": str(path), "meta": {"_type": "gradio.FileData"}}]}).encode()
     request = urllib.request.Request(f"{server.url}gradio_api/call/deblur", data=body,
                                      headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=10) as r:
-        event = json.load(r)["event_id"]
+    try:
+        with urllib.request.urlopen(request, timeout=10) as r:
+            event = json.load(r)["event_id"]
+    except urllib.error.HTTPError as err:
+        return f"{err.code} {err.read().decode()}"
     with urllib.request.urlopen(f"{server.url}gradio_api/call/deblur/{event}", timeout=60) as r:
         return r.read().decode()
 
@@ -167,8 +171,9 @@ def test_serves_and_reads_only_its_own_files_for_local_hosts(server, tmp_path):
         assert _status(f"{server.url}gradio_api/file={path}") == 403
     assert _status(f"{server.url}gradio_api/file=https://example.com/a.png") == 403
     private = write_image(tmp_path / "private.png", pattern(16, 16))  # an image that was never uploaded
-    events = _call_deblur(server, private)
-    assert "event: error" in events and "not uploaded by a user" in events
+    assert _call_deblur(server, private) == f"403 refused: {str(private)!r} is not a file uploaded to this server"
+    url = "http://example.com/p.png"  # never fetched: refused before Gradio sees it
+    assert _call_deblur(server, url) == f"403 refused: {url!r} is not a file uploaded to this server"
     assert [p.relative_to(server.workdir) for p in server.workdir.rglob("private*")] == [Path("private.png")]
 
 

@@ -14,6 +14,7 @@ PyTorch and the PSNR between the two outputs.
 
 from __future__ import annotations
 
+import io
 import os
 import warnings
 from dataclasses import dataclass
@@ -132,17 +133,19 @@ def export_onnx(model: IFAN | str | os.PathLike, path: str | os.PathLike, height
     wrapper = ExportWrapper(model)
     example = torch.rand(1, 3, height, width, generator=torch.Generator().manual_seed(0))
 
-    def write(tmp: str) -> None:
+    def write(f) -> None:
+        graph = io.BytesIO()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # tracer warnings about the shape checks
             torch.onnx.export(
-                wrapper, (example,), tmp, dynamo=False, opset_version=opset,
+                wrapper, (example,), graph, dynamo=False, opset_version=opset,
                 input_names=["blurry"], output_names=["deblurred", "disparity"],
                 dynamic_axes={"blurry": {0: "batch", 2: "height", 3: "width"},
                               "deblurred": {0: "batch", 2: "height", 3: "width"},
                               "disparity": {0: "batch", 2: "height_8", 3: "width_8"}},
             )
-        onnx.checker.check_model(tmp)
+        onnx.checker.check_model(onnx.load_from_string(graph.getvalue()))
+        f.write(graph.getvalue())
 
     path = atomic_write(path, write)
     report = ExportReport(path, (height, width), tolerance=tolerance)

@@ -16,6 +16,7 @@ Memory: a read holds the decoded integer pixels and the float image it returns, 
 
 from __future__ import annotations
 
+import functools
 import io as _stdio
 import os
 import struct
@@ -30,9 +31,10 @@ import numpy as np
 from PIL import Image as PILImage
 from PIL import UnidentifiedImageError
 
-from ifan.fileutil import atomic_write_bytes
+from ifan.fileutil import atomic_write_bytes, shown
 from ifan.io_raw import is_raw, raw_size, read_raw
 from ifan.io_tiff import encode_tiff
+from ifan.metadata import TIFF_LAYOUT_TAGS, fit_exif
 
 READ_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp"})
 WRITE_FORMATS = {"png": ".png", "jpg": ".jpg", "tiff": ".tif", "webp": ".webp"}
@@ -62,6 +64,7 @@ class Image:
         icc_profile: the embedded ICC profile (dropped for CMYK files, converted to RGB).
         exif: EXIF bytes with the orientation reset to 1, or None.
         format: the file format as Pillow names it (``"PNG"``, ``"JPEG"``, ...; ``"RAW (NEF)"``).
+        frames: the frames (or pages) in the file; only the first is read.
         description: how the pixels were obtained where that is worth saying (camera RAW: LibRaw's
             settings and the metadata carried, :mod:`ifan.io_raw`), else empty.
     """
@@ -73,6 +76,7 @@ class Image:
     icc_profile: bytes | None = None
     exif: bytes | None = None
     format: str = "PNG"
+    frames: int = 1
     description: str = ""
 
     @property
@@ -165,20 +169,33 @@ def _unsupported_tiff(path: Path) -> str | None:
 def _tiff_error(path: Path) -> ImageReadError | None:
     what = _unsupported_tiff(path)
     return None if what is None else ImageReadError(
-        f"{path}: unsupported TIFF layout: {what}; supported: {_TIFF_SUPPORTED}")
+        f"{shown(path)}: unsupported TIFF layout: {what}; supported: {_TIFF_SUPPORTED}")
+
+
+@functools.cache
+def _opencv_turns(fmt: str) -> bool:
+    """Whether OpenCV's decoder of ``fmt`` (``"PNG"``, ``"TIFF"``) applies the EXIF orientation itself
+    (OpenCV 5 turns TIFFs whatever the flags): found once, by decoding a 2x1 probe tagged as mirrored."""
+    exif = PILImage.Exif()
+    exif[_ORIENTATION] = 2
+    probe = _stdio.BytesIO()
+    PILImage.fromarray(np.array([[[255] * 3, [0] * 3]], np.uint8)).save(probe, format=fmt, exif=exif.tobytes())
+    arr = cv2.imdecode(np.frombuffer(probe.getvalue(), np.uint8), cv2.IMREAD_UNCHANGED)
+    return arr is not None and int(arr[0, 0, 0]) == 0
 
 
 def _decode_16bit(path: Path) -> np.ndarray:
-    """OpenCV decode keeping 16 bits: ``(H, W)`` or ``(H, W, 3|4)`` RGB(A) uint16."""
+    """OpenCV decode keeping 16 bits: ``(H, W)`` or ``(H, W, 3|4)`` RGB(A) uint16 (turned upright where
+    OpenCV does it itself, :func:`_opencv_turns`)."""
     arr = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
     if arr is None:
-        raise ImageReadError(f"{path}: corrupt or truncated 16-bit image (OpenCV could not decode it)")
+        raise ImageReadError(f"{shown(path)}: corrupt or truncated 16-bit image (OpenCV could not decode it)")
     if arr.ndim == 3 and arr.shape[2] >= 3:  # in place: no second copy of the image
         arr = cv2.cvtColor(arr, cv2.COLOR_BGRA2RGBA if arr.shape[2] == 4 else cv2.COLOR_BGR2RGB, dst=arr)
     if arr.dtype == np.uint8:  # e.g. a TIFF whose 16-bit tag was not the sample size
         arr = arr.astype(np.uint16) * 257
     if arr.dtype != np.uint16:
-        raise ImageReadError(f"{path}: unsupported sample type {arr.dtype}; expected 8- or 16-bit integers")
+        raise ImageReadError(f"{shown(path)}: unsupported sample type {arr.dtype}; expected 8- or 16-bit integers")
     return arr
 
 
@@ -237,7 +254,8 @@ def _open_unlimited(path: Path) -> PILImage.Image:
 
 
 def read_size(path: str | os.PathLike) -> tuple[int, int]:
-    """``(height, width)`` from the file's header, nothing decoded (as stored: EXIF may rotate them);
+    """``(height, width)`` from the file's header, nothing decoded (as stored, or for a TIFF, which Pillow turns
+    as it opens it, upright: the pixel count is what matters);
     :class:`ImageReadError` when it cannot be opened as an image. Camera RAW files: :mod:`ifan.io_raw`."""
     if is_raw(path):
         return raw_size(path)
@@ -245,7 +263,7 @@ def read_size(path: str | os.PathLike) -> tuple[int, int]:
         with _open_unlimited(Path(path)) as pil:
             return pil.size[1], pil.size[0]
     except (OSError, UnidentifiedImageError) as err:
-        raise ImageReadError(f"{path}: cannot be opened as an image ({err})") from None
+        raise ImageReadError(f"{shown(path)}: cannot be opened as an image ({err})") from None
 
 
 def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS,
@@ -265,30 +283,34 @@ def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS,
     """
     path = Path(path)
     if not path.exists():
-        raise ImageReadError(f"{path}: no such file")
+        raise ImageReadError(f"{shown(path)}: no such file")
     if not path.is_file():
-        raise ImageReadError(f"{path}: not a file")
+        raise ImageReadError(f"{shown(path)}: not a file")
     if path.stat().st_size == 0:
-        raise ImageReadError(f"{path}: empty file (0 bytes)")
+        raise ImageReadError(f"{shown(path)}: empty file (0 bytes)")
     if is_raw(path):  # camera RAW: LibRaw demosaics it to 16-bit sRGB
         return read_raw(path, max_pixels, limit_note)
     try:
         pil = _open_unlimited(path)
     except UnidentifiedImageError:
         raise _tiff_error(path) or ImageReadError(
-            f"{path}: not a recognised image file (supported: {', '.join(sorted(READ_SUFFIXES))})") from None
+            f"{shown(path)}: not a recognised image file (supported: {', '.join(sorted(READ_SUFFIXES))})") from None
     except OSError as err:
-        raise _tiff_error(path) or ImageReadError(f"{path}: cannot be opened as an image ({err})") from None
+        raise _tiff_error(path) or ImageReadError(f"{shown(path)}: cannot be opened as an image ({err})") from None
     with pil:
         w, h = pil.size
         if w < 1 or h < 1:
-            raise ImageReadError(f"{path}: image has no pixels ({w}x{h})")
+            raise ImageReadError(f"{shown(path)}: image has no pixels ({w}x{h})")
         if w * h > max_pixels:
             raise ImageReadError(
-                f"{path}: {w}x{h} = {w * h / 1e6:.3g} MP exceeds the limit of {max_pixels / 1e6:.3g} MP "
+                f"{shown(path)}: {w}x{h} = {w * h / 1e6:.3g} MP exceeds the limit of {max_pixels / 1e6:.3g} MP "
                 f"({limit_note}); raise it with --max-pixels if the file is trusted and the memory is there"
             )
         fmt = pil.format or path.suffix.lstrip(".").upper()
+        try:
+            frames = max(1, int(getattr(pil, "n_frames", 1)))  # animated PNG/WebP, multi-page TIFF
+        except (OSError, ValueError, EOFError, struct.error):
+            frames = 1
         try:
             exif = pil.getexif()  # for PNG this can read (and fail on) the image data
             orientation = int(exif.get(_ORIENTATION, 1) or 1)
@@ -297,9 +319,15 @@ def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS,
                 if fmt == "TIFF" and (unsupported := _tiff_error(path)):
                     raise unsupported
                 arr, bit_depth, drop_icc = _decode_16bit(path), 16, False
+                turned = _opencv_turns(fmt)
             else:
                 pil.load()
                 arr, bit_depth, drop_icc = _decode_pillow(path, pil)
+                # Pillow (12 on) turns a TIFF upright as it loads it, and then drops the tag
+                turned = fmt == "TIFF" and _ORIENTATION not in pil.tag_v2
+            if fmt == "TIFF":
+                for tag in TIFF_LAYOUT_TAGS & set(exif):  # the TIFF's own layout, not the photo's metadata
+                    del exif[tag]
             exif_bytes = None
             if len(exif):  # while the file is open: a TIFF's EXIF directory is read from it now
                 if orientation != 1:
@@ -308,10 +336,10 @@ def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS,
         except ImageReadError:
             raise
         except (OSError, SyntaxError, ValueError) as err:
-            raise _tiff_error(path) or ImageReadError(f"{path}: corrupt or truncated image data ({err})") from err
+            raise _tiff_error(path) or ImageReadError(f"{shown(path)}: corrupt or truncated image data ({err})") from err
     pil.close()  # frees Pillow's copy of the pixels now (leaving `with` only closes the file)
 
-    rgb, alpha, grayscale = _to_float(arr, bit_depth, orientation)
+    rgb, alpha, grayscale = _to_float(arr, bit_depth, 1 if turned else orientation)
     del arr
     return Image(
         rgb=rgb,
@@ -321,6 +349,7 @@ def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS,
         icc_profile=None if drop_icc else info.get("icc_profile"),
         exif=exif_bytes,
         format=fmt,
+        frames=frames,
     )
 
 
@@ -377,11 +406,13 @@ def encode_image(
     icc_profile: bytes | None = None,
     exif: bytes | None = None,
     quality: int = 95,
+    notes: list[str] | None = None,
 ) -> bytes:
     """Encode float ``(H, W, 3)`` (or ``(H, W)``) pixels in [0, 1] as ``fmt`` (png, jpg, tiff, webp).
 
     16-bit output is available for PNG and TIFF; JPEG and WebP are 8-bit and have no alpha.
-    A grey image is written with one channel (the mean of the three).
+    A grey image is written with one channel (the mean of the three). EXIF too large for a JPEG is cut
+    down (:func:`ifan.metadata.fit_exif`), and ``notes`` (when given) gets a line saying what was dropped.
     """
     fmt = fmt.lower().lstrip(".")
     fmt = {"jpeg": "jpg", "tif": "tiff"}.get(fmt, fmt)
@@ -395,6 +426,10 @@ def encode_image(
     if fmt in ("jpg", "webp"):
         bit_depth = 8
         alpha = None if fmt == "jpg" else alpha
+    if fmt == "jpg" and exif:
+        exif, note = fit_exif(exif)
+        if note and notes is not None:
+            notes.append(note)
     if alpha is None:
         arr = _quantize(rgb, bit_depth)
     else:  # colour planes, then alpha, quantized straight into one array
@@ -402,11 +437,11 @@ def encode_image(
         _quantize(rgb[:, :, None] if rgb.ndim == 2 else rgb, bit_depth, out=arr[:, :, :-1])
         _quantize(np.asarray(alpha, dtype=np.float32), bit_depth, out=arr[:, :, -1])
 
+    if fmt == "tiff" and (arr.ndim == 2 or arr.shape[2] != 2):  # with the EXIF directory Pillow cannot write
+        return encode_tiff(arr, icc_profile, exif)  # and the metadata OpenCV drops
     if bit_depth == 16:
         if fmt == "png":
             return _add_png_metadata(encode_png_pixels(arr), icc_profile, exif)
-        if arr.ndim == 2 or arr.shape[2] != 2:  # with its metadata, which OpenCV drops
-            return encode_tiff(arr, icc_profile, exif)
         ok, buf = cv2.imencode(".tiff", arr)  # 16-bit grey + alpha: as OpenCV writes (and reads) it
         if not ok:
             raise ImageWriteError("OpenCV could not encode a 16-bit TIFF")
@@ -436,12 +471,12 @@ def format_for_path(path: str | os.PathLike) -> str:
     for fmt, ext in WRITE_FORMATS.items():
         if suffix == ext or (fmt == "jpg" and suffix == ".jpeg") or (fmt == "tiff" and suffix == ".tiff"):
             return fmt
-    raise ImageWriteError(f"{path}: unsupported output suffix {suffix!r}; use one of .png .jpg .tif .webp")
+    raise ImageWriteError(f"{shown(path)}: unsupported output suffix {suffix!r}; use one of .png .jpg .tif .webp")
 
 
 def write_image(path: str | os.PathLike, rgb: np.ndarray, bit_depth: int = 8, alpha: np.ndarray | None = None,
                 grayscale: bool = False, icc_profile: bytes | None = None, exif: bytes | None = None,
-                quality: int = 95) -> Path:
+                quality: int = 95, notes: list[str] | None = None) -> Path:
     """Write float pixels in [0, 1] to ``path`` atomically; the format follows the suffix.
 
     Args:
@@ -450,16 +485,17 @@ def write_image(path: str | os.PathLike, rgb: np.ndarray, bit_depth: int = 8, al
         alpha: ``(H, W)`` in [0, 1], written where the format has alpha.
         grayscale: write one grey channel.
         icc_profile, exif: metadata to embed where the format allows.
+        notes: gets a line for each piece of metadata the format could not hold.
     """
-    data = encode_image(rgb, format_for_path(path), bit_depth, alpha, grayscale, icc_profile, exif, quality)
+    data = encode_image(rgb, format_for_path(path), bit_depth, alpha, grayscale, icc_profile, exif, quality, notes)
     try:
         return atomic_write_bytes(path, data)
     except OSError as err:
-        raise ImageWriteError(f"{path}: cannot write ({err.strerror or err})") from err
+        raise ImageWriteError(f"{shown(path)}: cannot write ({err.strerror or err})") from err
 
 
 def write_like(path: str | os.PathLike, rgb: np.ndarray, like: Image, bit_depth: int | None = None,
-               quality: int = 95) -> Path:
+               quality: int = 95, notes: list[str] | None = None) -> Path:
     """Write ``rgb`` with the bit depth, grey/alpha and metadata of the image it came from."""
     return write_image(path, rgb, bit_depth or like.bit_depth, like.alpha, like.grayscale, like.icc_profile,
-                       like.exif, quality)
+                       like.exif, quality, notes)

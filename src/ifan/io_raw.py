@@ -33,6 +33,7 @@ import numpy as np
 from PIL import Image as PILImage
 from PIL import TiffImagePlugin
 
+from ifan.fileutil import shown
 from ifan.io_tiff import EXIF_IFD, PHOTO_TAGS, exif_entries
 
 # What LibRaw reads (its list of formats; ".raw" is Leica's and Panasonic's). Folders are searched for these too.
@@ -65,7 +66,7 @@ def _error(path: Path, err: Exception):
     from ifan.io import ImageReadError
 
     what = " ".join(str(err).strip("b'\"").split()) or type(err).__name__
-    return ImageReadError(f"{path}: LibRaw cannot read this RAW file ({what})")
+    return ImageReadError(f"{shown(path)}: LibRaw cannot read this RAW file ({what})")
 
 
 def _open(path: Path):
@@ -74,7 +75,7 @@ def _open(path: Path):
 
     rawpy = _rawpy()
     if rawpy is None:
-        raise ImageReadError(f"{path}: {MISSING}")
+        raise ImageReadError(f"{shown(path)}: {MISSING}")
     raw = rawpy.RawPy()
     try:
         raw.open_file(str(path))
@@ -164,7 +165,7 @@ def read_raw(path: str | os.PathLike, max_pixels: int, limit_note: str = "decomp
         h, w = raw.sizes.height, raw.sizes.width
         if h * w > max_pixels:
             raise ImageReadError(
-                f"{path}: {w}x{h} = {w * h / 1e6:.3g} MP exceeds the limit of {max_pixels / 1e6:.3g} MP "
+                f"{shown(path)}: {w}x{h} = {w * h / 1e6:.3g} MP exceeds the limit of {max_pixels / 1e6:.3g} MP "
                 f"({limit_note}); raise it with --max-pixels if the file is trusted and the memory is there")
         try:
             pixels = raw.postprocess(output_color=rawpy.ColorSpace.sRGB, **POSTPROCESS)

@@ -1,11 +1,14 @@
-"""16-bit TIFF files with their metadata: the pixels, the ICC profile and the EXIF (camera, exposure, GPS).
+"""TIFF files (8 and 16 bits) with their metadata: the pixels, the ICC profile and the EXIF (camera,
+exposure, GPS).
 
-OpenCV writes 16-bit TIFFs without metadata, and Pillow does not write 16-bit colour, so
-:func:`encode_tiff` writes them itself: one image, strips of about 256 KiB compressed with deflate
-and the horizontal predictor (as libtiff, OpenCV, Pillow and every photo editor read them), the ICC
-profile (tag 34675), and the EXIF: the tags of its first directory that describe the photo (camera,
-date, artist, copyright, ...; not those that describe another file's pixels) and its EXIF and GPS
-directories, re-serialised by Pillow (``TiffImagePlugin.ImageFileDirectory_v2``).
+OpenCV writes 16-bit TIFFs without metadata, Pillow does not write 16-bit colour, and it fails on an
+EXIF directory in a TIFF (any camera JPEG's, written ``--format tiff``), so :func:`encode_tiff`
+writes them itself (all but grey + alpha, :func:`ifan.io.encode_image`): one image, strips of about
+256 KiB compressed with deflate and the horizontal predictor (as libtiff, OpenCV, Pillow and every
+photo editor read them), the ICC profile (tag 34675), and the EXIF: the tags of its first directory
+that describe the photo (camera, date, artist, copyright, ...; not those that describe another
+file's pixels) and its EXIF and GPS directories, re-serialised by Pillow
+(``TiffImagePlugin.ImageFileDirectory_v2``).
 """
 
 from __future__ import annotations

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ifan.fileutil import atomic_write
 from ifan.inference.blend import (DEFAULT_KEEP_BOKEH, DEFAULT_TRANSITION, MAX_STRENGTH, blend, check_strength,
                                   mask_from_radius, radius_grid)
 from ifan.inference.calibration import DefocusCalibration
@@ -47,10 +48,9 @@ def save_views(folder: Path, views: dict[str, np.ndarray], defocus: np.ndarray, 
     ``crop_after`` (float ``(h, w, 3)``), the radius grid of the full-size ``defocus`` map, the
     image ``size`` ``(H, W)`` and the crop box ``(top, left, side)``."""
     grid = radius_grid(torch.from_numpy(np.ascontiguousarray(defocus, dtype=np.float32))[None, None], calibration)
-    path = folder / VIEWS_FILE
-    np.savez(path, grid=grid[0, 0].numpy(), size=np.array(size), crop_box=np.array(crop_box),
-             **{k: _u16(v) for k, v in views.items()})
-    return path
+    arrays = dict(grid=grid[0, 0].numpy(), size=np.array(size), crop_box=np.array(crop_box),
+                  **{k: _u16(v) for k, v in views.items()})
+    return atomic_write(folder / VIEWS_FILE, lambda f: np.savez(f, **arrays))
 
 
 @dataclass

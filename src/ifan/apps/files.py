@@ -44,7 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ifan.fileutil import GLOB_CHARS, expand_glob, split_glob
+from ifan.fileutil import GLOB_CHARS, expand_glob, fit_name, shown, split_glob
 from ifan.inference import Deblurrer, TilePlan, format_bytes
 from ifan.inference.blend import BlendSettings
 from ifan.inference.memory import DEFAULT_BUDGET_FRACTION, available_ram
@@ -106,14 +106,14 @@ def collect_inputs(args: Iterable[str | os.PathLike]) -> Collected:
             if path.suffix.lower() in INPUT_SUFFIXES:
                 add(path, None)
             else:
-                out.errors.append(f"{path}: unsupported format {path.suffix or '(no suffix)'!r}; "
+                out.errors.append(f"{shown(path)}: unsupported format {path.suffix or '(no suffix)'!r}; "
                                   f"supported: {SUPPORTED}")
         elif path.is_dir():
             found = sorted(p for p in path.rglob("*")
                            if p.is_file() and _is_image_name(p)
                            and not any(part.startswith(".") for part in p.relative_to(path).parts))
             if not found:
-                out.errors.append(f"{path}: no image files in this folder ({SUPPORTED})")
+                out.errors.append(f"{shown(path)}: no image files in this folder ({SUPPORTED})")
             for p in found:
                 add(p, path)
         elif GLOB_CHARS & set(text):
@@ -124,7 +124,7 @@ def collect_inputs(args: Iterable[str | os.PathLike]) -> Collected:
             for p in found:
                 add(p, base)
         else:
-            out.errors.append(f"{path}: no such file or folder")
+            out.errors.append(f"{shown(path)}: no such file or folder")
     return out
 
 
@@ -146,7 +146,7 @@ def output_path(item: InputFile, out_dir: str | os.PathLike | None, fmt: str | N
             own = named.suffix.lower()
             writable = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp"}
             ext = named.suffix if own in writable else RAW_OUTPUT_SUFFIX if is_raw(named) else ".png"
-    name = named.stem + suffix + ext
+    name = fit_name(named.stem + suffix + ext, keep=suffix + ext)  # too long a name is shortened
     if out_dir is None:
         return item.path.parent / name
     rel = item.path.relative_to(item.base).parent if item.base is not None else Path()
@@ -188,7 +188,8 @@ class FileReport:
         target: where its result image goes (None when unknown).
         error: what made it fail (None otherwise), for callers with their own wording.
         seconds: time spent deblurring (not reading or writing).
-        details: how the input was decoded and what of its metadata was carried (camera RAW), for ``-v``.
+        notes: for ``-v``: how the input was decoded and what of its metadata was carried (camera RAW),
+            what was not kept (metadata a format cannot hold).
     """
 
     path: Path
@@ -199,7 +200,7 @@ class FileReport:
     error: Exception | None = None
     seconds: float = 0.0
     target: Path | None = None
-    details: str = ""
+    notes: list[str] = field(default_factory=list)
 
 
 class Listener:
@@ -267,8 +268,8 @@ def find_collisions(files: Iterable[InputFile], options: OutputOptions) -> dict[
     refused: dict[Path, str] = {}
     for claims in writers.values():
         for item, p in claims if len(claims) > 1 else ():
-            others = " and ".join(str(other.path) for other, _ in claims if other is not item)
-            refused.setdefault(item.path, f"{item.path}: not deblurred: {others} would write the same {p}; "
+            others = " and ".join(shown(other.path) for other, _ in claims if other is not item)
+            refused.setdefault(item.path, f"{shown(item.path)}: not deblurred: {others} would write the same {shown(p)}; "
                                           "rename one of them or deblur them into different -o folders")
     return refused
 
@@ -316,9 +317,12 @@ def failure(path: Path, err: Exception, **fields) -> FileReport:
     if isinstance(err, (ImageReadError, ImageWriteError)):
         message = str(err)
     elif isinstance(err, MemoryError):  # MemoryBudgetError, or the allocator ran out
-        message = f"{path}: out of memory ({err or 'allocation failed'}); try a smaller --max-memory so that it is tiled"
+        message = f"{shown(path)}: out of memory ({err or 'allocation failed'}); try a smaller --max-memory so that it is tiled"
+    elif isinstance(err, OSError) and err.strerror:  # e.g. a folder removed meanwhile: the cause, and its file
+        where = f" ({shown(err.filename)})" if err.filename and str(err.filename) != str(path) else ""
+        message = f"{shown(path)}: {err.strerror}{where}"
     else:
-        message = f"{path}: {type(err).__name__}: {err}"
+        message = f"{shown(path)}: {type(err).__name__}: {err}"
     return FileReport(path, "failed", message, error=err, **fields)
 
 
@@ -331,8 +335,9 @@ def read_job(deblurrer: Deblurrer, item: InputFile, options: OutputOptions) -> J
     path, fmt = item.path, options.fmt
     planned = planned_outputs(item, options)
     target = planned[0][0]
-    if not options.overwrite and all(p.exists() for p, _ in planned):
-        return FileReport(path, "skipped", f"{path}: skipped, {target} already exists (use --overwrite)", target=target)
+    if not options.overwrite and all(os.path.lexists(p) for p, _ in planned):  # a link there counts: kept
+        return FileReport(path, "skipped", f"{shown(path)}: skipped, {shown(target)} already exists (use --overwrite)",
+                          target=target)
     try:
         blend_map = options.blend.needs_defocus
         limit, limit_note = (options.max_pixels, "--max-pixels") if options.max_pixels is not None else \
@@ -341,14 +346,15 @@ def read_job(deblurrer: Deblurrer, item: InputFile, options: OutputOptions) -> J
     except FILE_ERRORS as err:
         return failure(path, err, target=target)
     if (why := options.blend.size_error(img.size)) is not None:
-        return FileReport(path, "failed", f"{path}: not deblurred: {why}", target=target)
+        return FileReport(path, "failed", f"{shown(path)}: not deblurred: {why}", target=target)
     out_fmt = fmt or _format_of(target)
+    frames = f" (only the first of its {img.frames} frames: one image per file)" if img.frames > 1 else ""
     # a RAW decode is 16-bit by choice, not by content: an asked-for JPEG or WebP gets 8 bits
     if _holds(out_fmt, img.bit_depth, img.alpha is not None) or (fmt is not None and is_raw(path)):
-        return Job(item, img, planned, blend_map=blend_map)
+        return Job(item, img, planned, frames, blend_map=blend_map)
     why = "16-bit" if img.bit_depth == 16 else "transparent"
     planned[0] = (target.with_suffix(".png"), "image")
-    return Job(item, img, planned, f" (written as PNG: {out_fmt.upper()} cannot hold this {why} image)", True,
+    return Job(item, img, planned, f"{frames} (written as PNG: {out_fmt.upper()} cannot hold this {why} image)", True,
                blend_map=blend_map)
 
 
@@ -389,7 +395,7 @@ def claim_job(job: Job, options: OutputOptions, protected: frozenset[Path] = fro
     path = job.item.path
 
     def refused(p: Path, why: str) -> FileReport:
-        return FileReport(path, "failed", f"{path}: refusing to write {p}: {why}", target=job.target)
+        return FileReport(path, "failed", f"{shown(path)}: refusing to write {shown(p)}: {why}", target=job.target)
 
     try:
         for p, _ in job.planned:
@@ -399,11 +405,11 @@ def claim_job(job: Job, options: OutputOptions, protected: frozenset[Path] = fro
                 return refused(p, "another input of this run writes it")
         if claims is not None and job.fallback and path_key(job.target) in claims.planned:
             return refused(job.target, "it is the output of another input of this run")
-        job.todo = [(p, kind) for p, kind in job.planned if options.overwrite or not p.exists()]
+        job.todo = [(p, kind) for p, kind in job.planned if options.overwrite or not os.path.lexists(p)]
     except OSError as err:
         return failure(path, err, target=job.target)
     if not job.todo:
-        return FileReport(path, "skipped", f"{path}: skipped, {job.target} already exists (use --overwrite)",
+        return FileReport(path, "skipped", f"{shown(path)}: skipped, {shown(job.target)} already exists (use --overwrite)",
                           target=job.target)
     for p, _ in job.todo if claims is not None else ():
         if not claims.claim(path_key(p), str(path)):
@@ -415,14 +421,14 @@ def write_job(job: Job, rgb: np.ndarray, defocus: np.ndarray | None, options: Ou
               plan: TilePlan | None = None, seconds: float = 0.0, mask: np.ndarray | None = None) -> FileReport:
     """Write the job's outputs (without ``overwrite``, none that appeared meanwhile): its report,
     which names what was written even when a later output fails."""
-    path, written = job.item.path, []
+    path, written, notes = job.item.path, [], [job.image.description] if job.image.description else []
     kept = [p for p, kind in job.planned if (p, kind) not in job.todo]
     try:
         for p, kind in job.todo:
-            if not options.overwrite and p.exists():  # appeared while the image was deblurred
+            if not options.overwrite and os.path.lexists(p):  # appeared while the image was deblurred
                 kept.append(p)
             elif kind == "image":
-                written.append(write_like(p, rgb, job.image, quality=options.quality))
+                written.append(write_like(p, rgb, job.image, quality=options.quality, notes=notes))
             elif kind == "mask":
                 ones = np.ones(job.image.size, np.float32)  # --save-mask with --strength alone: all deblurred
                 written.append(write_image(p, ones if mask is None else mask, bit_depth=8, grayscale=True))
@@ -430,11 +436,11 @@ def write_job(job: Job, rgb: np.ndarray, defocus: np.ndarray | None, options: Ou
                 written.append(save_defocus(p, np.asarray(defocus), kind))
     except FILE_ERRORS as err:
         return failure(path, err, outputs=written, plan=plan, seconds=seconds, target=job.target)
-    message = f"{path} -> {', '.join(map(str, written))}{job.note}" if written else f"{path}: skipped"
+    message = f"{shown(path)} -> {', '.join(map(shown, written))}{job.note}" if written else f"{shown(path)}: skipped"
     if kept:
-        message += f"; kept the existing {', '.join(map(str, kept))} (use --overwrite to replace)"
+        message += f"; kept the existing {', '.join(map(shown, kept))} (use --overwrite to replace)"
     return FileReport(path, "done" if written else "skipped", message, written, plan, seconds=seconds,
-                      target=job.target, details=job.image.description)
+                      target=job.target, notes=notes)
 
 
 def deblur_file(deblurrer: Deblurrer, item: InputFile, options: OutputOptions = OutputOptions(), *,

@@ -11,17 +11,14 @@ Three layers:
   slider, crops side by side at 100 %, defocus map, downloads; a queue runs one job at a time.
   Sliders for the strength and ``--keep-bokeh`` recompose the result without running the network
   again (:mod:`ifan.apps.adjust`).
-* :func:`serve`, which mounts the page in a FastAPI app behind
-  :class:`~ifan.apps.guard.RequestGuard` (what the server accepts and how it sends files) and runs it
-  with uvicorn on 127.0.0.1 by default. Gradio's analytics, share links, run history,
-  monitoring, MCP and server-side rendering are off.
+* :func:`serve`, which mounts the page in a FastAPI app behind :class:`~ifan.apps.guard.RequestGuard` (what
+  the server accepts and how it sends files) and runs it with uvicorn on 127.0.0.1 by default. Gradio's
+  analytics, share links, run history, monitoring, MCP and server-side rendering are off.
 
-Nothing lost, nothing exposed: the server works in a fresh folder it creates (in the system's
-temporary folder, or inside ``--workdir``) and removes on exit; it deletes only job folders it
-made; it serves only that folder's files (uploads and results), images of a safe type inline and
-everything else as a download, never sniffed; and it refuses requests that change state when
-they come from another site.
-"""
+Nothing lost, nothing exposed: the server works in a fresh folder it creates (in the system's temporary
+folder, or inside ``--workdir``) and removes on exit; it deletes only job folders it made; it reads and
+serves only that folder's files (safe images inline, the rest as downloads, never sniffed), fetches no
+URL, and refuses requests that change state when they come from another site."""
 
 from __future__ import annotations
 
@@ -47,6 +44,7 @@ from ifan.apps.demo import example_path
 from ifan.apps.files import InputFile, Listener, OutputOptions, deblur_file
 from ifan.apps.guard import RequestGuard, is_loopback
 from ifan.apps.serve_models import ModelMenu
+from ifan.fileutil import fit_name, shown
 from ifan.inference import Deblurrer, TilePlan
 from ifan.io import Image, ImageReadError, write_image
 from ifan.viz import colorize_defocus, most_defocused_box
@@ -58,13 +56,14 @@ DEFAULT_MAX_UPLOAD_PIXELS = 40_000_000  # smaller than what ifan deblur reads (i
 DEFAULT_QUEUE_SIZE = 16
 PREVIEW_SIDE = 2048  # longest side of the images shown in the slider and the defocus view
 CROP_SIDE = 320  # side of the 100 % crops
+UPLOAD_NAME_MAX = 128  # bytes of an upload's name as the page shows it and names its results
 KEEP_SECONDS = 3600  # jobs and cached files older than this are deleted (this server's own only)
 
 Progress = Callable[[float, str], None]
 
 
 class UploadError(ValueError):
-    """An upload that cannot be processed (over a limit, not an image, out of memory); the message is for the user."""
+    """An upload that cannot be processed (over a limit, not an image, out of memory): a message for the user."""
 
 
 @dataclass(frozen=True)
@@ -85,7 +84,7 @@ class Job:
         before, after, defocus_preview: 8-bit PNGs at most :data:`PREVIEW_SIDE` on a side.
         crop_before, crop_after: the same window of input and result at 100 %.
         crop_box: ``(top, left, side)`` of that window (where |defocus| x local contrast is largest).
-        source: the upload.
+        source: the upload; frames: how many frames (or pages) it holds (only the first is deblurred).
     """
 
     name: str
@@ -102,6 +101,7 @@ class Job:
     plan: TilePlan
     seconds: float
     source: Path
+    frames: int = 1
 
     @property
     def folder(self) -> Path:
@@ -113,7 +113,8 @@ class Job:
         how = (f"{self.plan.num_tiles} tiles of {self.plan.tile[1]}x{self.plan.tile[0]} px" if self.plan.tiled
                else "the whole image at once")
         top, left, side = self.crop_box
-        return (f"**{self.name}**: {w}x{h} px, {self.bit_depth}-bit; deblurred {how} in {self.seconds:.1f} s. "
+        first = f" Only the first of its {self.frames} frames was deblurred." if self.frames > 1 else ""
+        return (f"**{self.name}**: {w}x{h} px, {self.bit_depth}-bit; deblurred {how} in {self.seconds:.1f} s.{first} "
                 f"100 % crops: {side}x{side} px at x={left}, y={top}, where defocus and detail are largest.")
 
 
@@ -135,8 +136,7 @@ def _preview(rgb: np.ndarray, side: int) -> np.ndarray:
 class DeblurService:
     """Deblur uploads into ``workdir/jobs/<job>/``, one at a time, within :class:`Limits`.
 
-    Job folders this service made are deleted :data:`KEEP_SECONDS` after they were made (when
-    a new job starts); nothing else in ``workdir`` is ever deleted.
+    Its own job folders are deleted :data:`KEEP_SECONDS` after it made them; nothing else in ``workdir`` is.
 
     Args:
         deblurrer: the model, device and memory budget (its plan tiles large images).
@@ -171,7 +171,8 @@ class DeblurService:
             UploadError: the file is over a limit, not a readable image, or does not fit in memory.
         """
         path = Path(path)
-        name = re.sub(r"[^\w.-]", "_", Path(name or path.name).name).lstrip(".") or "upload.png"
+        name = fit_name(re.sub(r"[^\w.-]", "_", Path(name or path.name).name).lstrip(".") or "upload.png",
+                        UPLOAD_NAME_MAX)  # a 300-character name is cut (keeping its extension), not refused
         report = progress or (lambda fraction, text: None)
         try:
             nbytes = path.stat().st_size
@@ -192,7 +193,7 @@ class DeblurService:
             report(1.0, "done")
             output, defocus_file = done.outputs
             return Job(name, views.size, views.bit_depth, output, defocus_file, crop_box=views.crop_box,
-                       plan=done.plan, seconds=done.seconds, source=path, **views.paths)
+                       plan=done.plan, seconds=done.seconds, source=path, frames=views.frames, **views.paths)
 
     def adjust(self, job: Job, strength: float, keep_bokeh: float, full: bool = False):
         """Recompose ``job`` at ``strength`` and ``keep_bokeh`` (px; :data:`KEEP_BOKEH_OFF`: off) without
@@ -232,7 +233,7 @@ class _JobViews(Listener):
 
     def result(self, item: InputFile, image: Image, deblurred: np.ndarray, defocus: np.ndarray | None) -> None:
         self.report(0.9, "writing the result")
-        self.size, self.bit_depth = image.size, image.bit_depth
+        self.size, self.bit_depth, self.frames = image.size, image.bit_depth, image.frames
         side = min(CROP_SIDE, *image.size)
         detail = np.hypot(*np.gradient(image.rgb.mean(axis=2)))  # a blurred sky shows no change: aim at detail
         top, left = most_defocused_box(np.abs(defocus) * detail, side)
@@ -252,13 +253,13 @@ class _JobViews(Listener):
 def _upload_message(error: Exception | None, message: str, path: Path, name: str) -> str:
     """What the page says when the file loop failed on an upload (the server's paths left out)."""
     if isinstance(error, ImageReadError):
-        return str(error).replace(str(path), name, 1)
+        return str(error).replace(shown(path), name, 1)
     if isinstance(error, MemoryError):
         return (f"{name}: out of memory ({error or 'allocation failed'}); start the server with a smaller "
                 "--max-memory so that large images are tiled")
     if isinstance(error, OSError):  # ImageWriteError too: a full disk, a removed working folder
         return f"{name}: the result could not be written ({error.strerror or error})"
-    return message.replace(str(path), name)
+    return message.replace(shown(path), name)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -367,7 +368,7 @@ def create_app(service: DeblurService, model_label: str, local_only: bool = True
     # Gradio refuses input paths outside its upload folder only once a page counts as launched, which
     # mount_gradio_app never records: without this, an API call could name any image file on the disk.
     page.has_launched = True
-    return RequestGuard(app, local_only)
+    return RequestGuard(app, local_only, workdir=service.workdir)
 
 
 def _quiet_environment(workdir: Path) -> None:
@@ -397,9 +398,8 @@ def serve(deblurrer: Deblurrer, model_label: str, host: str = DEFAULT_HOST, port
 
     Args:
         model_label: how the page names the model (its name or weights file); ``menu``: the models offered.
-        workdir: where to create the working folder (default: the system's temporary folder). The
-            server works in a new subfolder ``ifan-serve-XXXXXXXX`` of it, which it removes on exit;
-            nothing else there is read, served or deleted.
+        workdir: where to create the working folder (default: the system's temporary folder): a new subfolder
+            ``ifan-serve-XXXXXXXX`` of it, removed on exit; nothing else there is read, served or deleted.
     """
     require_gradio()
     parent = None if workdir is None else Path(workdir).expanduser().resolve()
@@ -425,8 +425,8 @@ def serve(deblurrer: Deblurrer, model_label: str, host: str = DEFAULT_HOST, port
     previous = signal.signal(signal.SIGTERM, stop) if main_thread else None
     try:
         app = create_app(DeblurService(deblurrer, folder, limits), label, local_only=local, menu=menu)
-        shown = f"[{host}]" if ":" in host else host
-        print(f"ifan serve: http://{shown}:{port}/  (model {model_label}, working folder {folder}; Ctrl+C stops)",
+        address = f"[{host}]" if ":" in host else host
+        print(f"ifan serve: http://{address}:{port}/  (model {model_label}, working folder {folder}; Ctrl+C stops)",
               file=sys.stderr, flush=True)
         uvicorn.run(app, host=host, port=port, log_level="warning")
     finally:

@@ -359,7 +359,7 @@ def load_lpips_or_none(weights: str | os.PathLike | Sequence[str | os.PathLike] 
 def pack_lpips_weights(sources: Sequence[str | os.PathLike], dst: str | os.PathLike) -> Path:
     """Merge LPIPS weights files (e.g. torchvision's AlexNet file + lpips' ``alex.pth``) into one
     safetensors file in the canonical layout, written atomically. Returns ``dst``."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     from ifan.fileutil import atomic_write
 
@@ -367,4 +367,4 @@ def pack_lpips_weights(sources: Sequence[str | os.PathLike], dst: str | os.PathL
     meta = {"format": FORMAT, "net": "alex", "version": "0.1",
             "sources": ", ".join(Path(s).name for s in sources)}
     tensors = {k: v.contiguous() for k, v in state.items()}
-    return atomic_write(dst, lambda tmp: save_file(tensors, tmp, metadata=meta))
+    return atomic_write(dst, lambda f: f.write(save(tensors, metadata=meta)))

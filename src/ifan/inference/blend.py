@@ -117,7 +117,7 @@ def blend(image: Tensor, deblurred: Tensor, weight: Tensor | float) -> Tensor:
 def to_map(x, what: str = "mask") -> Tensor:
     """A one-channel map as ``(B, 1, H, W)`` float32: numpy ``(H, W)`` (uint8 / uint16 scaled to
     [0, 1], floats as they are), a PIL image (L, I;16, I, F) or a tensor ``(H, W)``, ``(1, H, W)``
-    or ``(B, 1, H, W)``. ``what`` names it in errors."""
+    or ``(B, 1, H, W)``. ``what`` names it in errors; NaN or infinity is refused, as in an image."""
     if isinstance(x, Tensor):
         t = x
         scale = 255.0 if t.dtype == torch.uint8 else 1.0
@@ -128,7 +128,7 @@ def to_map(x, what: str = "mask") -> Tensor:
             t = t[None]
         if t.dim() != 4 or t.shape[1] != 1:
             raise ValueError(f"a {what} must be one channel, (H, W), (1, H, W) or (B, 1, H, W), got {tuple(x.shape)}")
-        return t
+        return _finite(t, what)
     if not isinstance(x, np.ndarray):
         x = np.asarray(x)  # PIL images
     if x.ndim == 3 and x.shape[2] == 1:
@@ -143,7 +143,16 @@ def to_map(x, what: str = "mask") -> Tensor:
         arr = x.astype(np.float32)
     else:
         raise ValueError(f"a {what} must be uint8, uint16 or float, got {x.dtype}")
-    return torch.from_numpy(np.ascontiguousarray(arr))[None, None]
+    return _finite(torch.from_numpy(np.ascontiguousarray(arr))[None, None], what)
+
+
+def _finite(t: Tensor, what: str) -> Tensor:
+    if not bool(torch.isfinite(t).all()):
+        nan, inf = int(torch.isnan(t).sum()), int(torch.isinf(t).sum())
+        found = [f"{nan} NaN"] * bool(nan) + [f"{inf} infinite value{'s' * (inf != 1)}"] * bool(inf)
+        raise ValueError(f"the {what} holds {' and '.join(found)}; it must be finite (replace them first, e.g. "
+                         "with numpy.nan_to_num)")
+    return t
 
 
 def mask_weight(mask, size: tuple[int, int], strength: float = 1.0) -> Tensor:

@@ -99,6 +99,8 @@ class DefocusCalibration:
                 raise ValueError(f"expected format {FORMAT}")
             return cls(tuple(float(v) for v in data["defocus"]), tuple(float(v) for v in data["radius"]),
                        bool(data.get("calibrated", True)), str(data.get("source", "")), dict(data.get("error", {})))
+        except RecursionError:
+            raise ValueError("invalid defocus calibration: JSON nested too deeply") from None
         except (KeyError, TypeError, ValueError, json.JSONDecodeError) as err:
             raise ValueError(f"invalid defocus calibration: {err}") from None
 

@@ -31,8 +31,8 @@ from ifan.inference.memory import (_LIBC, HEAP_MEMORY_FACTOR, MemoryBudgetError,
                                    memory_budget, memory_model, parse_size, trim_heap)
 from ifan.inference.runtime import (DEFAULT_PRECISION, autocast, describe_cpu, describe_precision, resolve_device,
                                     resolve_precision)
-from ifan.inference.tiling import (DEFAULT_MARGIN, DEFAULT_OVERLAP, TilePlan, blend_weights, pad_to_multiple,
-                                   plan_tiles)
+from ifan.inference.tiling import (DEFAULT_MARGIN, DEFAULT_OVERLAP, TilePlan, blend_weights, check_tile_size,
+                                   pad_to_multiple, plan_tiles)
 from ifan.models.ifan import DOWNSCALE, IFAN, IFANConfig
 from ifan.models.zoo import DEFAULT_MODEL
 
@@ -107,6 +107,7 @@ class Deblurrer:
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.max_memory = None if max_memory is None else parse_size(max_memory)
+        check_tile_size(tile_size, overlap)  # once, here, not on every image
         self.overlap = overlap
         self.tile_size = tile_size
         if not 0 <= blend_margin < 0.5:

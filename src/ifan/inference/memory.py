@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from ifan.models.ifan import IFANConfig, padded_side
+from ifan.ram import available_ram, process_rss  # noqa: F401 - the RAM probes, here for the planner's callers
 
 DEFAULT_BUDGET_FRACTION = 0.6  # of the memory available when no budget is given
 
@@ -119,30 +120,6 @@ def format_bytes(n: float) -> str:
         if abs(n) >= scale:
             return f"{n / scale:.2f} {unit}"
     return f"{int(n)} B"
-
-
-def process_rss() -> int | None:
-    """Resident memory of this process in bytes (Linux ``/proc``), or None where unknown."""
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError, AttributeError):
-        return None
-
-
-def available_ram() -> int | None:
-    """``MemAvailable`` (Linux), else total physical memory, else None."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError):
-        pass
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (OSError, ValueError, AttributeError):
-        return None
 
 
 # Calibration (benchmarks/calibrate_memory.py; tables in docs/benchmarks.md): the peak RSS growth of

@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from ifan.fileutil import atomic_write
+from ifan.fileutil import atomic_write, atomic_write_bytes
 from ifan.models.ifan import IFAN, IFANConfig
 from ifan.models.official import CheckpointError, infer_config, is_official_state_dict, official_key, split_official
 from ifan.models.reblur import ReblurNet
@@ -70,13 +70,13 @@ class LoadedWeights:
 def save_weights(path: str | os.PathLike, config: IFANConfig, network: Mapping[str, Tensor],
                  reblur: Mapping[str, Tensor] | None = None, **metadata: str) -> Path:
     """Write an ifan safetensors weights file atomically (tensors made contiguous, on CPU)."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in network.items()}
     tensors.update({REBLUR_PREFIX + k: v.detach().to("cpu").contiguous() for k, v in (reblur or {}).items()})
     meta = {"format": FORMAT, "config": json.dumps(config.to_dict(), sort_keys=True)}
     meta.update({k: str(v) for k, v in metadata.items()})
-    return atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
+    return atomic_write(path, lambda f: f.write(save(tensors, metadata=meta)))
 
 
 def update_metadata(src: str | os.PathLike, dst: str | os.PathLike, updates: Mapping[str, str | None]) -> Path:
@@ -93,6 +93,8 @@ def update_metadata(src: str | os.PathLike, dst: str | os.PathLike, updates: Map
         header = json.loads(raw[8:8 + size])
         if not isinstance(header, dict) or 8 + size > len(raw):
             raise ValueError("bad header")
+    except RecursionError:
+        raise CheckpointError(f"{src}: not a safetensors file (header JSON nested too deeply)") from None
     except (struct.error, ValueError, UnicodeDecodeError) as err:
         raise CheckpointError(f"{src}: not a safetensors file ({err})") from None
     meta = dict(header.get("__metadata__") or {})
@@ -105,7 +107,7 @@ def update_metadata(src: str | os.PathLike, dst: str | os.PathLike, updates: Map
     text = json.dumps(header, separators=(",", ":")).encode()
     text += b" " * (-len(text) % 8)  # the data section stays 8-byte aligned, as safetensors writes it
     data = struct.pack("<Q", len(text)) + text + raw[8 + size:]
-    return atomic_write(dst, lambda tmp: Path(tmp).write_bytes(data))
+    return atomic_write_bytes(dst, data)
 
 
 def _read_safetensors(path: Path) -> LoadedWeights:
@@ -119,6 +121,8 @@ def _read_safetensors(path: Path) -> LoadedWeights:
     if "config" in meta:
         try:
             config = IFANConfig.from_dict(json.loads(meta["config"]))
+        except RecursionError:
+            raise CheckpointError(f"{path}: invalid config in metadata: JSON nested too deeply") from None
         except (ValueError, TypeError) as err:
             raise CheckpointError(f"{path}: invalid config in metadata: {err}") from err
     else:

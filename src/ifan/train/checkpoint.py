@@ -39,7 +39,7 @@ def list_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
 
 def save_checkpoint(run_dir: Path, step: int, state: dict, keep_last: int) -> Path:
     """Write ``state`` atomically as the checkpoint of ``step``; delete all but the last ``keep_last``."""
-    path = atomic_write(checkpoint_path(run_dir, step), lambda tmp: torch.save(state, tmp))
+    path = atomic_write(checkpoint_path(run_dir, step), lambda f: torch.save(state, f))
     for _, old in list_checkpoints(run_dir)[:-keep_last]:
         old.unlink(missing_ok=True)
     return path

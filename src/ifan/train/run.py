@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from ifan.fileutil import atomic_write_bytes, remove_stale_temps
+from ifan.fileutil import atomic_write_bytes, open_append, remove_stale_temps
 from ifan.train.checkpoint import CHECKPOINTS_DIR, list_checkpoints, load_checkpoint
 from ifan.train.config import ConfigError, TrainConfig, dump_config, load_config
 
@@ -176,7 +176,7 @@ def save_config(run_dir: Path, config: TrainConfig) -> Path:
 
 def append_metrics(run_dir: Path, row: dict) -> None:
     """Add one row (``step``, ``kind``: ``train`` or ``val``, values) to the run's metrics log."""
-    with open(run_dir / METRICS_FILE, "a") as f:
+    with open_append(run_dir / METRICS_FILE) as f:
         f.write(json.dumps(row) + "\n")
 
 
@@ -184,8 +184,20 @@ def trim_metrics(run_dir: Path, step: int) -> None:
     """On resume, drop rows logged after the checkpoint's ``step`` (they will be logged again)."""
     path = run_dir / METRICS_FILE
     if path.exists():
-        rows = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
+        lines = [(n, line) for n, line in enumerate(path.read_text().splitlines(), 1) if line.strip()]
+        rows = [line for n, line in lines if _metrics_row(line, path, n)["step"] <= step]
         atomic_write_bytes(path, ("\n".join(rows) + "\n" if rows else "").encode())
+
+
+def _metrics_row(line: str, path: Path, number: int) -> dict:
+    """One row of a metrics log, or ValueError naming the file and the line."""
+    try:
+        row = json.loads(line)
+    except (ValueError, RecursionError):
+        row = None
+    if not isinstance(row, dict) or not isinstance(row.get("step"), int):
+        raise ValueError(f"{path}:{number}: not a metrics line (a JSON object with a 'step', as ifan train writes)")
+    return row
 
 
 def read_metrics(path: str | os.PathLike) -> tuple[list[dict], list[dict]]:
@@ -193,5 +205,5 @@ def read_metrics(path: str | os.PathLike) -> tuple[list[dict], list[dict]]:
     path = Path(path)
     if path.is_dir():
         path = path / METRICS_FILE
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = [_metrics_row(line, path, n) for n, line in enumerate(path.read_text().splitlines(), 1) if line.strip()]
     return [r for r in rows if r.get("kind") == "train"], [r for r in rows if r.get("kind") == "val"]
