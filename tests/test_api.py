@@ -33,7 +33,9 @@ SIGNATURES = {
     "Deblurrer.from_pretrained": "(name_or_path: 'str | os.PathLike | IFAN' = 'ifan-lite', "
                                  "device: 'str | torch.device' = 'auto', **kwargs) -> 'Deblurrer'",
     "Deblurrer.deblur": "(self, x, *, return_defocus: 'bool' = False, plan: 'TilePlan | None' = None, "
-                        "progress: 'ProgressCallback | None' = None)",
+                        "progress: 'ProgressCallback | None' = None, strength: 'float' = 1.0, "
+                        "keep_bokeh: 'float | None' = None, mask=None, transition: 'float' = 4.0, "
+                        "return_mask: 'bool' = False)",
     "Deblurrer.defocus_map": "(self, x, *, plan: 'TilePlan | None' = None, progress: 'ProgressCallback | None' = None)",
     "Deblurrer.run": "(self, rgb: 'Tensor', defocus: 'bool' = False, plan: 'TilePlan | None' = None, "
                      "progress: 'ProgressCallback | None' = None, right: 'Tensor | None' = None, "

@@ -29,6 +29,7 @@ def error_lines(err: str) -> list[str]:
 
 # -- 8: deeply nested JSON --------------------------------------------------------------------------------
 def test_deeply_nested_json_is_one_line_like_other_malformed_input(tmp_path, weights, capsys):
+    from safetensors import safe_open
     from safetensors.torch import load_file, save_file
 
     nested = tmp_path / "nested.safetensors"
@@ -36,6 +37,13 @@ def test_deeply_nested_json_is_one_line_like_other_malformed_input(tmp_path, wei
     assert main(["deblur", str(photo(tmp_path)), "-o", str(tmp_path / "out"), "--model", str(nested)]) == 1
     err = capsys.readouterr().err
     assert "Traceback" not in err and len(error_lines(err)) == 1 and "invalid config in metadata" in err
+
+    with safe_open(weights, "pt") as f:
+        meta = f.metadata()
+    save_file(load_file(weights), nested, metadata={**meta, "defocus_calibration": DEEP})  # --keep-bokeh's
+    assert main(["deblur", str(photo(tmp_path)), "-o", str(tmp_path / "out"), "--model", str(nested)]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(error_lines(err)) == 1 and "invalid defocus calibration" in err
 
     manifest = tmp_path / "nested.jsonl"
     manifest.write_text(DEEP + "\n")

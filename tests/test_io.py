@@ -291,6 +291,38 @@ def test_tiff_orientation_is_applied_once_like_the_png_path(tmp_path, bits, orie
             np.testing.assert_array_equal(again.rgb, expected)
 
 
+@pytest.mark.parametrize("bits", [8, 16])
+def test_a_tiff_with_an_exif_directory_is_turned_once_and_keeps_its_photo_tags(tmp_path, bits):
+    """ifan.io_tiff's files (and cameras') carry an EXIF directory beside the orientation: read while the
+    file is open, turned once, the layout tags left behind, and written again upright with the rest."""
+    from PIL import ExifTags
+
+    from ifan.io_tiff import encode_tiff
+
+    stored = corners(bits)
+    exif = PILImage.Exif()
+    exif[0x010F] = "TestCam"
+    exif[ExifTags.IFD.Exif] = {34855: 800}
+    data = encode_tiff(stored, exif=exif.tobytes())
+    upright = struct.pack("<HHIHH", 274, 3, 1, 1, 0)  # encode_tiff's own orientation entry: 1
+    assert data.count(upright) == 1
+    (tmp_path / "in.tif").write_bytes(data.replace(upright, struct.pack("<HHIHH", 274, 3, 1, 6, 0)))
+    img = read_image(tmp_path / "in.tif")
+    expected = UPRIGHT[6](stored).astype(np.float32) / (2**bits - 1)
+    assert img.bit_depth == bits
+    np.testing.assert_array_equal(img.rgb, expected)
+    got = PILImage.Exif()
+    got.load(img.exif)
+    assert got[0x010F] == "TestCam" and got.get(0x0112, 1) == 1 and got.get_ifd(ExifTags.IFD.Exif) == {34855: 800}
+    assert not {256, 257, 273, 279} & set(got)  # the input's layout does not travel
+    for suffix in (".tif", ".png"):
+        back = read_image(write_like(tmp_path / f"out{suffix}", img.rgb, img))
+        np.testing.assert_array_equal(back.rgb, expected)
+        again = PILImage.Exif()
+        again.load(back.exif)
+        assert again[0x010F] == "TestCam" and again.get_ifd(ExifTags.IFD.Exif)[34855] == 800
+
+
 def big_exif(orientation: int = 1) -> bytes:
     """70 KB of EXIF: a camera name, an orientation and a 70,000-byte user comment (more than JPEG's 64 KB)."""
     from PIL import ExifTags

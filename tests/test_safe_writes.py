@@ -91,6 +91,41 @@ def test_logs_checkpoints_weights_and_atomic_writes_do_not_follow_links(tmp_path
     assert (tmp_path / "a.txt").read_bytes() == b"new"
 
 
+def test_the_photo_writers_do_not_follow_links(tmp_path, weights):
+    """--save-mask, a 16-bit TIFF with its EXIF (ifan.io_tiff), the page's slider data and the rewrite of
+    a weights file's metadata (calibrate_defocus --write) go through the same atomic writes."""
+    from ifan import create_model
+    from ifan.apps.adjust import VIEWS_FILE, save_views
+    from ifan.inference.calibration import UNCALIBRATED
+    from ifan.models.serialization import save_weights, update_metadata
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    photo = write_image(tmp_path / "in" / "a.png", pattern(), bit_depth=16)
+    out = tmp_path / "out"
+    out.mkdir()
+    for name in ("a_deblurred.tif", "a_mask.png"):
+        (out / name).symlink_to(victim)
+    assert deblur([str(photo), "-o", str(out), "--model", weights, "--format", "tiff", "--keep-bokeh", "6",
+                   "--save-mask", "--overwrite"]) == 0
+    assert victim.read_text() == "precious" and not any(p.is_symlink() for p in out.iterdir())
+    assert read_image(out / "a_deblurred.tif").bit_depth == 16 and read_image(out / "a_mask.png").grayscale
+
+    model = create_model("ifan", channels=2, iterations=1)
+    src = save_weights(tmp_path / "w.safetensors", model.config, model.state_dict())
+    (tmp_path / "calibrated.safetensors").symlink_to(victim)
+    update_metadata(src, tmp_path / "calibrated.safetensors", {"note": "x"})
+    views = tmp_path / "view"
+    views.mkdir()
+    (views / VIEWS_FILE).symlink_to(victim)
+    rgb = pattern(16, 16)
+    save_views(views, {"before": rgb, "after": rgb}, np.zeros((16, 16), np.float32), UNCALIBRATED, (16, 16),
+               (0, 0, 16))
+    assert victim.read_text() == "precious"
+    assert not (tmp_path / "calibrated.safetensors").is_symlink() and not (views / VIEWS_FILE).is_symlink()
+    assert no_temporaries(tmp_path)
+
+
 # -- 4: two runs into one folder --------------------------------------------------------------------------
 _STALLED_RUN = """
 import sys, time

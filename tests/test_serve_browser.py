@@ -238,6 +238,44 @@ def test_upload_deblur_and_download_in_chromium(server, browser, tmp_path):
     assert (server.workdir / "jobs" / "old" / "photo.png").is_file()  # the user's old folder is still there
 
 
+def test_sliders_recompose_without_the_network_in_chromium(server, browser, tmp_path):
+    """Strength and keep-bokeh sliders: the previews, the mask and the full-size download change, and no
+    new job (a network run) is made; strength 0 downloads the photo itself, bit for bit."""
+    from playwright.sync_api import expect
+
+    src = write_image(tmp_path / "knobs.png", pattern(48, 64, seed=3), bit_depth=16)
+    page = browser.new_page(viewport={"width": 1280, "height": 1100}, accept_downloads=True)
+    page.goto(server.url)
+    page.locator("#photo input[type=file]").set_input_files(src)
+    page.click("#run")
+    download = page.locator("#download")
+    expect(download).to_contain_text("knobs_deblurred.png", timeout=60_000)
+    jobs = sorted(server.workdir.glob("ifan-serve-*/jobs/*"))
+
+    def set_knob(elem_id: str, value: str) -> None:
+        box = page.locator(f"#{elem_id} input[type=number]")
+        box.fill(value)
+        box.press("Tab")  # the release event
+
+    set_knob("strength", "0")
+    expect(download).to_contain_text("strength 0", timeout=30_000)
+    with page.expect_download() as info:
+        download.click()
+    saved = tmp_path / "strength0.png"
+    info.value.save_as(saved)
+    got, photo = read_image(saved), read_image(src)
+    assert got.bit_depth == 16
+    np.testing.assert_array_equal(np.round(got.rgb * 65535), np.round(photo.rgb * 65535))
+
+    set_knob("strength", "1")
+    set_knob("keep-bokeh", "6")
+    expect(download).to_contain_text("bokeh kept beyond 6 px", timeout=30_000)
+    expect(page.locator("#mask img")).to_be_visible()
+    assert sorted(server.workdir.glob("ifan-serve-*/jobs/*")) == jobs  # no network run for the sliders
+    page.screenshot(path=str(tmp_path / "serve_sliders.png"), full_page=True)
+    page.close()
+
+
 def test_the_model_menu_switches_models_and_says_how_to_add_others(server, browser, tmp_path):
     from playwright.sync_api import expect
 

@@ -32,6 +32,8 @@ from PIL import Image as PILImage
 from PIL import UnidentifiedImageError
 
 from ifan.fileutil import atomic_write_bytes, shown
+from ifan.io_raw import is_raw, raw_size, read_raw
+from ifan.io_tiff import encode_tiff
 from ifan.metadata import TIFF_LAYOUT_TAGS, fit_exif
 
 READ_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp"})
@@ -61,8 +63,10 @@ class Image:
         grayscale: the file had one colour channel (or was CMYK-free grey).
         icc_profile: the embedded ICC profile (dropped for CMYK files, converted to RGB).
         exif: EXIF bytes with the orientation reset to 1, or None.
-        format: the file format as Pillow names it (``"PNG"``, ``"JPEG"``, ...).
+        format: the file format as Pillow names it (``"PNG"``, ``"JPEG"``, ...; ``"RAW (NEF)"``).
         frames: the frames (or pages) in the file; only the first is read.
+        description: how the pixels were obtained where that is worth saying (camera RAW: LibRaw's
+            settings and the metadata carried, :mod:`ifan.io_raw`), else empty.
     """
 
     rgb: np.ndarray
@@ -73,6 +77,7 @@ class Image:
     exif: bytes | None = None
     format: str = "PNG"
     frames: int = 1
+    description: str = ""
 
     @property
     def size(self) -> tuple[int, int]:
@@ -251,7 +256,9 @@ def _open_unlimited(path: Path) -> PILImage.Image:
 def read_size(path: str | os.PathLike) -> tuple[int, int]:
     """``(height, width)`` from the file's header, nothing decoded (as stored, or for a TIFF, which Pillow turns
     as it opens it, upright: the pixel count is what matters);
-    :class:`ImageReadError` when it cannot be opened as an image."""
+    :class:`ImageReadError` when it cannot be opened as an image. Camera RAW files: :mod:`ifan.io_raw`."""
+    if is_raw(path):
+        return raw_size(path)
     try:
         with _open_unlimited(Path(path)) as pil:
             return pil.size[1], pil.size[0]
@@ -281,6 +288,8 @@ def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS,
         raise ImageReadError(f"{shown(path)}: not a file")
     if path.stat().st_size == 0:
         raise ImageReadError(f"{shown(path)}: empty file (0 bytes)")
+    if is_raw(path):  # camera RAW: LibRaw demosaics it to 16-bit sRGB
+        return read_raw(path, max_pixels, limit_note)
     try:
         pil = _open_unlimited(path)
     except UnidentifiedImageError:
@@ -316,6 +325,14 @@ def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS,
                 arr, bit_depth, drop_icc = _decode_pillow(path, pil)
                 # Pillow (12 on) turns a TIFF upright as it loads it, and then drops the tag
                 turned = fmt == "TIFF" and _ORIENTATION not in pil.tag_v2
+            if fmt == "TIFF":
+                for tag in TIFF_LAYOUT_TAGS & set(exif):  # the TIFF's own layout, not the photo's metadata
+                    del exif[tag]
+            exif_bytes = None
+            if len(exif):  # while the file is open: a TIFF's EXIF directory is read from it now
+                if orientation != 1:
+                    exif[_ORIENTATION] = 1
+                exif_bytes = exif.tobytes()
         except ImageReadError:
             raise
         except (OSError, SyntaxError, ValueError) as err:
@@ -324,15 +341,6 @@ def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS,
 
     rgb, alpha, grayscale = _to_float(arr, bit_depth, 1 if turned else orientation)
     del arr
-
-    exif_bytes = None
-    if fmt == "TIFF":
-        for tag in TIFF_LAYOUT_TAGS & set(exif):  # the TIFF's own layout, not the photo's metadata
-            del exif[tag]
-    if len(exif):
-        if orientation != 1:
-            exif[_ORIENTATION] = 1
-        exif_bytes = exif.tobytes()
     return Image(
         rgb=rgb,
         alpha=alpha,
@@ -429,12 +437,12 @@ def encode_image(
         _quantize(rgb[:, :, None] if rgb.ndim == 2 else rgb, bit_depth, out=arr[:, :, :-1])
         _quantize(np.asarray(alpha, dtype=np.float32), bit_depth, out=arr[:, :, -1])
 
+    if fmt == "tiff" and (arr.ndim == 2 or arr.shape[2] != 2):  # with the EXIF directory Pillow cannot write
+        return encode_tiff(arr, icc_profile, exif)  # and the metadata OpenCV drops
     if bit_depth == 16:
         if fmt == "png":
             return _add_png_metadata(encode_png_pixels(arr), icc_profile, exif)
-        if arr.ndim == 3 and arr.shape[2] >= 3:  # arr is ours: convert in place
-            arr = cv2.cvtColor(arr, cv2.COLOR_RGBA2BGRA if arr.shape[2] == 4 else cv2.COLOR_RGB2BGR, dst=arr)
-        ok, buf = cv2.imencode(".tiff", arr)
+        ok, buf = cv2.imencode(".tiff", arr)  # 16-bit grey + alpha: as OpenCV writes (and reads) it
         if not ok:
             raise ImageWriteError("OpenCV could not encode a 16-bit TIFF")
         return buf.tobytes()

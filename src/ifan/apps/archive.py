@@ -41,6 +41,7 @@ from ifan.apps.manifest import MANIFEST_NAME, PartWriter, is_manifest, read_mani
 from ifan.apps.pipeline import Counts, deblur_files
 from ifan.fileutil import LockBusy, hold_lock, release_lock, remove_stale_temps, shown
 from ifan.inference import Deblurrer
+from ifan.inference.calibration import KAPPA
 from ifan.inference.distributed import DistInfo, broadcast, setup, teardown
 
 # The collectives at the end wait for the slowest rank's whole share (hours on a resumed archive whose
@@ -251,6 +252,13 @@ def _run(inputs, options: OutputOptions, run: ArchiveOptions, load, info: DistIn
             return 1
         if run.verbose:
             _say(info, f"model {run.model}: {deblurrer.describe()}", everyone=True)
+            if not options.blend.plain:
+                _say(info, f"blend: {options.blend.describe(deblurrer.calibration)}")
+        if options.blend.needs_defocus and not deblurrer.calibration.calibrated:
+            _say(info, f"note: {run.model} has no defocus calibration, so --keep-bokeh takes the blur radius as "
+                       f"|defocus| / {KAPPA} (an ideal dual-pixel split), which may be off for this model; check "
+                       "the mask with --save-mask (python -m benchmarks.calibrate_defocus --model FILE --write "
+                       "calibrates it)")
         mine = shard(files, info)
         _clean_temps(mine, options)
         records, seconds, part = _deblur_share(deblurrer, mine, files, options, run, info, manifest)

@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ifan.apps import training_cli, weights_cli
-from ifan.apps.options import (check_new_file, device_argument, integer, load_deblurrer, max_memory_argument,
-                               model_argument, output_argument, overwrite_argument, precision_argument)
+from ifan.apps.options import (blend_arguments, blend_settings, check_new_file, device_argument, integer,
+                               load_deblurrer, max_memory_argument, model_argument, output_argument,
+                               overwrite_argument, precision_argument)
 
 
 # subcommands --------------------------------------------------------------------------------------
@@ -69,7 +70,9 @@ def _deblur_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--defocus-raw", choices=sorted(RAW_KINDS),
                    help="also write the signed defocus map in pixels: NAME_defocus.npy (float32) or "
                         "NAME_defocus16.png (uint16 = 32768 + 256 * pixels)")
-    p.add_argument("--format", choices=sorted(WRITE_FORMATS), help="output format (default: the input's)")
+    p.add_argument("--format", choices=sorted(WRITE_FORMATS),
+                   help="output format (default: the input's; 16-bit TIFF for camera RAW)")
+    blend_arguments(p)
     p.add_argument("--overwrite", action="store_true",
                    help="replace existing outputs, and a --manifest FILE that is not a manifest (never an input)")
     p.add_argument("--compile", action="store_true", help="torch.compile the network (pays off on many equal tiles)")
@@ -109,7 +112,7 @@ def _deblur(args: argparse.Namespace) -> int:
     except ValueError as err:
         raise ValueError(f"--tile {args.tile}: {err}; choose a larger --tile or a smaller --overlap") from None
     options = OutputOptions(args.output, args.format, args.defocus_map, args.defocus_raw, args.overwrite,
-                            args.max_pixels, args.quality)
+                            args.max_pixels, args.quality, blend_settings(args), args.save_mask)
     run = ArchiveOptions(model=args.model, device=args.device, manifest=args.manifest, retry_failed=args.retry_failed,
                          threads=args.threads, batch=args.batch, overlap=not args.sequential_io, quiet=args.quiet,
                          verbose=args.verbose)

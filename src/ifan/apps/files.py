@@ -16,13 +16,15 @@ Naming rule (``SUFFIX`` = ``_deblurred``)::
     "shoot/**/*.jpg" -o OUT     -> the same, relative to the glob's fixed prefix (shoot/)
     --defocus-map               -> <name>_defocus.png beside the result (colour), and with
                                    --defocus-raw npy|png16 <name>_defocus.npy / <name>_defocus16.png
+    --save-mask                 -> <name>_mask.png: the blend mask of --keep-bokeh (8-bit grey)
+    photo.nef (camera RAW)      -> photo_deblurred.tif (16-bit), unless --format says otherwise
 
 The output format is the input's (``.jpeg`` stays ``.jpeg``; formats that cannot be written, such
 as BMP, become PNG) unless ``--format`` names one; a 16-bit or transparent image asked to go into a
 format that cannot hold it (JPEG, or WebP for 16 bits) is written as PNG instead, with a note.
 Folders are searched recursively for image files (hidden entries and files whose names already
 end in ``_deblurred``/``_defocus``/``_defocus16`` are left out); files named explicitly are always
-tried when their suffix is one of :data:`ifan.io.READ_SUFFIXES` (others are refused by name). Globs
+tried when their suffix is one of :data:`INPUT_SUFFIXES` (others are refused by name). Globs
 follow links to folders but enter each real folder once (:func:`ifan.fileutil.expand_glob`).
 
 What is never overwritten: an input (even with ``overwrite``); an existing file, unless
@@ -44,15 +46,20 @@ import numpy as np
 
 from ifan.fileutil import GLOB_CHARS, expand_glob, fit_name, shown, split_glob
 from ifan.inference import Deblurrer, TilePlan, format_bytes
+from ifan.inference.blend import BlendSettings
 from ifan.inference.memory import DEFAULT_BUDGET_FRACTION, available_ram
 from ifan.io import (DEFAULT_MAX_PIXELS, READ_SUFFIXES, WRITE_FORMATS, Image, ImageReadError, ImageWriteError,
-                     read_image, write_like)
+                     read_image, write_image, write_like)
+from ifan.io_raw import RAW_OUTPUT_SUFFIX, RAW_SUFFIXES, is_raw
 from ifan.viz import save_defocus
 
 SUFFIX = "_deblurred"
 DEFOCUS_SUFFIX = "_defocus"
+MASK_SUFFIX = "_mask"
 RAW_KINDS = {"npy": ("_defocus", ".npy"), "png16": ("_defocus16", ".png")}
-_OWN_SUFFIXES = (SUFFIX, DEFOCUS_SUFFIX, "_defocus16")
+_OWN_SUFFIXES = (SUFFIX, DEFOCUS_SUFFIX, "_defocus16", MASK_SUFFIX)
+INPUT_SUFFIXES = READ_SUFFIXES | RAW_SUFFIXES
+SUPPORTED = f"{', '.join(sorted(READ_SUFFIXES))} and camera RAW ({', '.join(sorted(RAW_SUFFIXES))})"
 # Peak memory of deblurring a file, per pixel of the image, beyond one tile's forward: reading, the
 # float image, the blend buffers, the result and its encoding. Measured with a tiny model under forced
 # 768 px tiles (peak RSS of 3000x3000 minus 768x768 PNGs): 36 (8-bit) and 45 (16-bit) bytes per
@@ -79,7 +86,7 @@ class Collected:
 
 
 def _is_image_name(p: Path) -> bool:
-    return p.suffix.lower() in READ_SUFFIXES and not p.stem.endswith(_OWN_SUFFIXES) and not p.name.startswith(".")
+    return p.suffix.lower() in INPUT_SUFFIXES and not p.stem.endswith(_OWN_SUFFIXES) and not p.name.startswith(".")
 
 
 def collect_inputs(args: Iterable[str | os.PathLike]) -> Collected:
@@ -96,17 +103,17 @@ def collect_inputs(args: Iterable[str | os.PathLike]) -> Collected:
         text = str(arg)
         path = Path(text)
         if path.is_file():
-            if path.suffix.lower() in READ_SUFFIXES:
+            if path.suffix.lower() in INPUT_SUFFIXES:
                 add(path, None)
             else:
                 out.errors.append(f"{shown(path)}: unsupported format {path.suffix or '(no suffix)'!r}; "
-                                  f"supported: {', '.join(sorted(READ_SUFFIXES))}")
+                                  f"supported: {SUPPORTED}")
         elif path.is_dir():
             found = sorted(p for p in path.rglob("*")
                            if p.is_file() and _is_image_name(p)
                            and not any(part.startswith(".") for part in p.relative_to(path).parts))
             if not found:
-                out.errors.append(f"{shown(path)}: no image files in this folder ({', '.join(sorted(READ_SUFFIXES))})")
+                out.errors.append(f"{shown(path)}: no image files in this folder ({SUPPORTED})")
             for p in found:
                 add(p, path)
         elif GLOB_CHARS & set(text):
@@ -138,7 +145,7 @@ def output_path(item: InputFile, out_dir: str | os.PathLike | None, fmt: str | N
         else:
             own = named.suffix.lower()
             writable = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp"}
-            ext = named.suffix if own in writable else ".png"
+            ext = named.suffix if own in writable else RAW_OUTPUT_SUFFIX if is_raw(named) else ".png"
     name = fit_name(named.stem + suffix + ext, keep=suffix + ext)  # too long a name is shortened
     if out_dir is None:
         return item.path.parent / name
@@ -158,6 +165,8 @@ class OutputOptions:
         overwrite: replace existing outputs (never an input, never a file written earlier in the run).
         max_pixels: refuse larger images (None: what the memory of the run holds, :func:`pixel_limit`).
         quality: JPEG/WebP quality.
+        blend: how the result is recomposed from the input and the model's (``--strength``,
+            ``--keep-bokeh``, ``--mask``); save_mask: also write ``NAME_mask.png``, the mask used.
     """
 
     out_dir: Path | None = None
@@ -167,6 +176,8 @@ class OutputOptions:
     overwrite: bool = False
     max_pixels: int | None = None
     quality: int = 95
+    blend: BlendSettings = BlendSettings()
+    save_mask: bool = False
 
 
 @dataclass
@@ -177,7 +188,8 @@ class FileReport:
         target: where its result image goes (None when unknown).
         error: what made it fail (None otherwise), for callers with their own wording.
         seconds: time spent deblurring (not reading or writing).
-        notes: what was not kept (metadata a format cannot hold), for ``-v``.
+        notes: for ``-v``: how the input was decoded and what of its metadata was carried (camera RAW),
+            what was not kept (metadata a format cannot hold).
     """
 
     path: Path
@@ -226,7 +238,7 @@ def _format_of(path: Path) -> str:
 
 def planned_outputs(item: InputFile, options: OutputOptions) -> list[tuple[Path, str]]:
     """The files :func:`deblur_file` writes for ``item``, as ``(path, kind)``: the image (kind
-    ``"image"``) first, then the defocus maps (``"color"``, ``"npy"``, ``"png16"``)."""
+    ``"image"``) first, then the defocus maps (``"color"``, ``"npy"``, ``"png16"``) and the mask (``"mask"``)."""
     out_dir = options.out_dir
     planned = [(output_path(item, out_dir, options.fmt), "image")]
     if options.defocus_map:
@@ -234,6 +246,8 @@ def planned_outputs(item: InputFile, options: OutputOptions) -> list[tuple[Path,
     if options.defocus_raw is not None:
         suffix, ext = RAW_KINDS[options.defocus_raw]
         planned.append((output_path(item, out_dir, suffix=suffix, ext=ext), options.defocus_raw))
+    if options.save_mask:
+        planned.append((output_path(item, out_dir, suffix=MASK_SUFFIX, ext=".png"), "mask"))
     return planned
 
 
@@ -286,6 +300,7 @@ class Job:
     note: str = ""
     fallback: bool = False  # the result goes to PNG, not its planned format: a name known only once read
     todo: list[tuple[Path, str]] = field(default_factory=list)
+    blend_map: bool = False  # the blend mask is computed from the defocus map (--keep-bokeh)
 
     @property
     def target(self) -> Path:
@@ -293,8 +308,8 @@ class Job:
 
     @property
     def defocus(self) -> bool:
-        """A defocus map is to be written."""
-        return any(kind != "image" for _, kind in self.todo)
+        """The run needs the defocus map: one is to be written, or the blend mask comes from it."""
+        return self.blend_map or any(kind not in ("image", "mask") for _, kind in self.todo)
 
 
 def failure(path: Path, err: Exception, **fields) -> FileReport:
@@ -324,18 +339,23 @@ def read_job(deblurrer: Deblurrer, item: InputFile, options: OutputOptions) -> J
         return FileReport(path, "skipped", f"{shown(path)}: skipped, {shown(target)} already exists (use --overwrite)",
                           target=target)
     try:
+        blend_map = options.blend.needs_defocus
         limit, limit_note = (options.max_pixels, "--max-pixels") if options.max_pixels is not None else \
-            pixel_limit(deblurrer, any(kind != "image" for _, kind in planned))
+            pixel_limit(deblurrer, blend_map or any(kind not in ("image", "mask") for _, kind in planned))
         img = read_image(path, max_pixels=limit, limit_note=limit_note)
     except FILE_ERRORS as err:
         return failure(path, err, target=target)
+    if (why := options.blend.size_error(img.size)) is not None:
+        return FileReport(path, "failed", f"{shown(path)}: not deblurred: {why}", target=target)
     out_fmt = fmt or _format_of(target)
     frames = f" (only the first of its {img.frames} frames: one image per file)" if img.frames > 1 else ""
-    if _holds(out_fmt, img.bit_depth, img.alpha is not None):
-        return Job(item, img, planned, frames)
+    # a RAW decode is 16-bit by choice, not by content: an asked-for JPEG or WebP gets 8 bits
+    if _holds(out_fmt, img.bit_depth, img.alpha is not None) or (fmt is not None and is_raw(path)):
+        return Job(item, img, planned, frames, blend_map=blend_map)
     why = "16-bit" if img.bit_depth == 16 else "transparent"
     planned[0] = (target.with_suffix(".png"), "image")
-    return Job(item, img, planned, f"{frames} (written as PNG: {out_fmt.upper()} cannot hold this {why} image)", True)
+    return Job(item, img, planned, f"{frames} (written as PNG: {out_fmt.upper()} cannot hold this {why} image)", True,
+               blend_map=blend_map)
 
 
 class Claims:
@@ -398,10 +418,10 @@ def claim_job(job: Job, options: OutputOptions, protected: frozenset[Path] = fro
 
 
 def write_job(job: Job, rgb: np.ndarray, defocus: np.ndarray | None, options: OutputOptions,
-              plan: TilePlan | None = None, seconds: float = 0.0) -> FileReport:
+              plan: TilePlan | None = None, seconds: float = 0.0, mask: np.ndarray | None = None) -> FileReport:
     """Write the job's outputs (without ``overwrite``, none that appeared meanwhile): its report,
     which names what was written even when a later output fails."""
-    path, written, notes = job.item.path, [], []
+    path, written, notes = job.item.path, [], [job.image.description] if job.image.description else []
     kept = [p for p, kind in job.planned if (p, kind) not in job.todo]
     try:
         for p, kind in job.todo:
@@ -409,6 +429,9 @@ def write_job(job: Job, rgb: np.ndarray, defocus: np.ndarray | None, options: Ou
                 kept.append(p)
             elif kind == "image":
                 written.append(write_like(p, rgb, job.image, quality=options.quality, notes=notes))
+            elif kind == "mask":
+                ones = np.ones(job.image.size, np.float32)  # --save-mask with --strength alone: all deblurred
+                written.append(write_image(p, ones if mask is None else mask, bit_depth=8, grayscale=True))
             else:
                 written.append(save_defocus(p, np.asarray(defocus), kind))
     except FILE_ERRORS as err:
@@ -445,11 +468,12 @@ def deblur_file(deblurrer: Deblurrer, item: InputFile, options: OutputOptions = 
         listener.planned(item, plan)
         start = time.perf_counter()
         result = deblurrer.deblur(job.image.rgb, return_defocus=job.defocus, plan=plan, progress=listener.tile)
+        rgb, defocus = result if job.defocus else (result, None)
+        rgb, mask = options.blend.apply(job.image.rgb, rgb, defocus, deblurrer.calibration)  # strength, bokeh, mask
         seconds = time.perf_counter() - start
     except FILE_ERRORS as err:
         return failure(item.path, err, target=job.target)
-    rgb, defocus = result if job.defocus else (result, None)
-    report = write_job(job, rgb, defocus, options, plan, seconds)
+    report = write_job(job, rgb, defocus, options, plan, seconds, mask)
     if report.status != "failed":
         listener.result(item, job.image, rgb, defocus)
     return report

@@ -28,8 +28,8 @@ def integer(low: int | None = None, high: int | None = None):
     return parse
 
 
-def number(low: float, high: float):
-    """An argparse type: a finite number in ``[low, high]``."""
+def number(low: float, high: float, what: str | None = None):
+    """An argparse type: a finite number in ``[low, high]`` (``what``: how the error names it)."""
 
     def parse(text: str) -> float:
         try:
@@ -37,7 +37,7 @@ def number(low: float, high: float):
         except ValueError:
             value = math.nan
         if not low <= value <= high:  # NaN fails this too
-            raise argparse.ArgumentTypeError(f"expected a number from {low:g} to {high:g}, got {text}")
+            raise argparse.ArgumentTypeError(f"expected {what or f'a number from {low:g} to {high:g}'}, got {text}")
         return value
 
     return parse
@@ -105,6 +105,41 @@ def max_memory_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-memory", metavar="SIZE", type=size_text,
                    help="peak memory to stay under, e.g. 4G (GiB) or 4GB; larger images are tiled "
                         f"(default: memory in use + {share} of what is available)")
+
+
+def blend_arguments(p: argparse.ArgumentParser) -> None:
+    """``--strength``, ``--keep-bokeh``, ``--mask`` and ``--save-mask`` (:mod:`ifan.inference.blend`)."""
+    from ifan.inference.blend import DEFAULT_KEEP_BOKEH, DEFAULT_TRANSITION, MAX_STRENGTH
+
+    p.add_argument("--strength", type=number(0, MAX_STRENGTH),
+                   default=1.0, metavar="S",
+                   help=f"how much of the model's change to apply: 0 = the input, 1 = the model (default), up to "
+                        f"{MAX_STRENGTH:g} exaggerates it")
+    p.add_argument("--keep-bokeh", type=number(1e-3, 1e4, "a blur radius in pixels above 0"),
+                   metavar="R",
+                   help=f"leave regions blurred by more than R px of blur radius (the model's calibrated estimate) "
+                        f"as they were, with a smooth transition ({DEFAULT_TRANSITION:g} px wide); the subject and "
+                        f"anything less blurred is deblurred. {DEFAULT_KEEP_BOKEH:g} is a good start")
+    p.add_argument("--mask", metavar="FILE",
+                   help="a grey mask of the photo's size (white = deblur, black = keep the input; 8 or 16 bits); "
+                        "overrides --keep-bokeh")
+    p.add_argument("--save-mask", action="store_true",
+                   help="also write NAME_mask.png, the mask --keep-bokeh used (8-bit grey), to refine in an editor "
+                        "and give back with --mask")
+
+
+def blend_settings(args: argparse.Namespace):
+    """The :class:`~ifan.inference.blend.BlendSettings` of the parsed options (reads ``--mask``).
+
+    Raises:
+        ValueError: ``--save-mask`` without a mask to save, or an unreadable or colour ``--mask``.
+    """
+    from ifan.inference.blend import BlendSettings, read_mask
+
+    if args.save_mask and args.keep_bokeh is None and args.mask is None:
+        raise ValueError("--save-mask writes the mask of --keep-bokeh (or --mask): give one of them")
+    mask = None if args.mask is None else read_mask(args.mask)
+    return BlendSettings(args.strength, args.keep_bokeh, mask=mask, mask_name=str(args.mask or "the mask"))
 
 
 def load_deblurrer(args: argparse.Namespace, device=None, **options):

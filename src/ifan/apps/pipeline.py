@@ -182,16 +182,20 @@ class _Loop:
                 results = self.deblurrer.deblur_batch([job.image.rgb for job in jobs], return_defocus=first.defocus,
                                                       plan=plan)
                 self.listener.tile(1, 1)
+            blended = []
+            for job, result in zip(jobs, results):
+                rgb, defocus = result if job.defocus else (result, None)
+                blended.append((*self.options.blend.apply(job.image.rgb, rgb, defocus, self.deblurrer.calibration),
+                                defocus))  # the recomposed result and its mask (a --mask's size is checked in read_job)
         except Exception as err:  # noqa: BLE001 - out of memory, a device error: these files fail, named
             for job in jobs:
                 self.report(failure(job.item.path, err, plan=plan, target=job.target))
             return
         seconds = (time.perf_counter() - start) / len(jobs)
         self.drain(wait=True)  # the writes behind, done during the network as a rule
-        for job, result in zip(jobs, results):
-            rgb, defocus = result if job.defocus else (result, None)
+        for job, (rgb, mask, defocus) in zip(jobs, blended):
             future = self.pool.submit(_guarded, job.item.path, write_job, job, rgb, defocus, self.options, plan,
-                                      seconds)
+                                      seconds, mask)
             self.writes.append((job, rgb, defocus, future))
 
     # -- reports, in input order ------------------------------------------------------------------

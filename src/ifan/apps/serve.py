@@ -9,6 +9,8 @@ Three layers:
   and 100 % crops are drawn beside them. One job at a time.
 * :func:`build_page`, a thin Gradio page over it: upload or example, progress, before/after
   slider, crops side by side at 100 %, defocus map, downloads; a queue runs one job at a time.
+  Sliders for the strength and ``--keep-bokeh`` recompose the result without running the network
+  again (:mod:`ifan.apps.adjust`).
 * :func:`serve`, which mounts the page in a FastAPI app behind :class:`~ifan.apps.guard.RequestGuard` (what
   the server accepts and how it sends files) and runs it with uvicorn on 127.0.0.1 by default. Gradio's
   analytics, share links, run history, monitoring, MCP and server-side rendering are off.
@@ -37,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ifan.apps.adjust import KEEP_BOKEH_OFF, Sliders, adjust_file, adjust_views, save_views
 from ifan.apps.demo import example_path
 from ifan.apps.files import InputFile, Listener, OutputOptions, deblur_file
 from ifan.apps.guard import RequestGuard, is_loopback
@@ -81,6 +84,7 @@ class Job:
         before, after, defocus_preview: 8-bit PNGs at most :data:`PREVIEW_SIDE` on a side.
         crop_before, crop_after: the same window of input and result at 100 %.
         crop_box: ``(top, left, side)`` of that window (where |defocus| x local contrast is largest).
+        source: the upload; frames: how many frames (or pages) it holds (only the first is deblurred).
     """
 
     name: str
@@ -96,7 +100,12 @@ class Job:
     crop_box: tuple[int, int, int]
     plan: TilePlan
     seconds: float
+    source: Path
     frames: int = 1
+
+    @property
+    def folder(self) -> Path:
+        return self.output.parent
 
     def summary(self) -> str:
         """One Markdown line: size, bit depth, how it was run, time."""
@@ -175,7 +184,7 @@ class DeblurService:
         with self._lock:
             report(0.0, "reading the image")
             job = self._new_job_dir()
-            views = _JobViews(job, report)
+            views = _JobViews(job, report, self.deblurrer)
             done = deblur_file(self.deblurrer, InputFile(path, name=name),
                                OutputOptions(out_dir=job, defocus_map=True, max_pixels=self.limits.max_pixels),
                                protected=frozenset({path.resolve()}), listener=views)
@@ -184,14 +193,37 @@ class DeblurService:
             report(1.0, "done")
             output, defocus_file = done.outputs
             return Job(name, views.size, views.bit_depth, output, defocus_file, crop_box=views.crop_box,
-                       plan=done.plan, seconds=done.seconds, frames=views.frames, **views.paths)
+                       plan=done.plan, seconds=done.seconds, source=path, frames=views.frames, **views.paths)
+
+    def adjust(self, job: Job, strength: float, keep_bokeh: float, full: bool = False):
+        """Recompose ``job`` at ``strength`` and ``keep_bokeh`` (px; :data:`KEEP_BOKEH_OFF`: off) without
+        the network: the previews (:class:`~ifan.apps.adjust.Adjusted`), or with ``full`` the full-size
+        result's path (the job's own result when nothing changes).
+
+        Raises:
+            UploadError: the job's files are gone (older than :data:`KEEP_SECONDS`), or cannot be read.
+        """
+        if not job.folder.resolve().is_relative_to(self.jobs) or not job.folder.is_dir():
+            raise UploadError(f"{job.name}: this result is no longer on the server; deblur the photo again")
+        plain = strength == 1.0 and keep_bokeh <= KEEP_BOKEH_OFF
+        try:
+            if not full:
+                out = job.folder / "view" / "adjusted" / uuid.uuid4().hex[:8]  # new names: browsers cache by URL
+                return adjust_views(job.folder / "view", out, strength, keep_bokeh)
+            if plain:
+                return job.output
+            with self._lock:
+                out = job.folder / "adjusted" / uuid.uuid4().hex[:8]
+                return adjust_file(job.folder / "view", job.source, job.output, out, strength, keep_bokeh)
+        except (OSError, ValueError) as err:
+            raise UploadError(f"{job.name}: could not recompose the result ({err})") from None
 
 
 class _JobViews(Listener):
     """Reports the progress of one upload, and draws its previews and 100 % crops from the arrays."""
 
-    def __init__(self, job: Path, report: Progress) -> None:
-        self.job, self.report = job, report
+    def __init__(self, job: Path, report: Progress, deblurrer: Deblurrer) -> None:
+        self.job, self.report, self.calibration = job, report, deblurrer.calibration
 
     def planned(self, item: InputFile, plan: TilePlan) -> None:
         self.report(0.05, "deblurring" if not plan.tiled else f"deblurring: tile 0 of {plan.num_tiles}")
@@ -214,6 +246,8 @@ class _JobViews(Listener):
             "crop_before": image.rgb[window], "crop_after": deblurred[window],
         }
         self.paths = {key: write_image(self.job / "view" / f"{key}.png", rgb) for key, rgb in views.items()}
+        del views["defocus_preview"]  # what the sliders recompose from (ifan.apps.adjust)
+        save_views(self.job / "view", views, defocus, self.calibration, image.size, self.crop_box)
 
 
 def _upload_message(error: Exception | None, message: str, path: Path, name: str) -> str:
@@ -258,6 +292,7 @@ def build_page(service: DeblurService, model_label: str, examples: list[Path] | 
                 photo = gr.Image(label="Photo", type="filepath", image_mode=None, sources=["upload"],
                                  height=360, elem_id="photo")
                 run = gr.Button("Deblur", variant="primary", elem_id="run")
+                sliders = Sliders()
                 if examples:
                     gr.Examples([[str(p)] for p in examples], inputs=photo, label="Bundled example",
                                 elem_id="examples")
@@ -277,6 +312,7 @@ def build_page(service: DeblurService, model_label: str, examples: list[Path] | 
                                   height=CROP_SIDE + 40, elem_id="crop-after", buttons=[])
             defocus = gr.Image(label="Estimated defocus (bright = more blur)", interactive=False,
                                height=CROP_SIDE + 40, elem_id="defocus", buttons=["fullscreen"])
+            sliders.mask_view(height=CROP_SIDE + 40)
 
         def deblur(photo: dict | None, progress=gr.Progress()):
             # Unprocessed (preprocess=False): Gradio would open the file with Pillow before the limits are
@@ -292,17 +328,19 @@ def build_page(service: DeblurService, model_label: str, examples: list[Path] | 
                                       progress=lambda fraction, text: progress(fraction, desc=text))
             except UploadError as err:
                 raise fail(str(err)) from None
-            kind = f"{job.bit_depth}-bit {job.output.suffix.lstrip('.').upper()}"
-            size = _fmt_size(job.output.stat().st_size)
-            return ((str(job.before), str(job.after)), job.summary(),
-                    gr.DownloadButton(f"Download {job.output.name} ({kind}, {size})", value=str(job.output),
-                                      visible=True),
+            return ((str(job.before), str(job.after)), job.summary(), _download(job, job.output),
                     gr.DownloadButton(f"Download {job.defocus.name}", value=str(job.defocus), visible=True),
-                    str(job.crop_before), str(job.crop_after), str(job.defocus_preview))
+                    str(job.crop_before), str(job.crop_after), str(job.defocus_preview), job)
 
-        outputs = [slider, info, download, download_map, crop_before, crop_after, defocus]
-        run.click(deblur, inputs=photo, outputs=outputs, preprocess=False, concurrency_limit=1, api_name="deblur",
-                  concurrency_id="job")
+        def _download(job: Job, path: Path, how: str = ""):
+            kind = f"{job.bit_depth}-bit {path.suffix.lstrip('.').upper()}"
+            return gr.DownloadButton(f"Download {path.name} ({kind}, {_fmt_size(path.stat().st_size)}{how})",
+                                     value=str(path), visible=True)
+
+        outputs = [slider, info, download, download_map, crop_before, crop_after, defocus, sliders.job]
+        deblurred = run.click(deblur, inputs=photo, outputs=outputs, preprocess=False, concurrency_limit=1,
+                              api_name="deblur", concurrency_id="job")
+        sliders.attach(service, fail, deblurred, slider, crop_after, download, _download)
     page.queue(default_concurrency_limit=1, max_size=DEFAULT_QUEUE_SIZE)
     return page
 

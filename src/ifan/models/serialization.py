@@ -6,7 +6,10 @@ names), optionally the reblurring network's under ``reblur_net.``, and metadata:
 * ``format``: ``"ifan-weights/1"``
 * ``config``: the :class:`~ifan.models.ifan.IFANConfig` as JSON (architecture and IAC form)
 * ``source``: where the weights came from (a training run, a converted official file, ...)
-* any further string entries (``model_name``, ``training``, ...)
+* any further string entries (``model_name``, ``training``, ``defocus_calibration`` (the blur-radius
+  calibration, :mod:`ifan.inference.calibration`), ...)
+
+:func:`update_metadata` rewrites a file's metadata and copies its tensor bytes unchanged.
 
 Nothing is unpickled: files are read by :mod:`ifan.tensorfile` (``.pt``/``.pth``/``.pytorch``
 with ``torch.load(weights_only=True)``). Nothing is allocated from a file's word either: before a
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +30,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from ifan.fileutil import atomic_write
+from ifan.fileutil import atomic_write, atomic_write_bytes
 from ifan.models.ifan import IFAN, IFANConfig
 from ifan.models.official import CheckpointError, infer_config, is_official_state_dict, official_key, split_official
 from ifan.models.reblur import ReblurNet
@@ -73,6 +77,37 @@ def save_weights(path: str | os.PathLike, config: IFANConfig, network: Mapping[s
     meta = {"format": FORMAT, "config": json.dumps(config.to_dict(), sort_keys=True)}
     meta.update({k: str(v) for k, v in metadata.items()})
     return atomic_write(path, lambda f: f.write(save(tensors, metadata=meta)))
+
+
+def update_metadata(src: str | os.PathLike, dst: str | os.PathLike, updates: Mapping[str, str | None]) -> Path:
+    """Write ``src`` (a safetensors file) to ``dst`` (may be ``src``) atomically with its metadata
+    entries set (None: removed) and its tensor data copied byte for byte: only the header changes.
+
+    Raises:
+        CheckpointError: ``src`` is not a safetensors file.
+    """
+    src = Path(src)
+    raw = src.read_bytes()
+    try:
+        (size,) = struct.unpack("<Q", raw[:8])
+        header = json.loads(raw[8:8 + size])
+        if not isinstance(header, dict) or 8 + size > len(raw):
+            raise ValueError("bad header")
+    except RecursionError:
+        raise CheckpointError(f"{src}: not a safetensors file (header JSON nested too deeply)") from None
+    except (struct.error, ValueError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"{src}: not a safetensors file ({err})") from None
+    meta = dict(header.get("__metadata__") or {})
+    for key, value in updates.items():
+        if value is None:
+            meta.pop(key, None)
+        else:
+            meta[key] = str(value)
+    header["__metadata__"] = meta
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)  # the data section stays 8-byte aligned, as safetensors writes it
+    data = struct.pack("<Q", len(text)) + text + raw[8 + size:]
+    return atomic_write_bytes(dst, data)
 
 
 def _read_safetensors(path: Path) -> LoadedWeights:
