@@ -18,10 +18,9 @@ from ifan.apps.files import Claims, InputFile, OutputOptions, path_key, planned_
 from ifan.fileutil import shown
 from ifan.inference import Deblurrer, TilePlan
 from ifan.inference.memory import pixel_limit
-from ifan.io import DEFAULT_MAX_PIXELS, Image, ImageReadError, ImageWriteError, format_for_path, read_image, \
-    write_image, write_like
-from ifan.io.formats import FALLBACK, FORMATS
-from ifan.io.image import DEFAULT_LIMIT_NOTE
+from ifan.io import Image, ImageReadError, ImageWriteError, read_image, write_image, write_like
+from ifan.io.formats import FALLBACK, FORMATS, format_for_path
+from ifan.io.image import DEFAULT_LIMIT_NOTE, DEFAULT_MAX_PIXELS
 from ifan.io.raw import is_raw
 from ifan.viz import save_defocus
 
@@ -139,7 +138,7 @@ def read_job(deblurrer: Deblurrer, item: InputFile, options: OutputOptions) -> J
         return failure(path, err, target=target)
     if (why := options.blend.size_error(img.size)) is not None:
         return FileReport(path, "failed", f"{shown(path)}: not deblurred: {why}", target=target)
-    out_format = FORMATS[fmt] if fmt else FORMATS[format_for_path(target)]
+    out_format = FORMATS[fmt or format_for_path(target)]
     frames = f" (only the first of its {img.frames} frames: one image per file)" if img.frames > 1 else ""
     # a RAW decode is 16-bit by choice, not by content: an asked-for JPEG or WebP gets 8 bits
     if out_format.holds(img.bit_depth, img.alpha is not None) or (fmt is not None and is_raw(path)):
