@@ -31,7 +31,8 @@ def build_model(name: str):
     import torch
 
     from ifan import create_model
-    from ifan.models.zoo import MODELS, load_model
+    from ifan.models.hub import load_model
+    from ifan.models.zoo import MODELS
 
     if name in MODELS:
         torch.manual_seed(0)

@@ -43,15 +43,15 @@ SIGNATURES = {
 }
 
 # Modules whose docstring examples are part of the documentation.
-DOCTESTED = ["ifan", "ifan.models.ifan", "ifan.models.zoo", "ifan.ops.iac", "ifan.inference.runtime",
-             "ifan.inference.memory", "ifan.inference.tiling", "ifan.inference.adapters", "ifan.inference.deblurrer",
-             "ifan.evaluate", "ifan.evaluate.metrics", "ifan.viz"]
+DOCTESTED = ["ifan", "ifan.models.ifan", "ifan.models.zoo", "ifan.models.hub", "ifan.ops.iac",
+             "ifan.inference.runtime", "ifan.inference.memory", "ifan.inference.tiling", "ifan.inference.adapters",
+             "ifan.inference.deblurrer", "ifan.evaluate", "ifan.evaluate.metrics", "ifan.viz"]
 
 
 # Where each public name is defined: the export must be that very object, not a copy or a stand-in.
 DEFINED_IN = {"Deblurrer": "ifan.inference.deblurrer", "IFAN": "ifan.models.ifan", "IFANConfig": "ifan.models.ifan",
               "IFANOutput": "ifan.models.ifan", "ReblurNet": "ifan.models.reblur", "create_model": "ifan.models.zoo",
-              "list_models": "ifan.models.zoo", "load_model": "ifan.models.zoo", "load_reblur_net": "ifan.models.zoo"}
+              "list_models": "ifan.models.zoo", "load_model": "ifan.models.hub", "load_reblur_net": "ifan.models.hub"}
 
 
 def test_exported_names():

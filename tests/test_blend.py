@@ -17,7 +17,7 @@ from ifan.inference.calibration import (METADATA_KEY, UNCALIBRATED, DefocusCalib
                                         fit_calibration)
 from ifan.io import read_image, write_image
 from ifan.models.serialization import save_weights, update_metadata
-from ifan.models.zoo import load_model
+from ifan.models.hub import load_model
 
 
 def photo(h=40, w=128, seed=0) -> np.ndarray:

@@ -205,8 +205,9 @@ def test_memory_budget_too_small_fails_that_file_only(tmp_path, weights, capsys)
 
 
 def test_the_file_loop_reports_each_step_to_its_listener(tmp_path, weights):
-    from ifan.apps.files import Listener, OutputOptions
+    from ifan.apps.files import OutputOptions
     from ifan.apps.pipeline import deblur_files
+    from ifan.apps.steps import Listener
     from ifan.inference import Deblurrer
 
     class Recorder(Listener):
@@ -276,7 +277,8 @@ def test_inputs_that_would_write_one_file_are_refused_naming_each_other(tmp_path
 
 
 def test_no_file_is_written_twice_in_one_run(tmp_path, weights, capsys):
-    from ifan.apps.files import Claims, OutputOptions, deblur_file
+    from ifan.apps.files import Claims, OutputOptions
+    from ifan.apps.pipeline import deblur_file
     from ifan.inference import Deblurrer
 
     deblurrer = Deblurrer.from_pretrained(weights, device="cpu")
@@ -327,7 +329,8 @@ def test_a_glob_over_symlink_loops_lists_each_real_folder_once(tmp_path, monkeyp
 
 
 def test_the_default_pixel_limit_is_what_the_memory_of_the_run_holds(tmp_path, weights, monkeypatch):
-    from ifan.apps.files import OutputOptions, deblur_file
+    from ifan.apps.files import OutputOptions
+    from ifan.apps.pipeline import deblur_file
     from ifan.inference import Deblurrer
 
     deblurrer = Deblurrer.from_pretrained(weights, device="cpu")

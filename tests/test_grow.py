@@ -56,7 +56,7 @@ def test_widen_refuses_a_width_that_does_not_grow():
 def test_grow_command_writes_loadable_weights_and_keeps_an_existing_file(tmp_path, capsys):
     from ifan.apps.cli import main
     from ifan.models.serialization import save_weights
-    from ifan.models.zoo import load_model
+    from ifan.models.hub import load_model
 
     config = IFANConfig(channels=4, iterations=2, reblur_iterations=2)
     src = tmp_path / "small.safetensors"

@@ -293,11 +293,11 @@ def test_tiff_orientation_is_applied_once_like_the_png_path(tmp_path, bits, orie
 
 @pytest.mark.parametrize("bits", [8, 16])
 def test_a_tiff_with_an_exif_directory_is_turned_once_and_keeps_its_photo_tags(tmp_path, bits):
-    """ifan.io_tiff's files (and cameras') carry an EXIF directory beside the orientation: read while the
+    """ifan.io.tiff's files (and cameras') carry an EXIF directory beside the orientation: read while the
     file is open, turned once, the layout tags left behind, and written again upright with the rest."""
     from PIL import ExifTags
 
-    from ifan.io_tiff import encode_tiff
+    from ifan.io.tiff import encode_tiff
 
     stored = corners(bits)
     exif = PILImage.Exif()
@@ -321,6 +321,29 @@ def test_a_tiff_with_an_exif_directory_is_turned_once_and_keeps_its_photo_tags(t
         again = PILImage.Exif()
         again.load(back.exif)
         assert again[0x010F] == "TestCam" and again.get_ifd(ExifTags.IFD.Exif)[34855] == 800
+
+
+def test_grey_and_alpha_with_an_exif_directory_is_written_as_tiff_with_its_tags(tmp_path):
+    """An 8-bit grey + alpha photo whose EXIF has an EXIF directory (a camera's), written as TIFF: Pillow
+    failed on it ("Error setting from dictionary"); it is written by ifan.io.tiff like the other TIFFs."""
+    from PIL import ExifTags
+
+    grey = np.array([[0, 51, 102], [153, 204, 255]], np.uint8)
+    alpha = np.array([[255, 0, 128], [64, 32, 16]], np.uint8)
+    src = tmp_path / "in.png"
+    exif = PILImage.Exif()
+    exif[0x010F] = "TestCam"
+    exif[ExifTags.IFD.Exif] = {34855: 800}
+    PILImage.fromarray(np.stack([grey, alpha], axis=2), mode="LA").save(src, exif=exif.tobytes())
+    img = read_image(src)
+    assert img.grayscale and img.alpha is not None and img.bit_depth == 8
+    back = read_image(write_like(tmp_path / "out.tif", img.rgb, img))
+    assert back.grayscale and back.bit_depth == 8
+    np.testing.assert_array_equal(back.rgb[:, :, 0], grey / np.float32(255))
+    np.testing.assert_array_equal(back.alpha, alpha / np.float32(255))
+    got = PILImage.Exif()
+    got.load(back.exif)
+    assert got[0x010F] == "TestCam" and got.get_ifd(ExifTags.IFD.Exif) == {34855: 800}
 
 
 def big_exif(orientation: int = 1) -> bytes:

@@ -81,10 +81,10 @@ def test_dng_decodes_to_the_scene_in_16_bit_srgb_with_the_camera_white_balance(t
     assert err[1:-1, 1:-1].max() < 1.0
     assert err[1:-1, 1:-1].mean() < 0.1
     # the tolerance tells the right decode from a wrong one: LibRaw's daylight balance is off by tens of levels
-    import ifan.io_raw
+    import ifan.io.raw
 
     with rawpy.imread(str(tmp_path / "shot.dng")) as raw:
-        params = dict(ifan.io_raw.POSTPROCESS, use_camera_wb=False)
+        params = dict(ifan.io.raw.POSTPROCESS, use_camera_wb=False)
         daylight = raw.postprocess(output_color=rawpy.ColorSpace.sRGB, **params) / 65535.0
     assert (np.abs(daylight - srgb_encode(linear)) * 255)[1:-1, 1:-1].mean() > 10
     assert "as-shot white balance" in img.description and "maker notes" in img.description
@@ -132,9 +132,9 @@ def test_unreadable_raw_files_get_one_line(tmp_path, weights, capsys, monkeypatc
     assert len(lines) == 1 and "LibRaw cannot read this RAW file" in lines[0], err
     assert (tmp_path / "fine_deblurred.png").is_file()  # the others are still done
 
-    import ifan.io_raw
+    import ifan.io.raw
 
-    monkeypatch.setattr(ifan.io_raw, "_rawpy", lambda: None)  # as without the extra
+    monkeypatch.setattr(ifan.io.raw, "_rawpy", lambda: None)  # as without the extra
     write_dng(tmp_path / "shot.dng", scene())
     assert main(["deblur", str(tmp_path / "shot.dng"), "--model", str(weights)]) == 1
     assert "needs rawpy (LibRaw): pip install 'ifan[raw]'" in capsys.readouterr().err
@@ -156,9 +156,9 @@ def test_16_bit_tiff_keeps_icc_and_exif(tmp_path):
 
 def test_exif_of_raw_files_not_laid_out_as_tiff_comes_from_libraw(tmp_path, monkeypatch):
     """CR3, RAF, ...: no TIFF directory to read, so what LibRaw reports is written as EXIF."""
-    import ifan.io_raw
+    import ifan.io.raw
 
-    monkeypatch.setattr(ifan.io_raw, "_exif_from_file", lambda path: None)
+    monkeypatch.setattr(ifan.io.raw, "_exif_from_file", lambda path: None)
     write_dng(tmp_path / "shot.dng", scene())
     img = read_image(tmp_path / "shot.dng")
     exif = PILImage.Exif()

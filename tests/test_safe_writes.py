@@ -6,7 +6,6 @@ from __future__ import annotations
 import builtins
 import errno
 import io
-import json
 import os
 import signal
 import subprocess
@@ -16,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from ifan.apps.cli import main
 from ifan.apps.manifest import MANIFEST_NAME, read_manifest
@@ -92,7 +90,7 @@ def test_logs_checkpoints_weights_and_atomic_writes_do_not_follow_links(tmp_path
 
 
 def test_the_photo_writers_do_not_follow_links(tmp_path, weights):
-    """--save-mask, a 16-bit TIFF with its EXIF (ifan.io_tiff), the page's slider data and the rewrite of
+    """--save-mask, a 16-bit TIFF with its EXIF (ifan.io.tiff), the page's slider data and the rewrite of
     a weights file's metadata (calibrate_defocus --write) go through the same atomic writes."""
     from ifan import create_model
     from ifan.apps.adjust import VIEWS_FILE, save_views

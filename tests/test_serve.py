@@ -19,7 +19,7 @@ from ifan.inference import Deblurrer
 from ifan.io import read_image, write_image
 from ifan.models.serialization import save_weights
 from ifan.apps.guard import RequestGuard, is_loopback, served_file_headers
-from ifan.apps.serve import DeblurService, Limits, UploadError
+from ifan.apps.service import DeblurService, Limits, UploadError
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +61,7 @@ def test_16bit_png_gives_the_deblurrers_output_at_16_bits(service, tmp_path):
 
 
 def test_previews_are_downscaled_and_the_download_is_not(service, tmp_path, monkeypatch):
-    monkeypatch.setattr("ifan.apps.serve.PREVIEW_SIDE", 32)
+    monkeypatch.setattr("ifan.apps.service.PREVIEW_SIDE", 32)
     job = service.process(write_image(tmp_path / "p.png", pattern(48, 64)))
     assert read_image(job.before).size == read_image(job.after).size == read_image(job.defocus_preview).size == (24, 32)
     assert read_image(job.output).size == read_image(job.defocus).size == (48, 64)
@@ -196,7 +196,7 @@ def test_only_job_folders_it_made_are_ever_deleted(model, tmp_path, monkeypatch)
     (theirs / "photo.jpg").write_bytes(b"the user's photo")
     long_ago = time.time() - 7200
     os.utime(theirs, (long_ago, long_ago))
-    monkeypatch.setattr("ifan.apps.serve.KEEP_SECONDS", 0)  # every earlier job is old at once
+    monkeypatch.setattr("ifan.apps.service.KEEP_SECONDS", 0)  # every earlier job is old at once
     service = DeblurService(Deblurrer(model, device="cpu"), work)
     src = write_image(tmp_path / "p.png", pattern(16, 16))
     first = service.process(src).output.parent

@@ -17,7 +17,8 @@ from ifan.apps.cli import main as cli_main
 from ifan.data import DatasetError
 from ifan.data.datasets import DefocusDataset, dpdd_files
 from ifan.models.reblur import ReblurNet
-from ifan.models.zoo import create_model, load_model
+from ifan.models.hub import load_model
+from ifan.models.zoo import create_model
 from ifan.train.config import ConfigError, TrainConfig, from_dict, load_config
 from ifan.train.losses import LossWeights
 from ifan.train.run import resolve_run, save_config

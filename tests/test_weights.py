@@ -1,4 +1,4 @@
-"""The authors' weights by name: fetch, verify, cache, resolve (ifan.models.hub/fetch/install, `ifan weights`).
+"""The authors' weights by name: fetch, verify, cache, resolve (ifan.models.hub/cache/fetch/install, `ifan weights`).
 
 Everything runs against a threaded HTTP server on 127.0.0.1 (tests/weights_server.py). The fast tests
 fetch ``ifan-small``, the authors' layout at ch 8, N 4 (tests/fixtures/official_small.pytorch, made by
@@ -26,9 +26,9 @@ from weights_server import SMALL, Server, make_zip
 from ifan import load_model
 from ifan.apps.cli import main as cli_main
 from ifan.io import read_image, write_image
-from ifan.models import hub, zoo
+from ifan.models import cache, hub, zoo
 from ifan.models.fetch import fetch, install_local
-from ifan.models.hub import CacheError, FetchError
+from ifan.models.cache import CacheError, FetchError
 from ifan.models.ifan import IFAN, IFANConfig
 from ifan.models.install import check_layout
 from ifan.models.official import infer_config, split_official, to_official
@@ -88,11 +88,11 @@ def test_fetch_finds_the_member_anywhere_checks_and_caches_it(home, server, tmp_
     url = server.serve("/checkpoints.zip", body=small_archive(tmp_path, folder))
     path = fetch([SMALL.name], [url], progress=False)[0]
     assert path == home / "weights" / "ifan-small.safetensors"
-    record = hub.read_record(SMALL.name)
-    assert record["sha256"] == hub.sha256_file(path) and record["source"] == url
+    record = cache.read_record(SMALL.name)
+    assert record["sha256"] == cache.sha256_file(path) and record["source"] == url
     assert record["member"] == {"path": f"checkpoints.zip:{folder}IFAN_small.pytorch",
-                                "sha256": hub.sha256_file(FIXTURE)}
-    assert record["archive"]["sha256"] == hub.sha256_file(tmp_path / "src" / "checkpoints.zip")
+                                "sha256": cache.sha256_file(FIXTURE)}
+    assert record["archive"]["sha256"] == cache.sha256_file(tmp_path / "src" / "checkpoints.zip")
     model = load_model(SMALL.name)
     assert model.config == SMALL.release_config and model.config.iac_form == "official"
     assert cache_files(home) == ["weights/ifan-small.json", "weights/ifan-small.safetensors"]
@@ -116,7 +116,7 @@ def test_redirect_chain_and_a_404_on_the_first_mirror(home, server, tmp_path, ca
     server.serve("/b", "redirect", location="/files/checkpoints.zip")
     fetch([SMALL.name], [server.url("/gone.zip"), server.url("/a")], progress=False)
     assert server.hits == {"/gone.zip": 1, "/a": 1, "/b": 1, "/files/checkpoints.zip": 1}  # a 404 is not retried
-    assert "HTTP 404" in capsys.readouterr().err and hub.verified_path(SMALL.name) is not None
+    assert "HTTP 404" in capsys.readouterr().err and cache.verified_path(SMALL.name) is not None
 
 
 @pytest.mark.slow  # a server on loopback
@@ -253,8 +253,8 @@ def test_the_first_archive_is_pinned(home, server, tmp_path):
     url_b = server.serve("/b.zip", body=other)
     with pytest.raises(FetchError, match="differs from the one ifan-small was installed from"):
         fetch([SMALL.name], [url_b], force=True, progress=False)
-    assert hub.verified_path(SMALL.name) is not None  # the installed weights are untouched
-    assert hub.remove(SMALL.name) and cache_files(home) == []
+    assert cache.verified_path(SMALL.name) is not None  # the installed weights are untouched
+    assert cache.remove(SMALL.name) and cache_files(home) == []
     fetch([SMALL.name], [url_b], progress=False)  # removed first: the new archive is accepted
 
 
@@ -262,10 +262,10 @@ def test_install_by_hand_from_the_archive_or_the_checkpoint(home, tmp_path, monk
     monkeypatch.setenv("IFAN_OFFLINE", "1")
     archive = make_zip(tmp_path / "dl" / "checkpoints.zip", {"ckpt/IFAN_small.pytorch": FIXTURE})
     first = install_local(SMALL.name, archive)
-    assert hub.read_record(SMALL.name)["archive"]["sha256"] == hub.sha256_file(archive)
-    assert hub.remove(SMALL.name)
+    assert cache.read_record(SMALL.name)["archive"]["sha256"] == cache.sha256_file(archive)
+    assert cache.remove(SMALL.name)
     second = install_local(SMALL.name, FIXTURE)  # the one checkpoint (a .pytorch is itself a zip)
-    assert hub.read_record(SMALL.name)["archive"] is None
+    assert cache.read_record(SMALL.name)["archive"] is None
     assert second == first and load_model(SMALL.name).config == SMALL.release_config
     with pytest.raises(FileNotFoundError, match="no such file"):
         install_local(SMALL.name, tmp_path / "nothing.zip", force=True)
@@ -281,7 +281,7 @@ def test_cache_files_follow_the_umask(home, server, tmp_path):
         path = fetch([SMALL.name], [url], progress=False)[0]
     finally:
         os.umask(old)
-    for p in (path, hub.record_file(SMALL.name), home / ".lock"):
+    for p in (path, cache.record_file(SMALL.name), home / ".lock"):
         assert stat.S_IMODE(p.stat().st_mode) == 0o640, p
 
 
@@ -401,7 +401,7 @@ def test_two_processes_download_once_and_print_the_licence_once(server, tmp_path
 
 # -- the web page's menu ---------------------------------------------------------------------------------------
 def test_the_web_pages_menu_offers_the_models_here_and_switches_between_them(home, tmp_path, monkeypatch):
-    from ifan.apps.serve import DeblurService
+    from ifan.apps.service import DeblurService
     from ifan.apps.serve_models import ModelMenu
     from ifan.inference import Deblurrer
 
@@ -423,7 +423,7 @@ def test_the_web_pages_menu_offers_the_models_here_and_switches_between_them(hom
     expected = np.clip(load("ifan-small").deblur(read_image(photo).rgb), 0, 1)
     np.testing.assert_allclose(got, expected, atol=0.51 / 255)  # an 8-bit PNG of the same result
     menu.select("ifan-lite", service)
-    path = hub.weights_file(SMALL.name)
+    path = cache.weights_file(SMALL.name)
     path.write_bytes(path.read_bytes()[:-1] + b"\x00")  # changed since the server started
     with pytest.raises(ValueError, match="changed since it was installed.*still using ifan-lite"):
         menu.select("ifan-small", service)

@@ -124,7 +124,7 @@ def export_onnx(model: IFAN | str | os.PathLike, path: str | os.PathLike, height
     if height % DOWNSCALE or width % DOWNSCALE or height < DOWNSCALE or width < DOWNSCALE:
         raise ValueError(f"height and width must be positive multiples of {DOWNSCALE}, got {height}x{width}")
     if not isinstance(model, IFAN):
-        from ifan.models.zoo import load_model
+        from ifan.models.hub import load_model
 
         model = load_model(model, device="cpu")
     if model.config.dual_pixel_input:

@@ -11,8 +11,8 @@ blur radius on the network's 1/8 grid (:func:`~ifan.inference.blend.radius_grid`
   which blends before rounding, by one level in places) and writes it like the result.
 
 The mask at preview size and at full size is drawn from the same grid, as ``--keep-bokeh`` draws it.
-:class:`Sliders` are the page's part (Gradio components and their events); the service's part is
-:meth:`ifan.apps.serve.DeblurService.adjust`.
+The service's part is :meth:`ifan.apps.service.DeblurService.adjust`; the page's (Gradio components and
+their events) :class:`ifan.apps.serve.Sliders`.
 """
 
 from __future__ import annotations
@@ -24,8 +24,7 @@ import numpy as np
 import torch
 
 from ifan.fileutil import atomic_write
-from ifan.inference.blend import (DEFAULT_KEEP_BOKEH, DEFAULT_TRANSITION, MAX_STRENGTH, blend, check_strength,
-                                  mask_from_radius, radius_grid)
+from ifan.inference.blend import blend, check_strength, mask_from_radius, radius_grid
 from ifan.inference.calibration import DefocusCalibration
 from ifan.io import read_image, write_image, write_like
 
@@ -91,8 +90,7 @@ def adjust_views(folder: Path, out: Path, strength: float, keep_bokeh: float) ->
                     None if mask is None else write_image(out / "mask.png", mask[0, 0].numpy(), grayscale=True))
 
 
-def adjust_file(folder: Path, source: Path, result: Path, out: Path, strength: float, keep_bokeh: float,
-                quality: int = 95) -> Path:
+def adjust_file(folder: Path, source: Path, result: Path, out: Path, strength: float, keep_bokeh: float) -> Path:
     """The full-size result recomposed from the upload ``source`` and the written ``result``, written
     as ``out / result.name`` like the result (bit depth, grey/alpha, metadata)."""
     strength = check_strength(strength)
@@ -103,58 +101,4 @@ def adjust_file(folder: Path, source: Path, result: Path, out: Path, strength: f
         raise ValueError(f"{result.name} is not the result of {source.name} (sizes differ)")
     weight, _ = _weight(grid, photo.size, strength, keep_bokeh)
     rgb = blend(_nchw(photo.rgb), _nchw(done.rgb), weight)[0].permute(1, 2, 0).numpy()
-    return write_like(out / result.name, rgb, photo, bit_depth=done.bit_depth, quality=quality)
-
-
-class Sliders:
-    """The page's strength and keep-the-bokeh sliders, the mask view and the job they act on (built
-    inside a ``gr.Blocks``; the mask view where :meth:`mask_view` is called)."""
-
-    def __init__(self) -> None:
-        import gradio as gr
-
-        self.strength = gr.Slider(0, MAX_STRENGTH, value=1.0, step=0.05, elem_id="strength",
-                                  label="Strength: 0 = the photo, 1 = the model, 2 = twice its change")
-        self.bokeh = gr.Slider(KEEP_BOKEH_OFF, 20, value=KEEP_BOKEH_OFF, step=0.5, elem_id="keep-bokeh",
-                               label=f"Keep the bokeh: leave what is blurred beyond this radius (px) as it was; "
-                                     f"0 = off, {DEFAULT_KEEP_BOKEH:g} is a good start ({DEFAULT_TRANSITION:g} px "
-                                     "transition)")
-        self.job = gr.State(None)
-
-    def mask_view(self, height: int) -> None:
-        import gradio as gr
-
-        self.mask = gr.Image(label="Blend mask of 'keep the bokeh' (white = deblurred)", interactive=False,
-                             height=height, elem_id="mask", buttons=["fullscreen"])
-
-    def attach(self, service, fail, deblurred, slider, crop_after, download, download_button) -> None:
-        """After ``deblurred`` (the deblur event) and on each slider's release: the previews (``slider``,
-        ``crop_after``, the mask), then the full-size ``download`` (``download_button(job, path, how)``)."""
-        import gradio as gr
-
-        from ifan.apps.serve import UploadError
-
-        def preview(job, strength: float, keep_bokeh: float):  # no network
-            if job is None:
-                return gr.skip(), gr.skip(), gr.skip()
-            try:
-                adjusted = service.adjust(job, strength, keep_bokeh)
-            except UploadError as err:
-                raise fail(str(err)) from None
-            return ((str(job.before), str(adjusted.after)), str(adjusted.crop_after),
-                    None if adjusted.mask is None else str(adjusted.mask))
-
-        def full_size(job, strength: float, keep_bokeh: float):
-            if job is None:
-                return gr.skip()
-            try:
-                path = service.adjust(job, strength, keep_bokeh, full=True)
-            except UploadError as err:
-                raise fail(str(err)) from None
-            kept = f", bokeh kept beyond {keep_bokeh:g} px" if keep_bokeh > KEEP_BOKEH_OFF else ""
-            return download_button(job, path, "" if path == job.output else f"; strength {strength:g}{kept}")
-
-        knobs = [self.job, self.strength, self.bokeh]
-        for event in (deblurred.success, self.strength.release, self.bokeh.release):
-            event(preview, knobs, [slider, crop_after, self.mask], api_name=False
-                  ).success(full_size, knobs, download, api_name=False)
+    return write_like(out / result.name, rgb, photo, bit_depth=done.bit_depth)

@@ -34,11 +34,11 @@ import torch
 import torch.distributed as dist
 
 from ifan.apps.console import ConsoleListener, RankListener, RunProgress, printable
-from ifan.apps.files import Claims, FileReport, InputFile, Listener, OutputOptions, collect_inputs, path_key, \
-    planned_outputs
+from ifan.apps.files import Claims, InputFile, OutputOptions, collect_inputs, path_key, planned_outputs
 from ifan.apps.manifest import MANIFEST_NAME, PartWriter, is_manifest, read_manifest, record, remove_parts, \
     summarize, write_manifest
 from ifan.apps.pipeline import Counts, deblur_files
+from ifan.apps.steps import FileReport, Listener
 from ifan.fileutil import LockBusy, hold_lock, release_lock, remove_stale_temps, shown
 from ifan.inference import Deblurrer
 from ifan.inference.calibration import KAPPA

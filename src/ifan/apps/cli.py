@@ -54,11 +54,13 @@ def _convert(args: argparse.Namespace) -> int:
 
 
 def _deblur_arguments(p: argparse.ArgumentParser) -> None:
-    from ifan.apps.files import BYTES_PER_PIXEL, RAW_KINDS
+    from ifan.apps.files import RAW_KINDS
     from ifan.apps.manifest import MANIFEST_NAME
     from ifan.apps.pipeline import DEFAULT_GPU_BATCH
     from ifan.inference import DEFAULT_OVERLAP, DEFAULT_PRECISION
-    from ifan.io import DEFAULT_MAX_PIXELS, WRITE_FORMATS
+    from ifan.inference.memory import FILE_BYTES_PER_PIXEL
+    from ifan.io import DEFAULT_MAX_PIXELS, DEFAULT_QUALITY, WRITE_FORMATS
+    from ifan.io.image import DEFAULT_LIMIT_NOTE
 
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders (searched recursively) or globs")
     output_argument(p, help="output folder (default: beside each input)")
@@ -82,9 +84,9 @@ def _deblur_arguments(p: argparse.ArgumentParser) -> None:
                    help="force square tiles of this side, larger than the overlap (default: the memory plan's)")
     p.add_argument("--max-pixels", type=integer(1),
                    help="refuse larger images (default: what the memory of the run holds at "
-                        f"{BYTES_PER_PIXEL[False]} bytes per pixel, {BYTES_PER_PIXEL[True]} with defocus maps; at "
-                        f"most {DEFAULT_MAX_PIXELS}, a decompression-bomb guard)")
-    p.add_argument("--quality", type=integer(1, 100), default=95, help="JPEG/WebP quality, 1-100 (default 95)")
+                        f"{FILE_BYTES_PER_PIXEL[False]} bytes per pixel, {FILE_BYTES_PER_PIXEL[True]} with defocus "
+                        f"maps; at most {DEFAULT_MAX_PIXELS}, a {DEFAULT_LIMIT_NOTE})")
+    p.add_argument("--quality", type=integer(1, 100), help=f"JPEG/WebP quality, 1-100 (default {DEFAULT_QUALITY})")
     p.add_argument("--manifest", type=Path, metavar="FILE",
                    help=f"write the run's manifest (a JSON line per input and a summary) here (default: "
                         f"OUT/{MANIFEST_NAME} with -o OUT, else none)")
@@ -201,7 +203,8 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _serve_arguments(p: argparse.ArgumentParser) -> None:
     from ifan.apps.options import size_text
-    from ifan.apps.serve import DEFAULT_HOST, DEFAULT_MAX_UPLOAD_BYTES, DEFAULT_MAX_UPLOAD_PIXELS, DEFAULT_PORT
+    from ifan.apps.serve import DEFAULT_HOST, DEFAULT_PORT
+    from ifan.apps.service import DEFAULT_MAX_UPLOAD_BYTES, DEFAULT_MAX_UPLOAD_PIXELS
     from ifan.inference import DEFAULT_PRECISION
 
     model_argument(p)
@@ -225,9 +228,10 @@ def _serve(args: argparse.Namespace) -> int:
 
     from ifan.apps import serve
     from ifan.apps.serve_models import ModelMenu
+    from ifan.apps.service import Limits
     from ifan.inference import Deblurrer, parse_size
 
-    limits = serve.Limits(max_upload_bytes=parse_size(args.max_upload), max_pixels=args.max_pixels)
+    limits = Limits(max_upload_bytes=parse_size(args.max_upload), max_pixels=args.max_pixels)
     serve.require_gradio()
     deblurrer = load_deblurrer(args)
     if deblurrer is None:

@@ -8,7 +8,8 @@ from __future__ import annotations
 import sys
 import threading
 
-from ifan.apps.files import FileReport, InputFile, Listener
+from ifan.apps.files import InputFile
+from ifan.apps.steps import FileReport, Listener
 from ifan.fileutil import shown
 from ifan.inference import TilePlan
 

@@ -28,7 +28,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from ifan.apps.files import FileReport
+from ifan.apps.steps import FileReport
 from ifan.fileutil import atomic_write_bytes, open_new
 
 MANIFEST_NAME = "ifan-manifest.jsonl"

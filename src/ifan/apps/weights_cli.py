@@ -1,7 +1,7 @@
 """``ifan weights``: list, fetch, install, locate and remove the weights that model names load.
 
-A thin layer over :mod:`ifan.models.hub` (the cache and how a name resolves), :mod:`ifan.models.fetch`
-(the download) and :mod:`ifan.models.install` (the checks); docs/weights.md.
+A thin layer over :mod:`ifan.models.hub` (how a name resolves), :mod:`ifan.models.cache` (the cache),
+:mod:`ifan.models.fetch` (the download) and :mod:`ifan.models.install` (the checks); docs/weights.md.
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ def _network_mb(name: str) -> str:
 
 
 def _list() -> int:
-    from ifan.models import hub
+    from ifan.models import cache, hub
     from ifan.models.zoo import MODELS
 
     rows = [("NAME", "STATE", "SIZE", "LICENCE", "FROM")]
@@ -81,14 +81,14 @@ def _list() -> int:
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row[:4], widths)) + "  " + row[4])
-    offline = f"; {hub.ENV_OFFLINE}=1: no downloads" if hub.offline() else ""
-    print(f"\ncache: {hub.cache_dir()}{offline}. Sizes of names not installed: the network's tensors (a fetch "
+    offline = f"; {cache.ENV_OFFLINE}=1: no downloads" if cache.offline() else ""
+    print(f"\ncache: {cache.cache_dir()}{offline}. Sizes of names not installed: the network's tensors (a fetch "
           "downloads the authors' whole archive; their weights are AGPL-3.0, the shipped ifan-lite MIT).")
     return 0
 
 
 def run(args: argparse.Namespace) -> int:
-    from ifan.models import fetch, hub
+    from ifan.models import cache, fetch, hub
     from ifan.models.zoo import MODELS, get_spec
 
     if args.action == "list":
@@ -107,13 +107,13 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.action == "path":
         get_spec(args.name)
-        path = hub.verified_path(args.name)
+        path = cache.verified_path(args.name)
         state = hub.status(args.name)
         if path is None and state.state == "shipped":
             path = state.path
         if path is None:
             raise FileNotFoundError(f"{args.name} is not installed" + (
-                f"; install it with {hub.how_to_get(args.name)}" if get_spec(args.name).release else
+                f"; install it with {cache.how_to_get(args.name)}" if get_spec(args.name).release else
                 " and no weights exist for it"))
         print(path)
         return 0
@@ -122,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
         if hub.status(name).state == "shipped":
             print(f"ifan weights: {name} ships with ifan; nothing to remove", file=sys.stderr)
             status = 1
-        elif hub.remove(name):
+        elif cache.remove(name):
             print(f"removed {name}")
         else:
             print(f"{name} was not installed")

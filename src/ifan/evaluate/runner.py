@@ -46,7 +46,7 @@ from ifan.fileutil import atomic_write_bytes
 from ifan.inference import Deblurrer
 from ifan.inference.runtime import describe_cpu, describe_precision
 from ifan.io import write_image
-from ifan.models.zoo import load_model
+from ifan.models.hub import load_model
 from ifan.viz import captioned_row, colorize_defocus
 
 # The official protocol scores float32 outputs: evaluation keeps fp32 unless told otherwise (ifan deblur uses "auto").
@@ -90,7 +90,7 @@ def evaluate(
     """Evaluate ``model`` (a name with bundled weights or a weights file) on a dataset.
 
     Args:
-        model: model name or weights path (see :func:`ifan.models.zoo.load_model`).
+        model: model name or weights path (see :func:`ifan.models.hub.load_model`).
         dataset: ``DPDD``, ``RealDOF``, ``CUHK``, ``PixelDP`` or ``folder`` (any case).
         root: the dataset folder.
         protocol: ``official`` or ``full``.

@@ -111,7 +111,7 @@ UNCALIBRATED = DefocusCalibration((1e-3, 1.0), (1e-3 / KAPPA, 1.0 / KAPPA), cali
 
 def calibration_of(model) -> DefocusCalibration:
     """The calibration stored with a loaded model's weights (``model.weights_metadata``, set by
-    :func:`ifan.models.zoo.load_model`), else :data:`UNCALIBRATED`.
+    :func:`ifan.models.hub.load_model`), else :data:`UNCALIBRATED`.
 
     Raises:
         ValueError: the weights file holds a calibration that cannot be read.

@@ -135,7 +135,7 @@ class Deblurrer:
         """
         if isinstance(name_or_path, IFAN):
             return cls(name_or_path, device=device, **kwargs)
-        from ifan.models.zoo import load_model
+        from ifan.models.hub import load_model
 
         return cls(load_model(name_or_path, device="cpu"), device=device, **kwargs)
 

@@ -22,8 +22,8 @@ from urllib.parse import urlsplit
 
 import pooch
 
-from ifan.models import hub, install
-from ifan.models.hub import FetchError, Say
+from ifan.models import cache, install
+from ifan.models.cache import FetchError, Say
 
 DEFAULT_TIMEOUT = 60.0  # seconds without a byte before a connection counts as dead
 DEFAULT_RETRIES = 2  # further attempts at a mirror after a transient failure
@@ -93,7 +93,7 @@ def download(url: str, name: str, timeout: float = DEFAULT_TIMEOUT, retries: int
     """
     import requests
 
-    folder = hub.downloads_dir()
+    folder = cache.downloads_dir()
     target = f"{os.getpid()}-{time.monotonic_ns()}-{name}"
     pooch.get_logger().setLevel("WARNING")  # pooch's own lines repeat ours (and the hash of each download)
     fetcher = pooch.create(path=folder, base_url="", registry={target: None}, urls={target: url},
@@ -130,7 +130,7 @@ def _fetch_names(names: list[str], urls: Sequence[str], archive: str, timeout: f
             failed.append(str(err))
         else:
             try:
-                digest = hub.sha256_file(path)
+                digest = cache.sha256_file(path)
                 for name in list(remaining):
                     try:
                         dst = install.install_from_archive(name, path, source=url, archive_sha=digest, tell=tell)
@@ -151,7 +151,7 @@ def _fetch_names(names: list[str], urls: Sequence[str], archive: str, timeout: f
 
 def fetch(names: Sequence[str], urls: Sequence[str] | None = None, *, force: bool = False,
           timeout: float = DEFAULT_TIMEOUT, retries: int = DEFAULT_RETRIES, progress: bool | None = None,
-          tell: Say = hub.say) -> list[Path]:
+          tell: Say = cache.say) -> list[Path]:
     """Fetch, check and cache the authors' weights of ``names``; the cached files, in the same order.
 
     Names already installed (and unchanged) are not fetched again unless ``force``. The licence and the
@@ -169,13 +169,13 @@ def fetch(names: Sequence[str], urls: Sequence[str] | None = None, *, force: boo
     """
     names = list(dict.fromkeys(names))
     releases = {name: install.release_of(name) for name in names}
-    if hub.offline():
-        raise FileNotFoundError(f"{hub.ENV_OFFLINE}=1 forbids downloading; install {' and '.join(names)} by hand: "
-                                + "; ".join(hub.how_to_get(n) for n in names))
-    with hub.cache_lock(tell):
+    if cache.offline():
+        raise FileNotFoundError(f"{cache.ENV_OFFLINE}=1 forbids downloading; install {' and '.join(names)} by hand: "
+                                + "; ".join(cache.how_to_get(n) for n in names))
+    with cache.cache_lock(tell):
         todo = [n for n in names if force or not _installed(n)]
         if todo:
-            hub.clear_downloads()
+            cache.clear_downloads()
             groups: dict[tuple[str, tuple[str, ...]], list[str]] = {}
             for name in todo:
                 release = releases[name]
@@ -187,32 +187,32 @@ def fetch(names: Sequence[str], urls: Sequence[str] | None = None, *, force: boo
                 for (archive, mirrors), group in groups.items():
                     _fetch_names(group, mirrors, archive, timeout, retries, progress, tell)
             finally:
-                hub.clear_downloads()
-        return [hub.verified_path(n) for n in names]
+                cache.clear_downloads()
+        return [cache.verified_path(n) for n in names]
 
 
 def _installed(name: str) -> bool:
     """Installed and unchanged (a changed or missing file is fetched again)."""
     try:
-        return hub.verified_path(name) is not None
-    except hub.CacheError:
+        return cache.verified_path(name) is not None
+    except cache.CacheError:
         return False
 
 
-def install_local(name: str, file: str | os.PathLike, *, force: bool = False, tell: Say = hub.say) -> Path:
+def install_local(name: str, file: str | os.PathLike, *, force: bool = False, tell: Say = cache.say) -> Path:
     """Install ``name`` from a file downloaded by hand (the authors' archive, or its one checkpoint)."""
     release = install.release_of(name)
     file = Path(file).expanduser()
     if not file.is_file():
         raise FileNotFoundError(f"{file}: no such file (expected the authors' {release.archive}, or {release.member})")
-    with hub.cache_lock(tell):
+    with cache.cache_lock(tell):
         if not force and _installed(name):
-            tell(f"{name} is installed already ({hub.weights_file(name)}); --force replaces it")
-            return hub.weights_file(name)
+            tell(f"{name} is installed already ({cache.weights_file(name)}); --force replaces it")
+            return cache.weights_file(name)
         tell(f"installing {name}: the authors' weights, licensed {release.licence} by them; published at "
              f"{release.origin}")
-        hub.clear_downloads()
+        cache.clear_downloads()
         try:
             return install.install_file(name, file, tell)
         finally:
-            hub.clear_downloads()
+            cache.clear_downloads()

@@ -1,149 +1,27 @@
-"""Weights by name: the cache of the authors' weights, and how ``--model NAME`` becomes a weights file.
+"""Weights by name: how ``--model NAME`` becomes a weights file, and a loaded model.
 
 :func:`resolve_weights` is the one place a name is resolved (``ifan deblur/evaluate/serve/demo/export``,
-``ifan train --init``, :func:`ifan.load_model`, ``Deblurrer.from_pretrained``, the web page), in this
-order: an existing file path; the cache; the weights shipped in the package; else, for a name the
-authors publish (:class:`ifan.models.zoo.Release`), a fetch (:mod:`ifan.models.fetch`), which asks
-nothing and prints the weights' licence and origin once. ``IFAN_OFFLINE=1`` turns the fetch into an
-error that says how to install the weights by hand; nothing then opens a connection.
-
-The cache is ``$IFAN_HOME``, else the platform's user cache folder (``~/.cache/ifan`` on Linux)::
-
-    weights/NAME.safetensors   the converted weights (ifan safetensors; official IAC form in the metadata)
-    weights/NAME.json          its record: the file's SHA-256 and size, the archive's URL (or file) and
-                               SHA-256, the member's path and SHA-256, licence, origin, when installed
-    downloads/                 archives while they are read (removed after, and a killed fetch's
-                               leftovers by the next fetch)
-    .lock                      held while weights are fetched, installed or removed (one process at a time)
-
-A name is installed when its record exists; every load checks the file's SHA-256 against the record
-and refuses a changed file with one line that says how to fetch it again. Files are written atomically
-(:mod:`ifan.fileutil`: the umask applies) and the record last, so an interrupted install leaves no
-installed name.
+``ifan train --init``, :func:`load_model` and so :func:`ifan.load_model` and ``Deblurrer.from_pretrained``,
+the web page), in this order: an existing file path; the cache (:mod:`ifan.models.cache`); the weights
+shipped in the package; else, for a name the authors publish (:class:`ifan.models.zoo.Release`), a fetch
+(:mod:`ifan.models.fetch`), which asks nothing and prints the weights' licence and origin once.
+``IFAN_OFFLINE=1`` turns the fetch into an error that says how to install the weights by hand; nothing
+then opens a connection. :func:`status` says what a name would load.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import json
 import os
-import shutil
-import sys
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from ifan.fileutil import atomic_write_bytes
-from ifan.models import zoo
-from ifan.models.official import CheckpointError
+import torch
 
-ENV_HOME = "IFAN_HOME"
-ENV_OFFLINE = "IFAN_OFFLINE"
-RECORD_FORMAT = "ifan-weights-record/1"
-
-Say = Callable[[str], None]
-
-
-class CacheError(CheckpointError):
-    """A cached weights file that changed since it was installed, or an unreadable record."""
-
-
-class FetchError(ValueError):
-    """Weights that could not be fetched or installed: the network, the archive or a check failed (one line)."""
-
-
-def say(message: str) -> None:
-    """A line on stderr."""
-    print(f"ifan: {message}", file=sys.stderr, flush=True)
-
-
-def cache_dir() -> Path:
-    """``$IFAN_HOME``, else the platform's user cache folder for ifan (``~/.cache/ifan`` on Linux)."""
-    home = os.environ.get(ENV_HOME, "").strip()
-    if home:
-        return Path(home).expanduser()
-    import platformdirs
-
-    return Path(platformdirs.user_cache_dir("ifan", appauthor=False))
-
-
-def offline() -> bool:
-    """True when ``IFAN_OFFLINE`` is set to 1/true/yes/on: no connection is ever opened."""
-    return os.environ.get(ENV_OFFLINE, "").strip().lower() in ("1", "true", "yes", "on")
-
-
-def weights_file(name: str) -> Path:
-    return cache_dir() / "weights" / f"{name}.safetensors"
-
-
-def record_file(name: str) -> Path:
-    return cache_dir() / "weights" / f"{name}.json"
-
-
-def downloads_dir() -> Path:
-    return cache_dir() / "downloads"
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    """The SHA-256 of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(2**20):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def how_to_get(name: str) -> str:
-    """The commands that install ``name``, with and without a network."""
-    release = zoo.get_spec(name).release
-    archive = release.archive if release else "FILE"
-    return (f"`ifan weights fetch {name}`, or on a machine without network download {archive} "
-            f"({release.urls[0] if release else 'the weights'}) and run `ifan weights install {name} {archive}`")
-
-
-def read_record(name: str) -> dict | None:
-    """The record of an installed name, or None when none is installed."""
-    path = record_file(name)
-    try:
-        record = json.loads(path.read_text())
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as err:
-        raise CacheError(f"{path}: unreadable record of {name} ({err}); remove it with `ifan weights remove "
-                         f"{name}` and install it again") from None
-    if not isinstance(record, dict) or record.get("format") != RECORD_FORMAT or "sha256" not in record:
-        raise CacheError(f"{path}: not a record of ifan's cache; remove it with `ifan weights remove {name}`")
-    return record
-
-
-def write_record(name: str, record: dict) -> Path:
-    return atomic_write_bytes(record_file(name), (json.dumps(record, indent=2, sort_keys=True) + "\n").encode())
-
-
-def records() -> list[dict]:
-    """The records of every installed name."""
-    return [r for name in zoo.MODELS if (r := read_record(name)) is not None]
-
-
-def verified_path(name: str) -> Path | None:
-    """The cached weights of ``name`` after checking their SHA-256 against the record; None when not installed.
-
-    Raises:
-        CacheError: the file is missing or changed since it was installed.
-    """
-    record = read_record(name)
-    if record is None:
-        return None
-    path = weights_file(name)
-    if not path.is_file():
-        raise CacheError(f"{path} is missing although {name} is recorded as installed; fetch it again: "
-                         f"{how_to_get(name)}")
-    digest = sha256_file(path)
-    if digest != record["sha256"]:
-        raise CacheError(f"{path} changed since it was installed (SHA-256 {digest[:16]}..., recorded "
-                         f"{record['sha256'][:16]}...): refused; fetch it again: {how_to_get(name)}")
-    return path
+from ifan.models import cache, zoo
+from ifan.models.ifan import IFAN
+from ifan.models.reblur import ReblurNet
+from ifan.models.serialization import check_fits, read_weights
+from ifan.models.zoo import DEFAULT_MODEL
 
 
 def resolve_weights(name_or_path: str | os.PathLike) -> Path:
@@ -162,7 +40,7 @@ def resolve_weights(name_or_path: str | os.PathLike) -> Path:
     if key not in zoo.MODELS:
         raise FileNotFoundError(f"{key!r} is neither a model name ({', '.join(zoo.MODELS)}) nor an existing weights "
                                 "file")
-    cached = verified_path(key)
+    cached = cache.verified_path(key)
     if cached is not None:
         return cached
     shipped = zoo.bundled_weights_path(key)
@@ -172,10 +50,12 @@ def resolve_weights(name_or_path: str | os.PathLike) -> Path:
         with_weights = [n for n in zoo.MODELS if zoo.MODELS[n].release or zoo.bundled_weights_path(n)]
         raise FileNotFoundError(f"no weights ship for {key!r} (names with weights: {', '.join(with_weights)}); pass "
                                 f"a weights file, or use create_model({key!r}) for an untrained model")
-    if offline():
-        raise FileNotFoundError(f"{key} is not installed and {ENV_OFFLINE}=1 forbids downloading it; install it with "
-                                f"{how_to_get(key)}")
-    from ifan.models.fetch import fetch
+    if cache.offline():
+        raise FileNotFoundError(f"{key} is not installed and {cache.ENV_OFFLINE}=1 forbids downloading it; install "
+                                f"it with {cache.how_to_get(key)}")
+    from ifan.models.fetch import (
+        fetch,  # on first use: pooch and requests are not needed to load a file
+    )
 
     return fetch([key])[0]
 
@@ -198,14 +78,14 @@ def status(name: str, verify: bool = False) -> Status:
     """A name's state; with ``verify`` an installed file's SHA-256 is checked against its record."""
     spec = zoo.get_spec(name)
     try:
-        record = read_record(name)
+        record = cache.read_record(name)
         if record is not None and verify:
-            verified_path(name)
-    except CacheError:
-        return Status(name, "changed", f"ifan weights fetch {name} (or remove it)", weights_file(name), None,
+            cache.verified_path(name)
+    except cache.CacheError:
+        return Status(name, "changed", f"ifan weights fetch {name} (or remove it)", cache.weights_file(name), None,
                       spec.licence)
     if record is not None:
-        return Status(name, "installed", record.get("source", "?"), weights_file(name), record.get("bytes"),
+        return Status(name, "installed", record.get("source", "?"), cache.weights_file(name), record.get("bytes"),
                       record.get("licence", spec.licence))
     shipped = zoo.bundled_weights_path(name)
     if shipped is not None:
@@ -220,49 +100,50 @@ def available() -> list[str]:
     return [name for name in zoo.MODELS if status(name).state in ("installed", "shipped")]
 
 
-def _umask() -> int:
-    with contextlib.suppress(OSError, ValueError):
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    mask = os.umask(0o022)  # elsewhere the only way to read it (briefly set)
-    os.umask(mask)
-    return mask
+def load_model(name_or_path: str | os.PathLike = DEFAULT_MODEL, device: str | torch.device = "cpu") -> IFAN:
+    """Load trained weights into a model, in eval mode.
+
+    Args:
+        name_or_path: a weights file, or a model name, resolved by :func:`resolve_weights`
+            (the cache, the shipped weights, else the authors' weights, fetched, checked and cached on
+            first use). A file is ifan safetensors, the authors' checkpoint (``.pytorch``/``.pth``:
+            official key layout, with or without ``module.``; N, width and the dual-pixel input are
+            inferred from the shapes and the official IAC form is selected), or a state dict.
+        device: where to put the model.
+
+    Raises:
+        CheckpointError: the file does not fit the model (the message names the keys and shapes), or a
+            cached file changed since it was installed.
+        FileNotFoundError: no such file, no weights for the name, or offline (``IFAN_OFFLINE=1``) and not installed.
+        ifan.models.cache.FetchError: the authors' weights could not be fetched or failed their checks.
+
+    Example:
+        >>> model = load_model("ifan-lite")
+        >>> model.config.channels, model.config.iterations, model.training
+        (16, 8, False)
+    """
+    path = resolve_weights(name_or_path)
+    loaded = read_weights(path)
+    check_fits(loaded, path, reblur=False)  # before anything is allocated
+    model = IFAN(loaded.config)
+    model.load_state_dict(loaded.network)
+    model.weights_metadata = dict(loaded.metadata, path=str(path))
+    return model.to(device).eval()
 
 
-@contextlib.contextmanager
-def cache_lock(tell: Say = say) -> Iterator[Path]:
-    """Hold the cache's lock (a file lock: other processes, e.g. the ranks of ``torchrun``, wait; of
-    the ranks only rank 0 says so. One process holds it at a time, so only the one that fetches
-    prints the licence and a progress bar)."""
-    from filelock import FileLock, Timeout
+def load_reblur_net(name_or_path: str | os.PathLike = DEFAULT_MODEL,
+                    device: str | torch.device = "cpu") -> ReblurNet | None:
+    """Load the reblurring network (training only) that a weights file holds beside the model, in eval
+    mode; None when the file holds none. Arguments as for :func:`load_model`.
 
-    root = cache_dir()
-    root.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(root / ".lock"), mode=0o666 & ~_umask())
-    try:
-        lock.acquire(timeout=1)
-    except Timeout:
-        if os.environ.get("RANK", "0") == "0":
-            tell(f"waiting for another process that is fetching or installing weights in {root}")
-        lock.acquire()
-    try:
-        yield root
-    finally:
-        lock.release()
-
-
-def clear_downloads() -> None:
-    """Remove what an interrupted fetch left in ``downloads/`` (call with the lock held)."""
-    shutil.rmtree(downloads_dir(), ignore_errors=True)
-
-
-def remove(name: str) -> bool:
-    """Remove an installed name from the cache (the record first, so it stops counting as installed);
-    False when it was not installed."""
-    zoo.get_spec(name)
-    with cache_lock():
-        found = record_file(name).exists() or weights_file(name).exists()
-        record_file(name).unlink(missing_ok=True)
-        weights_file(name).unlink(missing_ok=True)
-    return found
+    Raises:
+        CheckpointError: the reblurring tensors do not fit the file's config.
+    """
+    path = resolve_weights(name_or_path)
+    loaded = read_weights(path)
+    if not loaded.reblur:
+        return None
+    check_fits(loaded, path, reblur=True)  # before anything is allocated
+    reblur = ReblurNet(loaded.config)
+    reblur.load_state_dict(loaded.reblur)
+    return reblur.to(device).eval()

@@ -13,7 +13,7 @@ Nothing is cached before every check has passed:
    publish no checksum, so the first install pins them).
 
 Then the weights are written as ifan safetensors exactly as ``ifan convert`` writes them, and the
-record (:mod:`ifan.models.hub`) last. Every failure is a :class:`FetchError` of one line.
+record (:mod:`ifan.models.cache`) last. Every failure is a :class:`FetchError` of one line.
 """
 
 from __future__ import annotations
@@ -27,14 +27,17 @@ from dataclasses import replace
 from pathlib import Path, PurePosixPath
 
 import torch
+import torch.nn.functional as F
 
-from ifan import __version__
-from ifan.models import hub, zoo
-from ifan.models.hub import FetchError
+from ifan.examples import example_path
+from ifan.io import read_image
+from ifan.models import cache, zoo
+from ifan.models.cache import FetchError
 from ifan.models.ifan import IFAN, IFANConfig, padded_side
 from ifan.models.official import CheckpointError, official_key
 from ifan.models.reblur import ReblurNet
 from ifan.models.serialization import LoadedWeights, read_weights, save_weights
+from ifan.version import __version__
 
 MAX_MEMBER_BYTES = 4 * 2**30  # the largest official checkpoint is far smaller; a zip bomb is not read past this
 CONFIG_FIELDS = ("channels", "iterations", "filter_size", "kernel_size", "res_units", "dual_pixel_input",
@@ -82,7 +85,7 @@ def _copy_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, where: str) -> tupl
     if info.file_size > MAX_MEMBER_BYTES:
         raise FetchError(f"{where}: the zip says it is {info.file_size} bytes; refused (more than "
                          f"{MAX_MEMBER_BYTES} bytes is no IFAN checkpoint)")
-    folder = hub.downloads_dir()
+    folder = cache.downloads_dir()
     folder.mkdir(parents=True, exist_ok=True)
     tmp = folder / f"{os.getpid()}-{time.monotonic_ns()}-{PurePosixPath(info.filename).name}"
     digest, size = hashlib.sha256(), 0
@@ -132,11 +135,6 @@ def check_layout(name: str, loaded: LoadedWeights, where: str) -> IFANConfig:
 def self_check(model: IFAN, where: str) -> None:
     """Run ``model`` on the bundled example (float32, padded by reflection to a multiple of 8); refuse an
     output of the wrong size or with a value that is not finite."""
-    import torch.nn.functional as F
-
-    from ifan.examples import example_path
-    from ifan.io import read_image
-
     x = torch.from_numpy(read_image(example_path()).rgb).permute(2, 0, 1)[None].contiguous()
     h, w = x.shape[-2:]
     padded = F.pad(x, (0, padded_side(w) - w, 0, padded_side(h) - h), mode="reflect")
@@ -153,7 +151,7 @@ def self_check(model: IFAN, where: str) -> None:
 
 def _check_pins(name: str, release: zoo.Release, archive_sha: str | None, member_sha: str) -> None:
     """Refuse an archive or member that differs from the one earlier installs came from."""
-    for record in hub.records():
+    for record in cache.records():
         archive = record.get("archive") or {}
         when = record.get("installed", "earlier")
         if archive_sha and archive.get("name") == release.archive and archive.get("sha256") not in (None, archive_sha):
@@ -168,7 +166,7 @@ def _check_pins(name: str, release: zoo.Release, archive_sha: str | None, member
 
 
 def install_checkpoint(name: str, checkpoint: Path, member_sha: str, where: str, source: str,
-                       archive: dict | None = None, tell: hub.Say | None = None) -> Path:
+                       archive: dict | None = None, tell: cache.Say | None = None) -> Path:
     """Check ``checkpoint`` (the authors' ``name``) and write it to the cache with its record; its path.
 
     Args:
@@ -189,21 +187,21 @@ def install_checkpoint(name: str, checkpoint: Path, member_sha: str, where: str,
     model = IFAN(config)
     model.load_state_dict(loaded.network)
     self_check(model.eval(), where)
-    path = save_weights(hub.weights_file(name), config, loaded.network, loaded.reblur, model_name=name,
+    path = save_weights(cache.weights_file(name), config, loaded.network, loaded.reblur, model_name=name,
                         source=source, converted_from=PurePosixPath(where.rpartition(":")[2] or where).name,
                         licence=release.licence, origin=release.origin)
     record = {
-        "format": hub.RECORD_FORMAT, "name": name, "file": path.name, "sha256": hub.sha256_file(path),
+        "format": cache.RECORD_FORMAT, "name": name, "file": path.name, "sha256": cache.sha256_file(path),
         "bytes": path.stat().st_size, "source": source, "member": {"path": where, "sha256": member_sha},
         "archive": archive, "licence": release.licence, "origin": release.origin, "config": config.to_dict(),
         "installed": time.strftime("%Y-%m-%d %H:%M:%S %z"), "ifan_version": __version__,
     }
-    hub.write_record(name, record)
+    cache.write_record(name, record)
     return path
 
 
 def install_from_archive(name: str, archive: Path, source: str, archive_sha: str | None = None,
-                         tell: hub.Say | None = None) -> Path:
+                         tell: cache.Say | None = None) -> Path:
     """Install ``name`` from the authors' archive on disk (its member found at any depth)."""
     release = release_of(name)
     label = release.archive if source.startswith(("http://", "https://")) else str(archive)
@@ -216,16 +214,16 @@ def install_from_archive(name: str, archive: Path, source: str, archive_sha: str
         where = f"{label}:{info.filename}"
         member, member_sha = _copy_member(zf, info, where)
     try:
-        digest = archive_sha or hub.sha256_file(archive)
+        digest = archive_sha or cache.sha256_file(archive)
         meta = {"name": release.archive, "sha256": digest, "bytes": archive.stat().st_size}
         return install_checkpoint(name, member, member_sha, where, source, meta, tell)
     finally:
         member.unlink(missing_ok=True)
 
 
-def install_file(name: str, file: Path, tell: hub.Say | None = None) -> Path:
+def install_file(name: str, file: Path, tell: cache.Say | None = None) -> Path:
     """Install ``name`` from a file the user downloaded: the authors' archive, or the one checkpoint."""
     source = str(file.resolve())
     if is_archive(file):
         return install_from_archive(name, file, source, tell=tell)
-    return install_checkpoint(name, file, hub.sha256_file(file), str(file), source, tell=tell)
+    return install_checkpoint(name, file, cache.sha256_file(file), str(file), source, tell=tell)

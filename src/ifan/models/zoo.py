@@ -16,8 +16,8 @@ name            ch     N   RBF_num  notes
 
 :func:`create_model` builds them with the paper's separable IAC unless ``iac_form="official"`` is
 passed. Every name but ``ifan-lite`` has a :class:`Release`: the authors publish its weights (trained
-with the official IAC form, which the converted weights carry); :mod:`ifan.models.hub` fetches, checks
-and caches them, and :func:`load_model` resolves a name through it.
+with the official IAC form, which the converted weights carry). The registry knows nothing of the
+cache: :mod:`ifan.models.hub` turns a name into a weights file and a loaded model.
 """
 
 from __future__ import annotations
@@ -27,12 +27,8 @@ from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 
-import torch
-
 from ifan.models.ifan import IFAN, IFANConfig
-from ifan.models.reblur import ReblurNet
 from ifan.models.serialization import check_fits, read_weights, save_weights
-
 
 # The authors' one archive of checkpoints, at the two places their README gives (tried in this order).
 AUTHORS_ARCHIVE = "checkpoints.zip"
@@ -155,58 +151,6 @@ def bundled_weights_path(name: str) -> Path | None:
         return None
     path = Path(str(resources.files("ifan") / "weights" / spec.weights))
     return path if path.is_file() else None
-
-
-def load_model(name_or_path: str | os.PathLike = DEFAULT_MODEL, device: str | torch.device = "cpu") -> IFAN:
-    """Load trained weights into a model, in eval mode.
-
-    Args:
-        name_or_path: a weights file, or a model name, resolved by :func:`ifan.models.hub.resolve_weights`
-            (the cache, the shipped weights, else the authors' weights, fetched, checked and cached on
-            first use). A file is ifan safetensors, the authors' checkpoint (``.pytorch``/``.pth``:
-            official key layout, with or without ``module.``; N, width and the dual-pixel input are
-            inferred from the shapes and the official IAC form is selected), or a state dict.
-        device: where to put the model.
-
-    Raises:
-        CheckpointError: the file does not fit the model (the message names the keys and shapes), or a
-            cached file changed since it was installed.
-        FileNotFoundError: no such file, no weights for the name, or offline (``IFAN_OFFLINE=1``) and not installed.
-        ifan.models.hub.FetchError: the authors' weights could not be fetched or failed their checks.
-
-    Example:
-        >>> model = load_model("ifan-lite")
-        >>> model.config.channels, model.config.iterations, model.training
-        (16, 8, False)
-    """
-    from ifan.models.hub import resolve_weights
-
-    path = resolve_weights(name_or_path)
-    loaded = read_weights(path)
-    check_fits(loaded, path, reblur=False)  # before anything is allocated
-    model = IFAN(loaded.config)
-    model.load_state_dict(loaded.network)
-    model.weights_metadata = dict(loaded.metadata, path=str(path))
-    return model.to(device).eval()
-
-
-def load_reblur_net(name_or_path: str | os.PathLike = DEFAULT_MODEL, device: str | torch.device = "cpu") -> ReblurNet | None:
-    """Load the reblurring network (training only) that a weights file holds beside the model, in eval
-    mode; None when the file holds none. Arguments as for :func:`load_model`.
-
-    Raises:
-        CheckpointError: the reblurring tensors do not fit the file's config.
-    """
-    from ifan.models.hub import resolve_weights
-
-    path = resolve_weights(name_or_path)
-    loaded = read_weights(path)
-    if not loaded.reblur:
-        return None
-    check_fits(loaded, path, reblur=True)  # before anything is allocated
-    reblur = ReblurNet(loaded.config)
-    reblur.load_state_dict(loaded.reblur)
-    return reblur.to(device).eval()
 
 
 def convert_weights(src: str | os.PathLike, dst: str | os.PathLike) -> IFANConfig:

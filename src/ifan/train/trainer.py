@@ -79,7 +79,7 @@ class _StopFlag:
 def _init_from_weights(model: IFAN, reblur: ReblurNet | None, source: str) -> str:
     """Copy trained weights (a bundled model's name or a weights file) into ``model`` (and ``reblur``
     when the file holds a reblurring network); returns a one-line description."""
-    from ifan.models.zoo import load_model, load_reblur_net
+    from ifan.models.hub import load_model, load_reblur_net
 
     loaded = load_model(source)
     if loaded.config != model.config:

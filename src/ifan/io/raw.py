@@ -34,7 +34,8 @@ from PIL import Image as PILImage
 from PIL import TiffImagePlugin
 
 from ifan.fileutil import shown
-from ifan.io_tiff import EXIF_IFD, PHOTO_TAGS, exif_entries
+from ifan.io.image import DEFAULT_LIMIT_NOTE, Image, ImageReadError, check_pixels
+from ifan.io.tiff import EXIF_IFD, PHOTO_TAGS, exif_entries
 
 # What LibRaw reads (its list of formats; ".raw" is Leica's and Panasonic's). Folders are searched for these too.
 RAW_SUFFIXES = frozenset({
@@ -63,16 +64,12 @@ def _rawpy():
 
 
 def _error(path: Path, err: Exception):
-    from ifan.io import ImageReadError
-
     what = " ".join(str(err).strip("b'\"").split()) or type(err).__name__
     return ImageReadError(f"{shown(path)}: LibRaw cannot read this RAW file ({what})")
 
 
 def _open(path: Path):
     """``(rawpy module, an opened RawPy)``; ImageReadError when rawpy is missing or the file unreadable."""
-    from ifan.io import ImageReadError
-
     rawpy = _rawpy()
     if rawpy is None:
         raise ImageReadError(f"{shown(path)}: {MISSING}")
@@ -149,7 +146,7 @@ def _carried(exif: bytes | None) -> str:
     return ", ".join(names) if names else "none"
 
 
-def read_raw(path: str | os.PathLike, max_pixels: int, limit_note: str = "decompression-bomb guard"):
+def read_raw(path: str | os.PathLike, max_pixels: int, limit_note: str = DEFAULT_LIMIT_NOTE):
     """Demosaic a camera RAW file (see the module docstring): an :class:`ifan.io.Image` with float32
     RGB in [0, 1], ``bit_depth`` 16, the carried EXIF and a ``description`` of how it was decoded.
 
@@ -157,16 +154,11 @@ def read_raw(path: str | os.PathLike, max_pixels: int, limit_note: str = "decomp
         ImageReadError: rawpy is missing (naming the extra), LibRaw cannot read the file, or the
             image is larger than ``max_pixels``.
     """
-    from ifan.io import Image, ImageReadError
-
     path = Path(path)
     rawpy, raw = _open(path)
     with raw:
         h, w = raw.sizes.height, raw.sizes.width
-        if h * w > max_pixels:
-            raise ImageReadError(
-                f"{shown(path)}: {w}x{h} = {w * h / 1e6:.3g} MP exceeds the limit of {max_pixels / 1e6:.3g} MP "
-                f"({limit_note}); raise it with --max-pixels if the file is trusted and the memory is there")
+        check_pixels(path, w, h, max_pixels, limit_note)
         try:
             pixels = raw.postprocess(output_color=rawpy.ColorSpace.sRGB, **POSTPROCESS)
         except (rawpy.LibRawError, MemoryError) as err:

@@ -1,10 +1,10 @@
 """TIFF files (8 and 16 bits) with their metadata: the pixels, the ICC profile and the EXIF (camera,
-exposure, GPS).
+exposure, GPS); and which TIFF layouts the reader decodes (:func:`unsupported_layout`).
 
 OpenCV writes 16-bit TIFFs without metadata, Pillow does not write 16-bit colour, and it fails on an
 EXIF directory in a TIFF (any camera JPEG's, written ``--format tiff``), so :func:`encode_tiff`
-writes them itself (all but grey + alpha, :func:`ifan.io.encode_image`): one image, strips of about
-256 KiB compressed with deflate and the horizontal predictor (as libtiff, OpenCV, Pillow and every
+writes them itself (all but 16-bit grey + alpha, :func:`ifan.io.write.encode_image`): one image, strips
+of about 256 KiB compressed with deflate and the horizontal predictor (as libtiff, OpenCV, Pillow and every
 photo editor read them), the ICC profile (tag 34675), and the EXIF: the tags of its first directory
 that describe the photo (camera, date, artist, copyright, ...; not those that describe another
 file's pixels) and its EXIF and GPS directories, re-serialised by Pillow
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import struct
 import zlib
+from pathlib import Path
 
 import numpy as np
 from PIL import Image as PILImage
@@ -27,6 +28,60 @@ PHOTO_TAGS = {270: "ImageDescription", 271: "Make", 272: "Model", 305: "Software
 DROPPED_EXIF_TAGS = {37500: "MakerNote", 40965: "InteroperabilityIFD"}  # offsets into the file they came from
 STRIP_BYTES = 1 << 18
 DEFLATE, PREDICTOR_HORIZONTAL = 8, 2
+
+_KINDS = {0: "grey", 1: "grey", 2: "RGB", 3: "palette", 4: "mask", 5: "CMYK", 6: "YCbCr", 8: "CIELab"}
+_COLOURS = {"grey": 1, "RGB": 3, "palette": 1, "CMYK": 4, "YCbCr": 3, "CIELab": 3}
+SUPPORTED_LAYOUTS = ("grey, RGB or RGBA with 8- or 16-bit integer samples; "
+                     "8-bit grey + alpha, palette, CMYK, YCbCr, CIELab")
+
+
+def _first_directory(path: Path) -> dict[int, tuple[int, ...]] | None:
+    """The integer tags of a classic TIFF's first image (short values only), or None for other files."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+            order = {b"II": "<", b"MM": ">"}.get(head[:2])
+            if order is None or len(head) < 8 or struct.unpack(order + "H", head[2:4])[0] != 42:
+                return None
+            f.seek(struct.unpack(order + "I", head[4:8])[0])
+            count = struct.unpack(order + "H", f.read(2))[0]
+            entries = f.read(12 * count)
+            tags = {}
+            for i in range(len(entries) // 12):
+                tag, kind, n, value = struct.unpack(order + "HHI4s", entries[12 * i:12 * i + 12])
+                code = {1: "B", 3: "H", 4: "I"}.get(kind)
+                if code is None or n > 16:
+                    continue
+                size = struct.calcsize(code * n)
+                if size > 4:
+                    f.seek(struct.unpack(order + "I", value)[0])
+                    value = f.read(size)
+                tags[tag] = struct.unpack(order + code * n, value[:size])
+            return tags
+    except (OSError, struct.error):
+        return None
+
+
+def unsupported_layout(path: Path) -> str | None:
+    """What makes a TIFF's layout one :func:`ifan.io.read_image` cannot decode (``"16-bit CMYK"``), or None."""
+    tags = _first_directory(path)
+    if tags is None:
+        return None
+    bits = max(tags.get(258, (1,)))
+    samples = tags.get(277, (1,))[0]
+    sample_format = tags.get(339, (1,))[0]
+    photometric = tags.get(262, (-1,))[0]
+    kind = _KINDS.get(photometric, f"photometric-{photometric}")
+    extra = samples - _COLOURS.get(kind, samples)
+    fine = sample_format == 1 and (
+        (kind == "grey" and bits in (1, 8, 16) and (extra == 0 or (extra == 1 and bits == 8)))
+        or (kind == "RGB" and bits in (8, 16) and extra <= 1)
+        or (kind in ("palette", "CMYK", "YCbCr", "CIELab") and bits <= 8 and extra == 0))
+    if fine:
+        return None
+    numbers = {2: "signed ", 3: "floating-point "}.get(sample_format, "")
+    more = f" with {extra} extra channel{'s' * (extra > 1)}" if extra > 0 else ""
+    return f"{bits}-bit {numbers}{kind}{more}"
 
 
 def exif_entries(exif: bytes | None) -> tuple[dict[int, object], dict[int, dict]]:
