@@ -2,7 +2,7 @@
 process with the I/O after the network (``--sequential-io``) and beside it (the default), and one and
 two processes (``torchrun``) of one thread each; also one process with every core.
 
-    PYTHONPATH=src python benchmarks/bench_archive.py [--photos 4] [--size 3000x4000] [--model ifan-lite]
+    python -m benchmarks.bench_archive [--photos 4] [--size 3000x4000] [--model ifan-lite]
 
 Every configuration is the real command in its own process(es), over the same photos into a fresh
 folder; its rate comes from the run's manifest (the file loop: from the first photo to the last write
@@ -27,8 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _measure as M  # noqa: E402
+from benchmarks import common
 
 # name -> (processes, extra arguments of ifan deblur)
 CONFIGS = {
@@ -48,25 +47,13 @@ def measure(cmd: list[str]) -> None:
                       "peak_rss": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024}))
 
 
-def lscpu_model() -> str:
-    """The CPU's model name as lscpu gives it (with family and model, which a hypervisor keeps)."""
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown (no lscpu)"
-    fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
-    fields = {k.strip(): v.strip() for k, v in fields.items()}
-    return f"{fields.get('Model name', '?')} (family {fields.get('CPU family', '?')}, model {fields.get('Model', '?')})"
-
-
 def make_photos(folder: Path, n: int, h: int, w: int) -> list[Path]:
     import cv2
     import numpy as np
 
-    from bench_tiling import test_photo
     from ifan.io import write_image
 
-    base = cv2.resize(test_photo(h // 4, w // 4), (w, h), interpolation=cv2.INTER_CUBIC).clip(0, 1)
+    base = cv2.resize(common.test_photo(h // 4, w // 4), (w, h), interpolation=cv2.INTER_CUBIC).clip(0, 1)
     return [write_image(folder / f"photo{i:02d}.jpg", np.roll(base, 97 * i, axis=1)) for i in range(n)]
 
 
@@ -82,7 +69,7 @@ def io_seconds(photo: Path, out: Path) -> tuple[float, float]:
         t = time.perf_counter()
         write_like(out, image.rgb, image)
         writes.append(time.perf_counter() - t)
-    return M.median(reads), M.median(writes)
+    return common.median(reads), common.median(writes)
 
 
 def main() -> None:
@@ -97,7 +84,6 @@ def main() -> None:
         measure(args.measure)
         return
     h, w = (int(v) for v in args.size.split("x"))
-    env = dict(os.environ, PYTHONPATH=str(M.SRC) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     rows, runs = [], {}
     with tempfile.TemporaryDirectory() as tmp:
         photos = make_photos(Path(tmp) / "photos", args.photos, h, w)
@@ -109,9 +95,7 @@ def main() -> None:
             cmd = [*launch, "-m", "ifan", "deblur", str(Path(tmp) / "photos"), "-o", str(out), "--model", args.model,
                    "--precision", args.precision, "-q", *extra]
             load = os.getloadavg()[0]
-            proc = subprocess.run([sys.executable, __file__, "--measure", *cmd], capture_output=True, text=True,
-                                  env=env)
-            r = json.loads(proc.stdout.strip().splitlines()[-1])
+            r = common.run_child(__spec__.name, ["--measure", *cmd])
             if r["exit_code"] != 0:
                 raise RuntimeError(f"{name} failed ({r['exit_code']}):\n{r['stderr']}")
             lines = [json.loads(line) for line in (out / "ifan-manifest.jsonl").read_text().splitlines()]
@@ -131,15 +115,16 @@ def main() -> None:
         rows.append([name, f"{rate:.0f}", f"{rate / first:.2f}x", f"{r['end_to_end_photos_per_hour']:.0f}",
                      f"{r['network_seconds_per_photo']:.1f}", f"{r['outside_seconds_per_photo']:.2f}",
                      f"{r['peak_rss'] / 2**30:.2f}", f"{r['load_before']:.1f}"])
-    table = M.print_table(["configuration", "photos/hour", "vs first", "photos/hour end to end",
-                           "network s/photo", "outside the network s/photo", "peak RSS GiB", "load before"], rows)
+    table = common.print_table(["configuration", "photos/hour", "vs first", "photos/hour end to end",
+                                "network s/photo", "outside the network s/photo", "peak RSS GiB", "load before"], rows)
     note = (f"{args.photos} JPEGs of {w}x{h} ({w * h / 1e6:.0f} MP), {args.model}, precision {args.precision}; "
-            f"one photo's read {read_s:.2f} s and write {write_s:.2f} s; CPU: {lscpu_model()}")
+            f"one photo's read {read_s:.2f} s and write {write_s:.2f} s; CPU: {common.lscpu_model()}")
     print(note)
-    M.write_json("bench_archive.json", {"machine": {**M.machine(), "lscpu_model": lscpu_model()}, "photos": args.photos,
-                                        "size": [h, w], "model": args.model, "precision": args.precision,
-                                        "read_seconds": read_s, "write_seconds": write_s, "runs": runs,
-                                        "table": table, "note": note})
+    common.write_json("bench_archive.json", {"machine": {**common.machine(), "lscpu_model": common.lscpu_model()},
+                                             "photos": args.photos, "size": [h, w], "model": args.model,
+                                             "precision": args.precision,
+                                             "read_seconds": read_s, "write_seconds": write_s, "runs": runs,
+                                             "table": table, "note": note})
 
 
 if __name__ == "__main__":

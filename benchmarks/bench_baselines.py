@@ -5,18 +5,15 @@ the borders), deblurred ``--reps`` times with the radius estimated each time (wh
 does per image) and once more with the radius given. Prints a table and writes
 ``benchmarks/results/bench_baselines.json``.
 
-    PYTHONPATH=src python benchmarks/bench_baselines.py [--reps 5] [--threads 2]
+    python -m benchmarks.bench_baselines [--reps 5] [--threads 2]
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _measure as M  # noqa: E402
+from benchmarks import common
 
 
 def blurred_photo(radius: float):
@@ -54,13 +51,13 @@ def main() -> None:
         t0 = time.perf_counter()
         wiener_deblur(blurred, radius=args.radius)
         given.append(time.perf_counter() - t0)
-    rows = [["radius estimated + deconvolution", f"{M.median(estimated):.3f}", f"{min(estimated):.3f}"],
-            ["deconvolution, radius given", f"{M.median(given):.3f}", f"{min(given):.3f}"]]
-    table = M.print_table(["512x512, disc radius 5", "median s", "min s"], rows)
+    rows = [["radius estimated + deconvolution", f"{common.median(estimated):.3f}", f"{min(estimated):.3f}"],
+            ["deconvolution, radius given", f"{common.median(given):.3f}", f"{min(given):.3f}"]]
+    table = common.print_table(["512x512, disc radius 5", "median s", "min s"], rows)
     print(f"estimated radii: {sorted(set(round(r, 2) for r in radii))} (true {args.radius})")
-    M.write_json("bench_baselines.json", {"machine": M.machine(), "size": [512, 512], "radius": args.radius,
-                                           "estimated_s": estimated, "given_s": given, "radii": radii,
-                                           "table": table})
+    common.write_json("bench_baselines.json", {"machine": common.machine(), "size": [512, 512], "radius": args.radius,
+                                                "estimated_s": estimated, "given_s": given, "radii": radii,
+                                                "table": table})
 
 
 if __name__ == "__main__":

@@ -22,8 +22,8 @@ Modes:
 * ``bf16_accuracy``: where the CPU lacks native bf16, bf16 is emulated (tens of times slower), so
   only its accuracy is measured, on a smaller crop.
 
-    PYTHONPATH=src python benchmarks/bench_inference.py [--model ifan|ifan-lite|PATH] [--size 720x1280] [--reps 5]
-    PYTHONPATH=src python benchmarks/bench_inference.py --model src/ifan/weights/ifan-lite.safetensors \
+    python -m benchmarks.bench_inference [--model ifan|ifan-lite|PATH] [--size 720x1280] [--reps 5]
+    python -m benchmarks.bench_inference --model src/ifan/weights/ifan-lite.safetensors \
         --modes fp32 auto --reps 9 --tag precision       # the default precision against strict float32
 
 Writes benchmarks/results/bench_inference_<model>[_<tag>].json.
@@ -33,29 +33,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _measure as M  # noqa: E402
+from benchmarks import common
 
 MODES = ["reference", "lean_nchw", "fp32_mmap", "fp32", "fp32_compile", "auto"]
-
-
-def build_model(name: str):
-    import torch
-
-    from ifan import create_model
-    from ifan.models.zoo import MODELS, load_model
-
-    if name in MODELS:
-        torch.manual_seed(0)
-        return create_model(name).eval(), f"{name} (random init, seed 0)"
-    return load_model(name), f"{name} (trained weights)"
 
 
 def worker(args) -> None:
@@ -63,19 +49,17 @@ def worker(args) -> None:
     import numpy as np
     import torch
 
-    from bench_memory import iac_unfold
-    from bench_tiling import test_photo
     from ifan.inference import Deblurrer
 
     torch.set_num_threads(args.threads)
-    model, _ = build_model(args.model)
+    model = common.build_model(args.model)
     h, w = (int(v) for v in args.size.split("x"))
-    rgb = test_photo(h, w)
+    rgb = common.test_photo(h, w)
     mode = args.worker
     info = {}
     if mode == "reference":
         cfg = model.config
-        model.iac.forward = lambda x, f: iac_unfold(x, f, cfg.iterations, cfg.filter_size)
+        model.iac.forward = lambda x, f: common.iac_unfold(x, f, cfg.iterations, cfg.filter_size)
         x = torch.from_numpy(rgb).permute(2, 0, 1)[None].contiguous()
         if cfg.iac_form != "separable":
             raise SystemExit("the unfold reference implements the separable form only")
@@ -104,8 +88,8 @@ def worker(args) -> None:
             info["compile_first_call_s"] = time.perf_counter() - t
         else:
             d.deblur(np.zeros((64, 64, 3), np.float32))
-    M.reset_peak_rss()
-    info["rss_before"] = M.rss_bytes()
+    common.reset_peak_rss()
+    info["rss_before"] = common.rss_bytes()
     print(json.dumps({"ready": True, **info}), flush=True)
     first = None
     for line in sys.stdin:
@@ -118,19 +102,17 @@ def worker(args) -> None:
             print(json.dumps({"seconds": seconds}), flush=True)
         elif line.strip() == "done":
             np.save(args.save, first if first is not None else call())
-            print(json.dumps({"peak_rss": M.peak_rss_bytes()}), flush=True)
+            print(json.dumps({"peak_rss": common.peak_rss_bytes()}), flush=True)
             return
 
 
 class Worker:
     def __init__(self, mode: str, args, tmp: str) -> None:
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join([str(M.SRC), str(Path(__file__).parent), env.get("PYTHONPATH", "")])
         self.save = str(Path(tmp) / f"{mode}.npy")
         self.proc = subprocess.Popen(
-            [sys.executable, __file__, "--worker", mode, "--model", args.model, "--size", args.size,
+            [sys.executable, "-m", __spec__.name, "--worker", mode, "--model", args.model, "--size", args.size,
              "--threads", str(args.threads), "--save", self.save],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=common.child_env())
         self.mode, self.times = mode, []
         self.info = self._read()
 
@@ -173,6 +155,7 @@ def main() -> None:
         return
     import numpy as np
 
+    from ifan.evaluate.metrics import image_psnr
     from ifan.inference import cpu_has_native_bf16
 
     native_bf16 = cpu_has_native_bf16()
@@ -201,7 +184,7 @@ def main() -> None:
                 wk.run()
                 wk.finish()
                 pair[mode] = np.load(wk.save)
-            bf16 = {"size": args.bf16_size, "psnr_vs_fp32": M.psnr(pair["bf16_accuracy"], pair["fp32"]),
+            bf16 = {"size": args.bf16_size, "psnr_vs_fp32": image_psnr(pair["bf16_accuracy"], pair["fp32"]),
                     "max_abs": float(np.abs(pair["bf16_accuracy"] - pair["fp32"]).max()), "time_s": wk.times[0]}
             notes.append(f"bf16 emulated at {args.bf16_size}: PSNR vs fp32 {bf16['psnr_vs_fp32']:.1f} dB, "
                          f"max |diff| {bf16['max_abs']:.1e}, {bf16['time_s']:.1f} s per call (emulated: not a speed)")
@@ -209,21 +192,22 @@ def main() -> None:
     strict = results.get("fp32")
     rows = []
     for mode, r in results.items():
-        med, best = M.median(r["times"]), min(r["times"])
-        r.update(median_s=med, min_s=best, psnr_vs_reference=M.psnr(outputs[mode], outputs["reference"]) if ref else None)
+        med, best = common.median(r["times"]), min(r["times"])
+        r.update(median_s=med, min_s=best,
+                 psnr_vs_reference=image_psnr(outputs[mode], outputs["reference"]) if ref else None)
         if ref:
-            r.update(speedup_median=M.median(ref["times"]) / med, speedup_min=min(ref["times"]) / best)
+            r.update(speedup_median=common.median(ref["times"]) / med, speedup_min=min(ref["times"]) / best)
         if strict is not None:  # paired: the ratio within each round, then the median
-            r.update(speedup_vs_fp32=M.median([a / b for a, b in zip(strict["times"], r["times"])]),
-                     psnr_vs_fp32=M.psnr(outputs[mode], outputs["fp32"]))
+            r.update(speedup_vs_fp32=common.median([a / b for a, b in zip(strict["times"], r["times"])]),
+                     psnr_vs_fp32=image_psnr(outputs[mode], outputs["fp32"]))
         rows.append([mode, f"{med:.2f}", f"{best:.2f}",
                      f"{r.get('speedup_median', float('nan')):.2f}x", f"{r.get('speedup_min', float('nan')):.2f}x",
                      f"{r.get('speedup_vs_fp32', float('nan')):.2f}x",
                      f"{r['peak_rss'] / 2**30:.2f}", f"{(r['peak_rss'] - r['rss_before']) / 2**30:.2f}",
                      "ref" if mode == "reference" else f"{r.get('psnr_vs_reference') or float('nan'):.1f}",
                      "-" if mode == "fp32" or strict is None else f"{r['psnr_vs_fp32']:.1f}"])
-    table = M.print_table(["mode", "median s", "min s", "speed-up (median)", "speed-up (min)", "vs fp32 (paired)",
-                           "peak RSS GiB", "growth GiB", "PSNR vs ref dB", "PSNR vs fp32 dB"], rows)
+    table = common.print_table(["mode", "median s", "min s", "speed-up (median)", "speed-up (min)", "vs fp32 (paired)",
+                                "peak RSS GiB", "growth GiB", "PSNR vs ref dB", "PSNR vs fp32 dB"], rows)
     for n in notes:
         print("note:", n)
     for mode, r in results.items():
@@ -231,10 +215,9 @@ def main() -> None:
             print(f"{mode}: {r['describe']}")
         if "compile_first_call_s" in r:
             print(f"{mode}: first call (compiling) {r['compile_first_call_s']:.1f} s")
-    _, desc = build_model(args.model) if args.model.startswith("ifan") else (None, f"{args.model} (trained weights)")
-    name = Path(args.model).stem if not args.model.startswith("ifan") else args.model
-    M.write_json(f"bench_inference_{name}{'_' + args.tag if args.tag else ''}.json", {
-        "machine": M.machine(), "model": desc, "size": args.size, "reps": args.reps, "results": results,
+    desc = common.describe_model(args.model)
+    common.write_json(f"bench_inference_{common.model_tag(args.model)}{'_' + args.tag if args.tag else ''}.json", {
+        "machine": common.machine(), "model": desc, "size": args.size, "reps": args.reps, "results": results,
         "bf16_emulated_accuracy": bf16, "notes": notes, "table": table})
 
 

@@ -1,7 +1,7 @@
 """A large photo through the command line within a memory budget: time and peak RSS of the whole
 ``ifan deblur`` run (decode, plan, tiles, blend, encode), in a child process.
 
-    PYTHONPATH=src python benchmarks/bench_large.py [--size 4000x6000] [--max-memory 4G] [--model ifan-lite]
+    python -m benchmarks.bench_large [--size 4000x6000] [--max-memory 4G] [--model ifan-lite]
 
 The photo is scikit-image's ``coffee`` resized to the size and blurred (a JPEG, quality 95). The
 model is random-init weights of the named configuration saved to a temporary safetensors file (or
@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _measure as M  # noqa: E402
+from benchmarks import common
 
 
 def child(args) -> None:
@@ -28,7 +26,7 @@ def child(args) -> None:
     code = main(["deblur", args.image, "-o", args.out, "--model", args.weights, "--max-memory", args.max_memory,
                  "-v", "--overwrite"])
     seconds = time.perf_counter() - t
-    print(json.dumps({"exit_code": code, "seconds": seconds, "peak_rss": M.peak_rss_bytes()}))
+    print(json.dumps({"exit_code": code, "seconds": seconds, "peak_rss": common.peak_rss_bytes()}))
 
 
 def main() -> None:
@@ -47,7 +45,6 @@ def main() -> None:
     import numpy as np
     import torch
 
-    from bench_tiling import test_photo
     from ifan import create_model
     from ifan.io import read_image, write_image
     from ifan.models.serialization import save_weights
@@ -56,7 +53,7 @@ def main() -> None:
     h, w = (int(v) for v in args.size.split("x"))
     with tempfile.TemporaryDirectory() as tmp:
         image = Path(tmp) / "big.jpg"
-        write_image(image, test_photo(h, w))
+        write_image(image, common.test_photo(h, w))
         if args.model in MODELS:
             torch.manual_seed(0)
             model = create_model(args.model)
@@ -66,8 +63,9 @@ def main() -> None:
         else:
             weights, desc = Path(args.model), f"{args.model} (trained weights)"
         out = Path(tmp) / "out"
-        r = M.run_child([__file__, "--child", "--image", str(image), "--out", str(out), "--weights", str(weights),
-                         "--max-memory", args.max_memory], keep_stderr=True)
+        r = common.run_child(__spec__.name, ["--child", "--image", str(image), "--out", str(out),
+                                             "--weights", str(weights), "--max-memory", args.max_memory],
+                             keep_stderr=True)
         print(r["stderr"])
         result = read_image(out / "big_deblurred.jpg")
         assert result.size == (h, w), result.size
@@ -75,9 +73,10 @@ def main() -> None:
                  finite=bool(np.isfinite(result.rgb).all()))
     rows = [[f"{w}x{h}", desc, args.max_memory, f"{r['seconds']:.0f}", f"{r['peak_rss'] / 2**30:.2f}",
              f"{r['peak_rss'] / 1e9:.2f}", r["exit_code"]]]
-    table = M.print_table(["image", "model", "--max-memory", "time s", "peak RSS GiB", "peak RSS GB", "exit"], rows)
-    name = Path(args.model).stem if args.model not in MODELS else args.model
-    M.write_json(f"bench_large_{name}.json", {"machine": M.machine(), **r, "table": table})
+    table = common.print_table(["image", "model", "--max-memory", "time s", "peak RSS GiB", "peak RSS GB", "exit"],
+                               rows)
+    common.write_json(f"bench_large_{common.model_tag(args.model)}.json",
+                      {"machine": common.machine(), **r, "table": table})
 
 
 if __name__ == "__main__":

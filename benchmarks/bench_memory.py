@@ -11,11 +11,11 @@ Cases (default config ``ifan``: ch 32, N 17, random init):
 * ``lean``: ``model(x)``: the filter head is applied per IAC iteration (``IFAN.lean_iac``).
 * IAC alone at the shapes of that input (features 1x128x135x240, filters 1x15232x135x240),
   forward (``no_grad``) and forward+backward (gradients of features and filters from ``out.sum()``):
-  ``ifan.ops.iac.iac`` (shift-sum) against an unfold-based reference written below the way the
-  official code computes it (replicate pad, ``unfold``, multiply, sum; filter slices taken by
-  basic indexing), and the same unfold reference with the filters split by ``torch.split``.
+  ``ifan.ops.iac.iac`` (shift-sum) against an unfold-based reference computed the way the official
+  code computes it (``benchmarks.common.iac_unfold``: replicate pad, ``unfold``, multiply, sum; filter
+  slices taken by basic indexing), and the same unfold reference with the filters split by ``torch.split``.
 
-    PYTHONPATH=src python benchmarks/bench_memory.py [--size 1080x1920] [--reps 3] [--cases ...]
+    python -m benchmarks.bench_memory [--size 1080x1920] [--reps 3] [--cases ...]
 
 Prints a table and writes benchmarks/results/bench_memory.json.
 """
@@ -25,62 +25,20 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _measure as M  # noqa: E402
+from benchmarks import common
 
 CASES = ["plain", "lean", "iac_fwd", "unfold_fwd", "unfold_split_fwd", "iac_fwdbwd", "unfold_fwdbwd",
          "unfold_split_fwdbwd"]
-
-
-# --- the unfold-based IAC reference (the official code's way) ---------------------------------
-
-
-def _unfold_pass(x, kernel, k, dim):
-    """One spatially varying 1-D pass by unfolding: pad (replicate), unfold k taps, multiply, sum."""
-    import torch.nn.functional as F
-
-    b, c, h, w = x.shape
-    p = k // 2
-    pad = (0, 0, p, p) if dim == 2 else (p, p, 0, 0)
-    patches = F.pad(x, pad, mode="replicate").unfold(dim, k, 1)  # (B, C, H, W, k)
-    return (patches * kernel.view(b, c, k, h, w).permute(0, 1, 3, 4, 2)).sum(-1)
-
-
-def iac_unfold(x, filters, n, k, split=False):
-    """IAC (separable form, leaky ReLU 0.1 after every iteration) computed by unfolding."""
-    import torch
-    import torch.nn.functional as F
-
-    c = x.shape[1]
-    block = 2 * c * k
-    if split:
-        kernels, biases = torch.split(filters, [n * block, n * c], dim=1)
-        blocks = torch.split(kernels, block, dim=1)
-        bias_list = torch.split(biases, c, dim=1)
-    for i in range(n):
-        if split:
-            k1, k2 = torch.split(blocks[i], c * k, dim=1)
-            bias = bias_list[i]
-        else:
-            k1 = filters[:, i * block: i * block + c * k]
-            k2 = filters[:, i * block + c * k: (i + 1) * block]
-            bias = filters[:, n * block + i * c: n * block + (i + 1) * c]
-        x = F.leaky_relu(_unfold_pass(_unfold_pass(x, k1, k, 2), k2, k, 3) + bias, 0.1)
-    return x
-
-
-# --- child ------------------------------------------------------------------------------------
 
 
 def child(args) -> None:
     import torch
 
     from ifan import create_model
-    from ifan.ops.iac import iac
+    from ifan.models.ifan import DOWNSCALE
+    from ifan.ops.iac import iac, iteration_rows
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -99,16 +57,18 @@ def child(args) -> None:
     else:
         cfg = create_model(args.model).config
         n, k, c = cfg.iterations, cfg.filter_size, cfg.feature_channels
-        feat = torch.rand(1, c, h // 8, w // 8)
-        # taps around an average filter and small biases, so 17 iterations stay O(1) (no denormals)
-        filters = torch.empty(1, cfg.filter_channels, h // 8, w // 8)
-        filters[:, : n * 2 * c * k].normal_(1.0 / k, 0.05)
-        filters[:, n * 2 * c * k:].normal_(0.0, 0.01)
+        feat = torch.rand(1, c, h // DOWNSCALE, w // DOWNSCALE)
+        # taps around an average filter and small biases, so 17 iterations stay O(1) (no denormals);
+        # the biases follow every iteration's kernels, from where iteration 0's bias begins
+        filters = torch.empty(1, cfg.filter_channels, h // DOWNSCALE, w // DOWNSCALE)
+        biases = iteration_rows(0, n, c, k)[-1][0]
+        filters[:, :biases].normal_(1.0 / k, 0.05)
+        filters[:, biases:].normal_(0.0, 0.01)
         backward = case.endswith("fwdbwd")
         split = "split" in case
 
         def op(a, f):
-            return iac(a, f, n, k) if case.startswith("iac") else iac_unfold(a, f, n, k, split=split)
+            return iac(a, f, n, k) if case.startswith("iac") else common.iac_unfold(a, f, n, k, split=split)
 
         def call():
             if not backward:
@@ -127,8 +87,8 @@ def child(args) -> None:
             op(feat[..., :8, :8].clone(), small_f)  # warm-up
 
     gc.collect()
-    M.reset_peak_rss()
-    before = M.rss_bytes()
+    common.reset_peak_rss()
+    before = common.rss_bytes()
     times = []
     for _ in range(args.reps):
         t = time.perf_counter()
@@ -136,8 +96,8 @@ def child(args) -> None:
         times.append(time.perf_counter() - t)
         del out
         gc.collect()
-    peak = M.peak_rss_bytes()
-    print(json.dumps({"case": case, "times": times, "seconds": M.median(times), "peak_rss": peak,
+    peak = common.peak_rss_bytes()
+    print(json.dumps({"case": case, "times": times, "seconds": common.median(times), "peak_rss": peak,
                       "rss_before": before, "growth": peak - before}))
 
 
@@ -156,7 +116,7 @@ def main() -> None:
         return
     records, rows = [], []
     for case in args.cases:
-        r = M.run_child([__file__, "--child", "--case", case, "--model", args.model, "--size", args.size,
+        r = common.run_child(__spec__.name, ["--child", "--case", case, "--model", args.model, "--size", args.size,
                          "--reps", str(args.reps), "--threads", str(args.threads)])
         records.append(r)
         rows.append([case, f"{r['peak_rss'] / 2**30:.2f}", f"{r['growth'] / 2**30:.2f}", f"{r['seconds']:.2f}",
@@ -173,11 +133,11 @@ def main() -> None:
                 ratios[f"{ref}_over_iac_{mode}_time"] = by[f"{ref}_{mode}"]["seconds"] / by[f"iac_{mode}"]["seconds"]
                 ratios[f"{ref}_over_iac_{mode}_growth"] = (by[f"{ref}_{mode}"]["growth"]
                                                           / max(by[f"iac_{mode}"]["growth"], 1))
-    table = M.print_table(["case", "peak RSS GiB", "growth GiB", f"median s ({args.reps} runs)", "runs s"], rows)
+    table = common.print_table(["case", "peak RSS GiB", "growth GiB", f"median s ({args.reps} runs)", "runs s"], rows)
     for k, v in ratios.items():
         print(f"{k}: {v:.2f}")
-    M.write_json("bench_memory.json", {"machine": M.machine(), "model": f"{args.model} (random init)",
-                                        "size": args.size, "records": records, "ratios": ratios, "table": table})
+    common.write_json("bench_memory.json", {"machine": common.machine(), "model": f"{args.model} (random init)",
+                                             "size": args.size, "records": records, "ratios": ratios, "table": table})
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """How much larger an IFAN may be within the shipped model's speed limit (twice `ifan-lite`).
 
-    python benchmarks/bench_model_size.py            # about 2 minutes on 2 CPU cores
+    python -m benchmarks.bench_model_size            # about 2 minutes on 2 CPU cores
 
 Untrained models of other widths and IAC iteration counts deblur one 1280x720 image each through
 ``Deblurrer`` (precision ``auto``: bf16 where the CPU has it), the models interleaved over rounds;
@@ -11,13 +11,9 @@ the best time of each is compared with ``ifan-lite``'s in the same run. Prints a
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import _measure as M  # noqa: E402
+from benchmarks import common
 
 SIZES = [(16, 8), (20, 8), (24, 8), (16, 12), (16, 17)]  # (width, IAC iterations); the first is ifan-lite's
 
@@ -56,9 +52,9 @@ def main() -> None:
                      f"{ratio:.2f}", "yes" if ratio <= 2.0 else "no"])
         records.append({"width": size[0], "iterations": size[1], "parameters": params, "times_s": times[size],
                         "ratio": ratio})
-    M.print_table(["model", "parameters", "1280x720, best", "vs ifan-lite", "within 2x"], rows)
-    M.write_json("model_size.json", {"machine": M.machine(), "threads": args.threads, "precision": args.precision,
-                                     "rounds": args.rounds, "models": records})
+    common.print_table(["model", "parameters", "1280x720, best", "vs ifan-lite", "within 2x"], rows)
+    common.write_json("model_size.json", {"machine": common.machine(), "threads": args.threads,
+                                          "precision": args.precision, "rounds": args.rounds, "models": records})
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """How well a model deblurs what it was not trained on: the generalisation suite.
 
-    python benchmarks/bench_quality.py                         # the shipped ifan-lite
-    python benchmarks/bench_quality.py --models ifan-lite runs/x/best.safetensors   # side by side
+    python -m benchmarks.bench_quality                         # the shipped ifan-lite
+    python -m benchmarks.bench_quality --models ifan-lite runs/x/best.safetensors   # side by side
 
 For each model it measures, on images it never saw:
 
@@ -12,7 +12,7 @@ For each model it measures, on images it never saw:
    estimated defocus ranks with the true blur: Spearman's rho between ``|defocus map|`` and
    ``|blur radius|`` on 8x8 blocks, per image (mean and worst; images whose blur hardly varies are
    skipped) and over the cells of all images pooled.
-2. ``srgb-disc`` and ``lin-gauss-jpeg``: made by ``benchmarks/quality_sets.py`` (no ``ifan.synth``
+2. ``srgb-disc`` and ``lin-gauss-jpeg``: made by ``ifan.evaluate.suite`` (no ``ifan.synth``
    code) from sharp photos never trained on (china, tower and four Debian wallpaper photos):
    plain discs on sRGB values over two layers; a smooth Gaussian blur in linear light, then JPEG.
 3. ``harm``: PSNR between output and input on sharp photos (no blur): how much a model changes
@@ -23,13 +23,14 @@ For each model it measures, on images it never saw:
    change of the 15x15 local mean colour (8-bit levels), and the ratio of local contrast
    (standard deviation) output / input. A figure of 100 % crops goes to ``--figure``.
 
-Suite 2 (this version, ``suite`` in the JSON) changed the photos (``quality_sets.py``): the cub
+Suite 2 (this version, ``suite`` in the JSON) changed the photos (``ifan.evaluate.suite``): the cub
 (``cheetah2.jpg``) of suite 1 has a defocused body, so it moved from the sharp photos to real defocus
 (docs/training.md says what that changed), and photos of two Debian wallpaper packages joined both
 lists, so that the independent sets rest on six photos, not three.
 
-PSNR/SSIM are on outputs clipped to [0, 1] at full float precision, sRGB; SSIM is the Gaussian
-(sigma 1.5) form of ``ifan.evaluate.metrics``. The table is printed (markdown) and written with
+PSNR/SSIM/MAE are ``ifan.evaluate.metrics.score_image`` under the ``full`` protocol: outputs clipped
+to [0, 1] at full float precision, sRGB, not cropped; SSIM is scikit-image's default form (a 7x7
+uniform window, sample covariance). The table is printed (markdown) and written with
 every per-image number to ``benchmarks/results/quality.json`` (``--json``).
 """
 
@@ -37,8 +38,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -46,28 +45,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import quality_sets  # noqa: E402
+from benchmarks import common
+from ifan.evaluate import suite
+from ifan.evaluate.suite import SUITE, Sample
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
 BINS = [(0, 5), (5, 10), (10, 15), (15, 20.5)]
-SUITE = 2  # the version of the sets; 2: the cub is real defocus, Debian photos added
 SYNTH_SETS = {  # name: (folder under data/quality, config factory name, seed)
     "synth-classic": ("synth-classic", "classic", 2),
     "synth-mixture": ("synth-mixture", "mixture", 3),
 }
-
-
-def cpu_model() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        flags = next((line.split(":", 1)[1].split() for line in out.splitlines() if line.startswith("Flags")), [])
-        name = next((line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name")), "")
-        bf16 = [f for f in ("avx512_bf16", "amx_bf16") if f in flags]
-        return f"{name} ({', '.join(bf16) or 'no native bf16'})"
-    except (OSError, subprocess.CalledProcessError):
-        return platform.processor() or "unknown"
 
 
 def ensure_synth_set(name: str, data_root: Path, count: int) -> Path:
@@ -81,7 +67,7 @@ def ensure_synth_set(name: str, data_root: Path, count: int) -> Path:
     return out
 
 
-def load_synth_samples(root: Path, count: int) -> list[quality_sets.Sample]:
+def load_synth_samples(root: Path, count: int) -> list[Sample]:
     from ifan.synth import sample_paths
 
     samples = []
@@ -89,20 +75,16 @@ def load_synth_samples(root: Path, count: int) -> list[quality_sets.Sample]:
         paths = sample_paths(root, "test", i)
         with np.load(paths.meta) as maps:
             coc = maps["coc"].astype(np.float32)
-        samples.append(quality_sets.Sample(paths.center.stem, quality_sets.read_srgb(paths.center),
-                                           quality_sets.read_srgb(paths.target),
-                                           {"max_radius": float(np.abs(coc).max()), "coc": coc}))
+        samples.append(Sample(paths.center.stem, suite.read_srgb(paths.center), suite.read_srgb(paths.target),
+                              {"max_radius": float(np.abs(coc).max()), "coc": coc}))
     return samples
 
 
 def scores(output: np.ndarray, target: np.ndarray) -> dict[str, float]:
-    import torch
+    """PSNR, SSIM and MAE of one ``(H, W, 3)`` output (clipped) against its target: the ``full`` protocol."""
+    from ifan.evaluate.metrics import FULL, score_image
 
-    from ifan.evaluate.metrics import mae, psnr, ssim
-
-    o = torch.from_numpy(np.ascontiguousarray(np.clip(output, 0, 1).transpose(2, 0, 1)))[None].double()
-    t = torch.from_numpy(np.ascontiguousarray(target.transpose(2, 0, 1)))[None].double()
-    return {"psnr": float(psnr(o, t)), "ssim": float(ssim(o, t)), "mae": float(mae(o, t))}
+    return {k: v for k, v in score_image(output, target, FULL).items() if k != "lpips"}
 
 
 def blocks(x: np.ndarray, block: int = 8) -> np.ndarray:
@@ -155,7 +137,7 @@ def artefacts(inp: np.ndarray, out: np.ndarray, window: int = 15) -> dict[str, f
             "contrast_ratio": float(np.median(ratio)), "band_px": int(band.sum())}
 
 
-def run_model(model: str, precision: str, sets: dict[str, list[quality_sets.Sample]]) -> dict:
+def run_model(model: str, precision: str, sets: dict[str, list[Sample]]) -> dict:
     from ifan import Deblurrer
 
     deblurrer = Deblurrer.from_pretrained(model, device="cpu", precision=precision)
@@ -274,7 +256,7 @@ def markdown(results: list[dict]) -> str:
     return head + "\n".join(lines) + "\n"
 
 
-def crops_figure(samples: list[quality_sets.Sample], models: list[str], path: Path, size: int = 160,
+def crops_figure(samples: list[Sample], models: list[str], path: Path, size: int = 160,
                  per_image: int = 1) -> None:
     """100 % crops where the input has the strongest edges: input, then each model's output."""
     rows = []
@@ -306,40 +288,44 @@ def crops_figure(samples: list[quality_sets.Sample], models: list[str], path: Pa
     cv2.imwrite(str(path), np.ascontiguousarray(figure[..., ::-1]))
 
 
-def build_sets(data_root: Path, synth_count: int, indep_count: int) -> dict[str, list[quality_sets.Sample]]:
-    photos = quality_sets.eval_photos()
+def build_sets(data_root: Path, synth_count: int, indep_count: int) -> dict[str, list[Sample]]:
+    photos = suite.eval_photos()
     sets = {}
     for name in SYNTH_SETS:
         sets[name] = load_synth_samples(ensure_synth_set(name, data_root, synth_count), synth_count)
-    sets["srgb-disc"] = quality_sets.srgb_disc_layers(photos, indep_count)
-    sets["lin-gauss-jpeg"] = quality_sets.linear_gaussian_jpeg(photos, indep_count)
-    sets["harm"] = quality_sets.sharp_photos(photos)
-    sets["artefacts"] = quality_sets.real_defocus()
+    sets["srgb-disc"] = suite.srgb_disc_layers(photos, indep_count)
+    sets["lin-gauss-jpeg"] = suite.linear_gaussian_jpeg(photos, indep_count)
+    sets["harm"] = suite.sharp_photos(photos)
+    sets["artefacts"] = suite.real_defocus()
     return sets
 
 
 def require_photos(partial: bool) -> None:
-    """Exit with a message naming the suite's missing photos and their sources, unless ``partial``."""
-    missing = quality_sets.missing_photos()
-    if not missing:
-        return
-    lines = "\n".join(f"  {name}: {source}" for name, source in sorted(missing.items()))
-    if not partial:
-        sys.exit(f"error: {len(missing)} photo(s) of quality suite {SUITE} are missing here:\n{lines}\n"
-                 f"install them, or pass --partial to score on the rest (not comparable with published numbers)")
-    print(f"warning: scoring without {len(missing)} photo(s) of suite {SUITE}:\n{lines}", file=sys.stderr)
+    """Exit with a message naming the suite's missing photos and their sources, unless ``partial``
+    (then a warning is printed and the rest is scored)."""
+    import warnings
+
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            suite.require_photos(partial)
+    except suite.SuitePhotosMissing as err:
+        sys.exit(f"error: {err}")
+    for warning in caught:
+        print(f"warning: {warning.message}", file=sys.stderr)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=["ifan-lite"], help="model names or weights files")
     parser.add_argument("--precision", default="fp32", help="inference precision (default fp32: the protocol)")
-    parser.add_argument("--data", type=Path, default=ROOT / "data" / "quality", help="where the synth sets live")
+    parser.add_argument("--data", type=Path, default=common.ROOT / "data" / "quality",
+                        help="where the synth sets live")
     parser.add_argument("--synth-count", type=int, default=100, help="images per held-out synth set (default 100)")
     parser.add_argument("--indep-count", type=int, default=24, help="images per independent set (default 24)")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--json", type=Path, default=RESULTS / "quality.json")
-    parser.add_argument("--figure", type=Path, default=ROOT / "docs" / "images" / "quality_crops.png")
+    parser.add_argument("--json", type=Path, default=common.RESULTS / "quality.json")
+    parser.add_argument("--figure", type=Path, default=common.ROOT / "docs" / "images" / "quality_crops.png")
     parser.add_argument("--partial", action="store_true",
                         help="run even if some of the suite's photos are missing here (the numbers then do not "
                              "compare with the suite's published ones)")
@@ -357,10 +343,11 @@ def main() -> None:
         results.append(r)
     table = markdown(results)
     print(table)
-    meta = {"suite": SUITE, "date": time.strftime("%Y-%m-%d %H:%M:%S"), "cpu": cpu_model(), "threads": args.threads,
+    meta = {"suite": SUITE, "date": time.strftime("%Y-%m-%d %H:%M:%S"), "cpu": common.lscpu_model(),
+            "threads": args.threads,
             "precision": args.precision, "synth_count": args.synth_count, "indep_count": args.indep_count,
-            "eval_photos": sorted(quality_sets.eval_photo_paths()),
-            "real_defocus_photos": sorted(quality_sets.real_defocus_paths())}
+            "eval_photos": sorted(suite.eval_photo_paths()),
+            "real_defocus_photos": sorted(suite.real_defocus_paths())}
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"meta": meta, "table": table,
                                      "results": [{k: v for k, v in r.items()} for r in results]}, indent=1))

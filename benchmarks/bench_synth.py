@@ -9,7 +9,7 @@ Measures, on this machine:
 
 Prints a table and writes JSON (``--json``, default ``benchmarks/results/synth.json``).
 
-    PYTHONPATH=src python benchmarks/bench_synth.py --size 512x512 --scenes 30 --workers 2 --write-n 1000
+    python -m benchmarks.bench_synth --size 512x512 --scenes 30 --workers 2 --write-n 1000
 """
 
 from __future__ import annotations
@@ -27,8 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _measure as M  # noqa: E402
+from benchmarks import common
 
 
 def _parse_size(text: str) -> tuple[int, int]:
@@ -127,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{write['seconds']:.1f} s = {write['images_per_s']:.2f} samples/s; "
               f"{write['cpu_seconds_per_sample']:.3f} CPU s per sample ({write['bytes'] / 1e9:.2f} GB)")
     result = {
-        "machine": M.machine(),
+        "machine": common.machine(),
         "size": [w, h], "max_blur": args.max_blur, "cpu_count": os.cpu_count(), "platform": platform.platform(),
         "python": sys.version.split()[0], "numpy": np.__version__, "date": time.strftime("%Y-%m-%d %H:%M:%S"),
         "load_average_before": load_before, "load_average_after": os.getloadavg(),

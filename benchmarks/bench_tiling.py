@@ -7,8 +7,8 @@ PSNR between the tiled and whole outputs, and the defocus maps' relative RMS dif
 Part 2 (``memory``): each case in a fresh child process: whole image vs tiled under memory budgets
 (``Deblurrer(max_memory=...)``), time and peak RSS, the plan's estimate, PSNR against the whole run.
 
-    PYTHONPATH=src python benchmarks/bench_tiling.py sweep [--model ifan-lite|ifan|PATH] [--tile 256]
-    PYTHONPATH=src python benchmarks/bench_tiling.py memory [--model ifan] [--size 1080x1920] [--budgets 1.5G 1G]
+    python -m benchmarks.bench_tiling sweep [--model ifan-lite|ifan|PATH] [--tile 256]
+    python -m benchmarks.bench_tiling memory [--model ifan] [--size 1080x1920] [--budgets 1.5G 1G]
 
 Random-init models unless ``--model`` is a weights file (the effective receptive field of trained
 weights may differ: rerun with them). Writes benchmarks/results/bench_tiling_<part>_<model>.json.
@@ -19,50 +19,24 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _measure as M  # noqa: E402
-
-
-def build_model(name: str):
-    import torch
-
-    from ifan import create_model
-    from ifan.models.zoo import MODELS, load_model
-
-    if name in MODELS:
-        torch.manual_seed(0)
-        return create_model(name).eval(), f"{name} (random init, seed 0)"
-    return load_model(name), f"{name} (trained weights)"
-
-
-def test_photo(h: int, w: int):
-    """A real photo, resized to h x w and blurred (sigma 2 px) to look defocused, float32 HWC."""
-    import numpy as np
-    from scipy.ndimage import gaussian_filter
-    from skimage import data
-    from skimage.transform import resize
-
-    img = resize(data.coffee().astype(np.float32) / 255, (h, w), order=3, anti_aliasing=True)
-    img = np.stack([gaussian_filter(img[:, :, c], 2.0) for c in range(3)], axis=2)
-    return np.clip(img, 0, 1).astype(np.float32)
-
+from benchmarks import common
 
 
 def sweep(args) -> None:
     import numpy as np
     import torch
 
+    from ifan.evaluate.metrics import image_psnr
     from ifan.inference import Deblurrer
 
     torch.set_num_threads(args.threads)
-    model, desc = build_model(args.model)
+    model, desc = common.build_model(args.model), common.describe_model(args.model)
     h, w = (int(v) for v in args.size.split("x"))
-    rgb = test_photo(h, w)
+    rgb = common.test_photo(h, w)
     whole = Deblurrer(model, device="cpu")
     t = time.perf_counter()
     ref, ref_map = whole.deblur(rgb, return_defocus=True)
@@ -75,7 +49,7 @@ def sweep(args) -> None:
             t = time.perf_counter()
             out, dmap = d.deblur(rgb, return_defocus=True, plan=plan)
             seconds = time.perf_counter() - t
-            p = M.psnr(out, ref)
+            p = image_psnr(out, ref)
             rel = float(np.sqrt(np.mean((dmap - ref_map) ** 2)) / max(np.sqrt(np.mean(ref_map ** 2)), 1e-12))
             records.append({"overlap": overlap, "margin": margin, "tile": list(plan.tile), "tiles": plan.num_tiles,
                             "psnr": p, "max_abs": float(np.abs(out - ref).max()), "defocus_rel_rms": rel,
@@ -83,12 +57,11 @@ def sweep(args) -> None:
             rows.append([overlap, margin, f"{plan.tile[1]}x{plan.tile[0]}", plan.num_tiles, f"{p:.1f}",
                          f"{np.abs(out - ref).max():.1e}", f"{rel:.3f}", f"{seconds:.1f}"])
             print(rows[-1], flush=True)
-    table = M.print_table(["overlap px", "margin", "tile", "tiles", "PSNR vs whole dB", "max |diff|",
-                           "defocus rel. RMS diff", "s"], rows)
+    table = common.print_table(["overlap px", "margin", "tile", "tiles", "PSNR vs whole dB", "max |diff|",
+                                "defocus rel. RMS diff", "s"], rows)
     print(f"whole image {w}x{h}: {t_whole:.1f} s; model {desc}")
-    name = Path(args.model).stem if not args.model.startswith("ifan") else args.model
-    M.write_json(f"bench_tiling_sweep_{name}.json", {
-        "machine": M.machine(), "model": desc, "size": [h, w], "tile": args.tile, "whole_seconds": t_whole,
+    common.write_json(f"bench_tiling_sweep_{common.model_tag(args.model)}.json", {
+        "machine": common.machine(), "model": desc, "size": [h, w], "tile": args.tile, "whole_seconds": t_whole,
         "records": records, "table": table})
 
 
@@ -99,19 +72,19 @@ def child(args) -> None:
     from ifan.inference import Deblurrer
 
     torch.set_num_threads(args.threads)
-    model, _ = build_model(args.model)
+    model = common.build_model(args.model)
     h, w = (int(v) for v in args.size.split("x"))
-    rgb = test_photo(h, w)
+    rgb = common.test_photo(h, w)
     d = Deblurrer(model, device="cpu", max_memory=args.budget)
     d.deblur(np.zeros((64, 64, 3), np.float32))  # warm-up
     gc.collect()
-    M.reset_peak_rss()
-    before = M.rss_bytes()
+    common.reset_peak_rss()
+    before = common.rss_bytes()
     plan = d.plan(h, w)
     t = time.perf_counter()
     out = d.deblur(rgb, plan=plan)
     seconds = time.perf_counter() - t
-    peak = M.peak_rss_bytes()
+    peak = common.peak_rss_bytes()
     np.save(args.save, out)
     print(json.dumps({"seconds": seconds, "peak_rss": peak, "rss_before": before, "estimate": plan.estimate,
                       "tiles": plan.num_tiles, "tile": list(plan.tile), "plan": str(plan)}))
@@ -120,6 +93,8 @@ def child(args) -> None:
 def memory(args) -> None:
     import numpy as np
 
+    from ifan.evaluate.metrics import image_psnr
+
     h, w = (int(v) for v in args.size.split("x"))
     rows, records = [], []
     with tempfile.TemporaryDirectory() as tmp:
@@ -127,11 +102,11 @@ def memory(args) -> None:
         for budget in [None, *args.budgets]:
             label = budget or "unlimited"
             save = str(Path(tmp) / f"{len(outputs)}.npy")
-            argv = [__file__, "child", "--model", args.model, "--size", args.size, "--save", save,
+            argv = ["child", "--model", args.model, "--size", args.size, "--save", save,
                     "--threads", str(args.threads)] + ([] if budget is None else ["--budget", budget])
-            r = M.run_child(argv)
+            r = common.run_child(__spec__.name, argv)
             outputs[label] = np.load(save)
-            p = M.psnr(outputs[label], outputs["unlimited"])
+            p = image_psnr(outputs[label], outputs["unlimited"])
             r.update(budget=label, psnr_vs_whole=p)
             records.append(r)
             heap = "heap" if "allocation: heap" in r["plan"] else "default"
@@ -141,11 +116,10 @@ def memory(args) -> None:
                          f"{(r['peak_rss'] - r['rss_before']) / 2**30:.2f}", f"{r['seconds']:.1f}",
                          "-" if budget is None else f"{p:.1f}"])
             print(rows[-1], flush=True)
-    table = M.print_table(["--max-memory", "plan", "estimate GiB", "peak RSS GiB", "growth GiB", "time s",
-                           "PSNR vs whole dB"], rows)
-    name = Path(args.model).stem if not args.model.startswith("ifan") else args.model
-    M.write_json(f"bench_tiling_memory_{name}.json", {
-        "machine": M.machine(), "model": args.model, "size": [h, w], "records": records, "table": table})
+    table = common.print_table(["--max-memory", "plan", "estimate GiB", "peak RSS GiB", "growth GiB", "time s",
+                                "PSNR vs whole dB"], rows)
+    common.write_json(f"bench_tiling_memory_{common.model_tag(args.model)}.json", {
+        "machine": common.machine(), "model": args.model, "size": [h, w], "records": records, "table": table})
 
 
 def main() -> None:

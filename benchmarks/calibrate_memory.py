@@ -3,7 +3,7 @@ whole-image Deblurrer.run on CPU, per width ch, memory format and image size, ea
 child process; a least-squares fit ``fixed + per_pixel * H8 * W8`` per case, and of per_pixel
 against ch.
 
-    PYTHONPATH=src python benchmarks/calibrate_memory.py [--sizes 256x256 512x768 720x1280]
+    python -m benchmarks.calibrate_memory [--sizes 256x256 512x768 720x1280]
 
 With ``--cpu-heap 1`` the heap allocation mode is measured instead (its estimate includes
 HEAP_MEMORY_FACTOR); ``--precision bf16`` measures bf16 autocast (on a CPU with native bf16). Prints a
@@ -15,12 +15,9 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _measure as M  # noqa: E402
+from benchmarks import common
 
 
 def child(args: argparse.Namespace) -> None:
@@ -40,12 +37,12 @@ def child(args: argparse.Namespace) -> None:
                       heap_factor=HEAP_MEMORY_FACTOR if args.cpu_heap else None)
     assert plan.heap == bool(args.cpu_heap) and not plan.tiled
     gc.collect()
-    M.reset_peak_rss()
-    before = M.rss_bytes()
+    common.reset_peak_rss()
+    before = common.rss_bytes()
     t = time.perf_counter()
     res = d.run(x, defocus=args.defocus, plan=plan)
     seconds = time.perf_counter() - t
-    peak = M.peak_rss_bytes()
+    peak = common.peak_rss_bytes()
     del res
     print(json.dumps({"before": before, "peak": peak, "increase": peak - before, "seconds": seconds,
                       "estimate": plan.estimate}))
@@ -72,6 +69,8 @@ def main() -> None:
         return
     import numpy as np
 
+    from ifan.models.ifan import padded_side
+
     rows, records = [], []
     for ch in args.channels:
         n = args.iterations or (17 if ch >= 32 else 8)
@@ -79,11 +78,12 @@ def main() -> None:
             xs, ys = [], []
             for size in args.sizes:
                 h, w = (int(v) for v in size.split("x"))
-                r = M.run_child([__file__, "--child", "--channels", str(ch), "--iterations", str(n),
-                                 "--channels-last", str(cl), "--precision", args.precision,
-                                 "--height", str(h), "--width", str(w), "--cpu-heap", str(args.cpu_heap)]
-                                + (["--defocus"] if args.defocus else []))
-                px = (-(-h // 8) * 8) * (-(-w // 8) * 8)
+                r = common.run_child(__spec__.name, ["--child", "--channels", str(ch), "--iterations", str(n),
+                                                     "--channels-last", str(cl), "--precision", args.precision,
+                                                     "--height", str(h), "--width", str(w),
+                                                     "--cpu-heap", str(args.cpu_heap)]
+                                     + (["--defocus"] if args.defocus else []))
+                px = padded_side(h) * padded_side(w)
                 xs.append(px)
                 ys.append(r["increase"])
                 records.append({"channels": ch, "iterations": n, "channels_last": bool(cl), "height": h, "width": w,
@@ -95,7 +95,8 @@ def main() -> None:
                             "fixed": intercept})
             rows.append([ch, n, "NHWC" if cl else "NCHW", "fit", f"fixed {intercept / 2**20:.0f} MiB",
                          f"{slope:.0f}", "", ""])
-    table = M.print_table(["ch", "N", "format", "input WxH", "peak growth MiB", "B/pixel", "estimate MiB", "s"], rows)
+    table = common.print_table(["ch", "N", "format", "input WxH", "peak growth MiB", "B/pixel", "estimate MiB", "s"],
+                               rows)
     fits = [r for r in records if r.get("fit")]
     for cl in args.formats:
         pts = [(r["channels"], r["per_pixel"]) for r in fits if r["channels_last"] == bool(cl)]
@@ -107,9 +108,9 @@ def main() -> None:
     worst = max(r["increase"] / r["estimate"] for r in records if "increase" in r)
     print(f"allocation mode {mode}: largest measured / estimated = {worst:.2f}")
     tag = "" if args.precision == "fp32" else f"_{args.precision}"
-    M.write_json(f"calibrate_memory_{mode}{tag}.json", {"machine": M.machine(), "precision": args.precision,
-                                           "allocation": mode, "worst_measured_over_estimate": worst,
-                                           "defocus": args.defocus, "records": records, "table": table})
+    common.write_json(f"calibrate_memory_{mode}{tag}.json", {
+        "machine": common.machine(), "precision": args.precision, "allocation": mode,
+        "worst_measured_over_estimate": worst, "defocus": args.defocus, "records": records, "table": table})
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ def main() -> int:
     parser.add_argument("--out", default=str(ROOT / "docs" / "images" / "serve.png"))
     parser.add_argument("--chromium", default=shutil.which("chromium") or shutil.which("chromium-browser"))
     parser.add_argument("--width", type=int, default=1280, help="window width in CSS pixels")
+    parser.add_argument("--keep-bokeh", default="6", help="the keep-the-bokeh slider's value shown (0: off; default 6)")
     args = parser.parse_args()
     if not args.chromium:
         parser.error("no Chromium found: apt-get install chromium, or pass --chromium PATH")
@@ -58,6 +59,11 @@ def main() -> int:
                 page.locator("#examples img").first.click()
                 page.click("#run")
                 expect(page.locator("#download")).to_be_visible(timeout=600_000)
+                if float(args.keep_bokeh) > 0:
+                    box = page.locator("#keep-bokeh input[type=number]")
+                    box.fill(args.keep_bokeh)
+                    box.press("Tab")  # released: the page recomposes without the network
+                    expect(page.locator("#download")).to_contain_text("bokeh kept", timeout=120_000)
                 page.wait_for_timeout(1000)  # let the images finish loading
                 page.screenshot(path=args.out, full_page=True)
                 browser.close()

@@ -49,14 +49,16 @@ fi
 echo "== training for at most ${left}s"
 sets=(--set "data.root=$WORK/train" --set "data.val_root=$WORK/val" --set "train.steps=$STEPS")
 [ -n "$CHANNELS" ] && sets+=(--set "model_overrides.channels=$CHANNELS")
+run="$WORK/run"
 # shellcheck disable=SC2086
-ifan train "$CONFIG" -o "$WORK/run" --init "$INIT" --time-limit "$left" "${sets[@]}" $EXTRA
+ifan train "$CONFIG" -o "$run" --init "$INIT" --time-limit "$left" "${sets[@]}" $EXTRA
 
 echo "== results -> $OUT"
-run="$WORK/run"
-last=$(ls "$run"/checkpoints/step_*.pt | sort -V | tail -1)
-ifan convert "$last" "$OUT/last.safetensors"
-[ -f "$run/best.safetensors" ] && cp "$run/best.safetensors" "$OUT/best.safetensors"
-cp "$run/metrics.jsonl" "$run/config.yaml" "$OUT/"
+# the run folder's layout and the checkpoint to take (the newest that loads) are ifan's to say
+files=$(ifan run-files "$run" checkpoint best metrics config)
+mapfile -t file <<< "$files"
+ifan convert "${file[0]}" "$OUT/last.safetensors"
+if [ -f "${file[1]}" ]; then cp "${file[1]}" "$OUT/best.safetensors"; fi
+cp "${file[2]}" "${file[3]}" "$OUT/"
 ifan curves "$run" -o "$OUT/curves.png"
 echo "done in $(( $(date +%s) - start ))s: $OUT"

@@ -1,16 +1,20 @@
 """An independent, functional re-statement of the official IFAN forward, read straight from an
 official-layout state dict (keys ``Network.*`` / ``reblurNet.*``, no ``module.``).
 
-It shares no code with ``ifan`` (its IAC unfolds the input as the official code does), so
+It shares no code with ``ifan`` but the layout of the IAC filter tensor, which it takes from its
+owner (``ifan.ops.iac.split_filters``; its IAC unfolds the input as the official code does), so
 agreement between the two checks our module layout, key mapping and IAC. It is validated
-against the official bundle in ``test_official.py`` and then used as the reference for
-configurations the bundle does not cover (the default config with other random weights).
+against the official bundle in ``test_official.py`` (which checks that layout too) and then used
+as the reference for configurations the bundle does not cover (the default config with other
+random weights).
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
+from ifan.ops.iac import split_filters
 
 
 def _lrelu(x):
@@ -62,11 +66,9 @@ def _sac_unfold(x, k1, k2, k, official):
 
 
 def reference_iac(x, filters, n, c, k, act_last=True, official=True):
-    block = 2 * c * k
+    kernels1, kernels2, biases = split_filters(filters, n, c, k)
     for i in range(n):
-        k1 = filters[:, i * block: i * block + c * k]
-        k2 = filters[:, i * block + c * k: (i + 1) * block]
-        x = _sac_unfold(x, k1, k2, k, official) + filters[:, n * block + i * c: n * block + (i + 1) * c]
+        x = _sac_unfold(x, kernels1[i], kernels2[i], k, official) + biases[i]
         if i < n - 1 or act_last:
             x = _lrelu(x)
     return x

@@ -33,7 +33,9 @@ SIGNATURES = {
     "Deblurrer.from_pretrained": "(name_or_path: 'str | os.PathLike | IFAN' = 'ifan-lite', "
                                  "device: 'str | torch.device' = 'auto', **kwargs) -> 'Deblurrer'",
     "Deblurrer.deblur": "(self, x, *, return_defocus: 'bool' = False, plan: 'TilePlan | None' = None, "
-                        "progress: 'ProgressCallback | None' = None)",
+                        "progress: 'ProgressCallback | None' = None, strength: 'float' = 1.0, "
+                        "keep_bokeh: 'float | None' = None, mask=None, transition: 'float' = 4.0, "
+                        "return_mask: 'bool' = False)",
     "Deblurrer.defocus_map": "(self, x, *, plan: 'TilePlan | None' = None, progress: 'ProgressCallback | None' = None)",
     "Deblurrer.run": "(self, rgb: 'Tensor', defocus: 'bool' = False, plan: 'TilePlan | None' = None, "
                      "progress: 'ProgressCallback | None' = None, right: 'Tensor | None' = None, "
@@ -41,18 +43,33 @@ SIGNATURES = {
 }
 
 # Modules whose docstring examples are part of the documentation.
-DOCTESTED = ["ifan", "ifan.models.ifan", "ifan.models.zoo", "ifan.ops.iac", "ifan.inference.runtime",
-             "ifan.inference.memory", "ifan.inference.tiling", "ifan.inference.adapters", "ifan.inference.deblurrer",
-             "ifan.evaluate", "ifan.evaluate.metrics", "ifan.viz"]
+DOCTESTED = ["ifan", "ifan.models.ifan", "ifan.models.zoo", "ifan.models.hub", "ifan.ops.iac",
+             "ifan.inference.runtime", "ifan.inference.memory", "ifan.inference.tiling", "ifan.inference.adapters",
+             "ifan.inference.deblurrer", "ifan.evaluate", "ifan.evaluate.metrics", "ifan.viz"]
+
+
+# Where each public name is defined: the export must be that very object, not a copy or a stand-in.
+DEFINED_IN = {"Deblurrer": "ifan.inference.deblurrer", "IFAN": "ifan.models.ifan", "IFANConfig": "ifan.models.ifan",
+              "IFANOutput": "ifan.models.ifan", "ReblurNet": "ifan.models.reblur", "create_model": "ifan.models.zoo",
+              "list_models": "ifan.models.zoo", "load_model": "ifan.models.hub", "load_reblur_net": "ifan.models.hub"}
 
 
 def test_exported_names():
     assert ifan.__all__ == PUBLIC
-    for name in PUBLIC:
-        assert getattr(ifan, name) is not None
+    for name, module in DEFINED_IN.items():
+        exported = getattr(ifan, name)
+        assert exported is getattr(importlib.import_module(module), name), name
+        assert exported.__module__ == module, name
     assert set(PUBLIC) <= set(dir(ifan))
     with pytest.raises(AttributeError, match="no attribute 'Inference'"):
         ifan.Inference  # noqa: B018
+
+
+def test_version_is_the_installed_distributions():
+    from importlib.metadata import version
+
+    assert ifan.__version__ == version("ifan")
+    assert ifan.__version__[0].isdigit() and "unknown" not in ifan.__version__
 
 
 @pytest.mark.parametrize("name", sorted(SIGNATURES))
@@ -70,6 +87,7 @@ def test_docstring_examples(module):
     assert result.failed == 0
 
 
+@pytest.mark.slow  # a subprocess
 def test_import_and_the_command_parser_import_nothing_heavy():
     probe = ("import sys; import ifan; from ifan.apps.cli import build_parser; build_parser(); "
              "print(*sorted(m for m in ('torch', 'numpy', 'cv2', 'PIL', 'gradio') if m in sys.modules))")

@@ -21,7 +21,7 @@ from ifan.apps.console import RunProgress
 from ifan.apps.files import InputFile
 from ifan.apps.manifest import MANIFEST_NAME, read_manifest
 from ifan.io import write_image
-from ifan.train.distributed import DistInfo
+from ifan.inference.distributed import DistInfo
 
 ROOT = Path(__file__).resolve().parents[1]
 

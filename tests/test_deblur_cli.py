@@ -205,8 +205,9 @@ def test_memory_budget_too_small_fails_that_file_only(tmp_path, weights, capsys)
 
 
 def test_the_file_loop_reports_each_step_to_its_listener(tmp_path, weights):
-    from ifan.apps.files import Listener, OutputOptions
+    from ifan.apps.files import OutputOptions
     from ifan.apps.pipeline import deblur_files
+    from ifan.apps.steps import Listener
     from ifan.inference import Deblurrer
 
     class Recorder(Listener):
@@ -276,7 +277,8 @@ def test_inputs_that_would_write_one_file_are_refused_naming_each_other(tmp_path
 
 
 def test_no_file_is_written_twice_in_one_run(tmp_path, weights, capsys):
-    from ifan.apps.files import Claims, OutputOptions, deblur_file
+    from ifan.apps.files import Claims, OutputOptions
+    from ifan.apps.pipeline import deblur_file
     from ifan.inference import Deblurrer
 
     deblurrer = Deblurrer.from_pretrained(weights, device="cpu")
@@ -327,7 +329,8 @@ def test_a_glob_over_symlink_loops_lists_each_real_folder_once(tmp_path, monkeyp
 
 
 def test_the_default_pixel_limit_is_what_the_memory_of_the_run_holds(tmp_path, weights, monkeypatch):
-    from ifan.apps.files import OutputOptions, deblur_file
+    from ifan.apps.files import OutputOptions
+    from ifan.apps.pipeline import deblur_file
     from ifan.inference import Deblurrer
 
     deblurrer = Deblurrer.from_pretrained(weights, device="cpu")
@@ -342,3 +345,19 @@ def test_the_default_pixel_limit_is_what_the_memory_of_the_run_holds(tmp_path, w
     assert "the limit of 0.874 MP" in deblur_file(deblurrer, InputFile(mid), OutputOptions(defocus_map=True)).message  # 120 B/px
     assert "(--max-pixels)" in deblur_file(deblurrer, InputFile(mid), OutputOptions(max_pixels=1000)).message
     assert deblur_file(deblurrer, InputFile(write_image(tmp_path / "small.png", pattern(64, 64)))).status == "done"
+
+
+def test_exif_too_large_for_jpeg_is_cut_down_and_verbose_says_what_went(tmp_path, weights, capsys):
+    from PIL import ExifTags
+
+    exif = PILImage.Exif()
+    exif[0x010F] = "TestCam"
+    exif.get_ifd(ExifTags.IFD.Exif)[0x9286] = b"ASCII\0\0\0" + b"x" * 70_000  # 70 KB: more than JPEG holds
+    src = tmp_path / "big_exif.png"
+    PILImage.fromarray((pattern(24, 32) * 255).astype(np.uint8)).save(src, exif=exif.tobytes())
+    code, err = run(["deblur", str(src), "-o", str(tmp_path / "out"), "--format", "jpg", "--model", weights, "-v"],
+                    capsys)
+    assert code == 0, err
+    out = tmp_path / "out" / "big_exif_deblurred.jpg"
+    assert PILImage.open(out).getexif()[0x010F] == "TestCam"
+    assert f"{src}: note: EXIF cut from " in err and "dropped UserComment" in err

@@ -47,6 +47,7 @@ def test_gpu_stretch_script_trains_and_returns_weights_metrics_and_curves(tmp_pa
     assert elsewhere.returncode != 0 and "run" in elsewhere.stderr and not (tmp_path / "out2" / "last.safetensors").exists()
 
 
+@pytest.mark.slow  # a subprocess
 def test_gpu_stretch_script_refuses_when_the_data_leaves_no_time_to_train(tmp_path):
     done = _run(tmp_path, SCENES="1", VAL="1", DEADLINE="1", MARGIN="0")
     assert done.returncode == 1 and "no time left to train" in done.stderr

@@ -56,7 +56,7 @@ def test_widen_refuses_a_width_that_does_not_grow():
 def test_grow_command_writes_loadable_weights_and_keeps_an_existing_file(tmp_path, capsys):
     from ifan.apps.cli import main
     from ifan.models.serialization import save_weights
-    from ifan.models.zoo import load_model
+    from ifan.models.hub import load_model
 
     config = IFANConfig(channels=4, iterations=2, reblur_iterations=2)
     src = tmp_path / "small.safetensors"
@@ -67,5 +67,5 @@ def test_grow_command_writes_loadable_weights_and_keeps_an_existing_file(tmp_pat
     assert grown.config.channels == 6 and grown.config.iterations == 2
     before = out.read_bytes()
     assert main(["grow", str(src), "--channels", "8", "-o", str(out)]) == 1
-    assert "exists; pass --overwrite" in capsys.readouterr().err
+    assert "exists; add --overwrite" in capsys.readouterr().err
     assert out.read_bytes() == before

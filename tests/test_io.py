@@ -148,8 +148,9 @@ def test_write_errors_and_atomicity(tmp_path):
 
 
 
-def tiff_bytes(pixels: np.ndarray, photometric: int, extra_samples: int = 0) -> bytes:
-    """A minimal uncompressed little-endian TIFF of ``(H, W, C)`` uint8/uint16 pixels in one strip."""
+def tiff_bytes(pixels: np.ndarray, photometric: int, extra_samples: int = 0, orientation: int | None = None) -> bytes:
+    """A minimal uncompressed little-endian TIFF of ``(H, W, C)`` uint8/uint16 pixels in one strip
+    (with an orientation tag when given)."""
     h, w, c = pixels.shape
     data = pixels.astype(pixels.dtype.newbyteorder("<")).tobytes()
     tags = {256: (4, [w]), 257: (4, [h]), 258: (3, [pixels.dtype.itemsize * 8] * c), 259: (3, [1]),
@@ -157,6 +158,8 @@ def tiff_bytes(pixels: np.ndarray, photometric: int, extra_samples: int = 0) -> 
             284: (3, [1])}
     if extra_samples:
         tags[338] = (3, [0] * extra_samples)
+    if orientation is not None:
+        tags[274] = (3, [orientation])
     ifd_end = 8 + 2 + 12 * len(tags) + 4
     entries, overflow = [], b""
     for tag, (kind, values) in sorted(tags.items()):
@@ -212,6 +215,7 @@ print((peak - base) / (img.rgb.nbytes + (0 if img.alpha is None else img.alpha.n
 """
 
 
+@pytest.mark.slow  # a subprocess
 @pytest.mark.skipif(not Path("/proc/self/status").is_file(), reason="needs Linux /proc to measure memory")
 @pytest.mark.parametrize("kind", ["rgb8", "rgb16", "rgba8"])
 def test_reading_costs_little_more_than_the_image_it_returns(tmp_path, kind):
@@ -236,3 +240,135 @@ def test_the_size_comes_from_the_header(tmp_path):
     (tmp_path / "b.jpg").write_bytes(b"not an image")
     with pytest.raises(ImageReadError, match="b.jpg: cannot be opened as an image"):
         read_size(tmp_path / "b.jpg")
+
+
+# What each EXIF orientation asks a viewer to do with the stored pixels to show them upright
+# (written out with numpy, independently of ifan.io).
+UPRIGHT = {1: lambda a: a, 2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1],
+           5: lambda a: a.transpose(1, 0, 2), 6: lambda a: np.rot90(a, -1), 7: lambda a: np.rot90(a, -1)[::-1],
+           8: lambda a: np.rot90(a, 1)}
+
+
+def corners(bits: int) -> np.ndarray:
+    """96 wide, 64 high: red top-left, green top-right, blue bottom-left corner, grey elsewhere."""
+    top = 255 if bits == 8 else 65535
+    a = np.full((64, 96, 3), top // 3, np.uint8 if bits == 8 else np.uint16)
+    a[:8, :8], a[:8, -8:], a[-8:, :8] = (top, 0, 0), (0, top, 0), (0, 0, top)
+    return a
+
+
+def png_with_orientation(path: Path, pixels: np.ndarray, orientation: int) -> Path:
+    """The PNG path's input: the same stored pixels with an eXIf chunk saying ``orientation``."""
+    exif = PILImage.Exif()
+    exif[0x0112] = orientation
+    bits = 8 if pixels.dtype == np.uint8 else 16
+    return write_image(path, pixels.astype(np.float32) / (2**bits - 1), bit_depth=bits, exif=exif.tobytes())
+
+
+@pytest.mark.parametrize("bits", [8, 16])
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_tiff_orientation_is_applied_once_like_the_png_path(tmp_path, bits, orientation):
+    stored = corners(bits)
+    tif = tmp_path / "in.tif"
+    tif.write_bytes(tiff_bytes(stored, photometric=2, orientation=orientation))
+    expected = UPRIGHT[orientation](stored).astype(np.float32) / (2**bits - 1)
+    from_png = read_image(png_with_orientation(tmp_path / "in.png", stored, orientation))
+    np.testing.assert_array_equal(from_png.rgb, expected)  # the PNG path, known to be right
+    img = read_image(tif)
+    assert img.bit_depth == bits and img.rgb.shape == expected.shape
+    np.testing.assert_array_equal(img.rgb, expected)
+    if orientation == 6:  # the issue's case: 64 wide, 96 high, red corner top-right
+        assert img.rgb.shape[:2] == (96, 64) and tuple(img.rgb[0, -1]) == (1.0, 0.0, 0.0)
+    # the result written like the input: upright pixels and a tag that says so, read back turned once
+    for suffix in (".tif", ".png", ".jpg"):
+        out = write_like(tmp_path / f"out{suffix}", img.rgb, img)
+        with PILImage.open(out) as back:
+            assert back.getexif().get(0x0112, 1) == 1
+            assert back.size == (expected.shape[1], expected.shape[0])
+        again = read_image(out)
+        assert again.rgb.shape == expected.shape
+        if suffix != ".jpg":
+            np.testing.assert_array_equal(again.rgb, expected)
+
+
+@pytest.mark.parametrize("bits", [8, 16])
+def test_a_tiff_with_an_exif_directory_is_turned_once_and_keeps_its_photo_tags(tmp_path, bits):
+    """ifan.io.tiff's files (and cameras') carry an EXIF directory beside the orientation: read while the
+    file is open, turned once, the layout tags left behind, and written again upright with the rest."""
+    from PIL import ExifTags
+
+    from ifan.io.tiff import encode_tiff
+
+    stored = corners(bits)
+    exif = PILImage.Exif()
+    exif[0x010F] = "TestCam"
+    exif[ExifTags.IFD.Exif] = {34855: 800}
+    data = encode_tiff(stored, exif=exif.tobytes())
+    upright = struct.pack("<HHIHH", 274, 3, 1, 1, 0)  # encode_tiff's own orientation entry: 1
+    assert data.count(upright) == 1
+    (tmp_path / "in.tif").write_bytes(data.replace(upright, struct.pack("<HHIHH", 274, 3, 1, 6, 0)))
+    img = read_image(tmp_path / "in.tif")
+    expected = UPRIGHT[6](stored).astype(np.float32) / (2**bits - 1)
+    assert img.bit_depth == bits
+    np.testing.assert_array_equal(img.rgb, expected)
+    got = PILImage.Exif()
+    got.load(img.exif)
+    assert got[0x010F] == "TestCam" and got.get(0x0112, 1) == 1 and got.get_ifd(ExifTags.IFD.Exif) == {34855: 800}
+    assert not {256, 257, 273, 279} & set(got)  # the input's layout does not travel
+    for suffix in (".tif", ".png"):
+        back = read_image(write_like(tmp_path / f"out{suffix}", img.rgb, img))
+        np.testing.assert_array_equal(back.rgb, expected)
+        again = PILImage.Exif()
+        again.load(back.exif)
+        assert again[0x010F] == "TestCam" and again.get_ifd(ExifTags.IFD.Exif)[34855] == 800
+
+
+def test_grey_and_alpha_with_an_exif_directory_is_written_as_tiff_with_its_tags(tmp_path):
+    """An 8-bit grey + alpha photo whose EXIF has an EXIF directory (a camera's), written as TIFF: Pillow
+    failed on it ("Error setting from dictionary"); it is written by ifan.io.tiff like the other TIFFs."""
+    from PIL import ExifTags
+
+    grey = np.array([[0, 51, 102], [153, 204, 255]], np.uint8)
+    alpha = np.array([[255, 0, 128], [64, 32, 16]], np.uint8)
+    src = tmp_path / "in.png"
+    exif = PILImage.Exif()
+    exif[0x010F] = "TestCam"
+    exif[ExifTags.IFD.Exif] = {34855: 800}
+    PILImage.fromarray(np.stack([grey, alpha], axis=2), mode="LA").save(src, exif=exif.tobytes())
+    img = read_image(src)
+    assert img.grayscale and img.alpha is not None and img.bit_depth == 8
+    back = read_image(write_like(tmp_path / "out.tif", img.rgb, img))
+    assert back.grayscale and back.bit_depth == 8
+    np.testing.assert_array_equal(back.rgb[:, :, 0], grey / np.float32(255))
+    np.testing.assert_array_equal(back.alpha, alpha / np.float32(255))
+    got = PILImage.Exif()
+    got.load(back.exif)
+    assert got[0x010F] == "TestCam" and got.get_ifd(ExifTags.IFD.Exif) == {34855: 800}
+
+
+def big_exif(orientation: int = 1) -> bytes:
+    """70 KB of EXIF: a camera name, an orientation and a 70,000-byte user comment (more than JPEG's 64 KB)."""
+    from PIL import ExifTags
+
+    exif = PILImage.Exif()
+    exif[0x010F], exif[0x0112] = "TestCam", orientation
+    exif.get_ifd(ExifTags.IFD.Exif)[0x9286] = b"ASCII\0\0\0" + b"x" * 70_000
+    return exif.tobytes()
+
+
+@pytest.mark.parametrize("suffix", [".png", ".webp"])
+def test_exif_too_large_for_jpeg_is_shrunk_keeping_the_rest(tmp_path, suffix):
+    src = tmp_path / f"in{suffix}"
+    PILImage.fromarray((gradient() * 255).astype(np.uint8)).save(src, exif=big_exif(), lossless=True)
+    img = read_image(src)
+    assert len(img.exif) > 65_533
+    out = write_like(tmp_path / "out.jpg", img.rgb, img)  # was: "EXIF data is too long"
+    with PILImage.open(out) as back:
+        exif = back.getexif()
+        assert exif[0x010F] == "TestCam" and exif.get(0x0112, 1) == 1
+        assert 0x9286 not in exif.get_ifd(0x8769)  # the user comment did not fit
+    notes: list[str] = []
+    write_like(tmp_path / "out.jpg", img.rgb, img, notes=notes)
+    assert len(notes) == 1 and "UserComment" in notes[0] and "JPEG" in notes[0]
+    write_like(tmp_path / "out.png", img.rgb, img, notes=notes)  # PNG holds it all, and says nothing
+    assert len(notes) == 1 and read_image(tmp_path / "out.png").exif == img.exif

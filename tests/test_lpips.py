@@ -217,9 +217,13 @@ def test_pack_round_trip_and_cli(files, tmp_path, images, capsys):
     dst = L.pack_lpips_weights([files["trunk"], files["heads"]], tmp_path / "packed.safetensors")
     from safetensors import safe_open
 
-    with safe_open(str(dst), framework="pt") as f:
-        assert set(f.keys()) == set(L.expected_shapes())
-        assert f.metadata()["format"] == L.FORMAT
+    with safe_open(str(dst), framework="pt") as f:  # the published layout (CONVS above), ifan's format tag
+        published = {f"features.{i}.weight": (cout, cin, k, k) for i, cin, cout, k, _, _ in CONVS}
+        published.update({f"features.{i}.bias": (cout,) for i, _, cout, _, _, _ in CONVS})
+        published.update({f"lin{i}.model.1.weight": (1, cout, 1, 1) for i, (_, _, cout, _, _, _) in enumerate(CONVS)})
+        assert {key: tuple(f.get_slice(key).get_shape()) for key in f.keys()} == published
+        assert f.metadata()["format"] == "ifan-lpips/1" and f.metadata()["net"] == "alex"
+        assert f.metadata()["version"] == "0.1"
     torch.testing.assert_close(L.load_lpips(dst)(x, y), L.load_lpips(files["one"])(x, y), rtol=0, atol=0)
     from ifan.apps.cli import main
 

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from ifan.evaluate import metrics as M
-from ifan.evaluate.metrics import FULL, OFFICIAL, Protocol, mae, psnr, score_image, ssim, summarize, to_nchw
+from ifan.evaluate.metrics import FULL, OFFICIAL, Protocol, mae, psnr, score_image, ssim, to_nchw
+from ifan.evaluate.summary import format_score, json_score, summarize
 
 skm = pytest.importorskip("skimage.metrics")
 
@@ -271,7 +272,20 @@ def test_summarize_copes_with_inf_and_missing():
     assert finite["psnr"]["mean"] == 30.0
     with pytest.raises(ValueError, match="NaN"):
         summarize([{"psnr": math.nan}], keys=["psnr"])
-    assert M.format_score(math.inf) == "inf"
-    assert M.format_score(None) == ""
-    assert M.format_score(31.234567, 2) == "31.23"
-    assert M.json_score(math.inf) == "inf" and M.json_score(0.5) == 0.5 and M.json_score(None) is None
+    assert format_score(math.inf) == "inf"
+    assert format_score(None) == ""
+    assert format_score(31.234567, 2) == "31.23"
+    assert json_score(math.inf) == "inf" and json_score(0.5) == 0.5 and json_score(None) is None
+
+
+def test_image_psnr_takes_one_hwc_pair_as_numpy_or_torch():
+    rng = np.random.default_rng(0)
+    a = rng.random((9, 7, 3))
+    b = np.clip(a + rng.normal(0, 0.05, a.shape), 0, 1)
+    expected = 10 * np.log10(1 / np.mean((a - b) ** 2))  # the definition, in float64 numpy
+    assert M.image_psnr(b, a) == pytest.approx(expected, abs=1e-10)
+    assert M.image_psnr(torch.from_numpy(b), torch.from_numpy(a)) == pytest.approx(expected, abs=1e-10)
+    grey = 10 * np.log10(1 / np.mean((a[..., 0] - b[..., 0]) ** 2))
+    assert M.image_psnr(b[..., 0], a[..., 0]) == pytest.approx(grey, abs=1e-10)
+    assert M.image_psnr(b * 255, a * 255, data_range=255) == pytest.approx(expected, abs=1e-9)
+    assert M.image_psnr(a, a) == math.inf

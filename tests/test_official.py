@@ -22,7 +22,7 @@ from ifan.models.ifan import IFAN
 from ifan.models.official import CheckpointError, split_official, to_official
 from ifan.evaluate.metrics import crop_hw
 from ifan.models.serialization import read_weights
-from ifan.models.zoo import load_model, load_reblur_net
+from ifan.models.hub import load_model, load_reblur_net
 from ifan.train.losses import area_downsample, horizontal_warp, ifan_losses
 
 from official_reference import reference_forward
@@ -285,6 +285,7 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
+@pytest.mark.slow  # a subprocess
 @pytest.mark.skipif(not Path("/proc/self/status").is_file(), reason="needs Linux /proc for the address-space limit")
 @pytest.mark.parametrize("numbers, command", [({"channels": 4096}, "convert"),
                                              ({"channels": 256, "iterations": 128}, "deblur")])

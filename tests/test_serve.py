@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import socket
 import threading
 import time
 from pathlib import Path
@@ -18,7 +19,7 @@ from ifan.inference import Deblurrer
 from ifan.io import read_image, write_image
 from ifan.models.serialization import save_weights
 from ifan.apps.guard import RequestGuard, is_loopback, served_file_headers
-from ifan.apps.serve import DeblurService, Limits, UploadError
+from ifan.apps.service import DeblurService, Limits, UploadError
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +61,7 @@ def test_16bit_png_gives_the_deblurrers_output_at_16_bits(service, tmp_path):
 
 
 def test_previews_are_downscaled_and_the_download_is_not(service, tmp_path, monkeypatch):
-    monkeypatch.setattr("ifan.apps.serve.PREVIEW_SIDE", 32)
+    monkeypatch.setattr("ifan.apps.service.PREVIEW_SIDE", 32)
     job = service.process(write_image(tmp_path / "p.png", pattern(48, 64)))
     assert read_image(job.before).size == read_image(job.after).size == read_image(job.defocus_preview).size == (24, 32)
     assert read_image(job.output).size == read_image(job.defocus).size == (48, 64)
@@ -140,9 +141,10 @@ def test_one_job_at_a_time(service, tmp_path):
     assert most[0] == 1 and len(list(service.jobs.iterdir())) == 3
 
 
-def scope(path="/", host="127.0.0.1:7860", method="GET", kind="http", **headers):
+def scope(path="/", host="127.0.0.1:7860", method="GET", kind="http", scheme=None, **headers):
     pairs = [(b"host", host.encode())] + [(k.replace("_", "-").encode(), v.encode()) for k, v in headers.items()]
-    return {"type": kind, "path": path, "method": method, "headers": pairs}
+    return {"type": kind, "path": path, "method": method, "headers": pairs,
+            "scheme": scheme or ("ws" if kind == "websocket" else "http")}
 
 
 def test_request_guard():
@@ -181,8 +183,10 @@ def test_cli_serves_a_weights_file(model, tmp_path, monkeypatch):
         label=label, host=host, port=port, **kw))
     argv = ["serve", "--model", str(weights), "--port", "9999", "--max-upload", "2MB", "--max-pixels", "1000"]
     assert main(argv) == 0
+    menu = seen.pop("menu")
     assert seen == {"label": "tiny.safetensors", "host": "127.0.0.1", "port": 9999, "workdir": None,
                     "limits": Limits(max_upload_bytes=2_000_000, max_pixels=1000)}
+    assert menu.choices == ["tiny.safetensors", "ifan-lite"] and menu.current == "tiny.safetensors"
 
 
 def test_only_job_folders_it_made_are_ever_deleted(model, tmp_path, monkeypatch):
@@ -192,7 +196,7 @@ def test_only_job_folders_it_made_are_ever_deleted(model, tmp_path, monkeypatch)
     (theirs / "photo.jpg").write_bytes(b"the user's photo")
     long_ago = time.time() - 7200
     os.utime(theirs, (long_ago, long_ago))
-    monkeypatch.setattr("ifan.apps.serve.KEEP_SECONDS", 0)  # every earlier job is old at once
+    monkeypatch.setattr("ifan.apps.service.KEEP_SECONDS", 0)  # every earlier job is old at once
     service = DeblurService(Deblurrer(model, device="cpu"), work)
     src = write_image(tmp_path / "p.png", pattern(16, 16))
     first = service.process(src).output.parent
@@ -283,3 +287,91 @@ def test_uploads_and_results_are_served_as_images_or_downloads_never_sniffed():
         assert got["content-disposition"] == 'attachment; filename="evil.html"'
         assert got["x-content-type-options"] == "nosniff"
     assert served("text/html")["content-disposition"] == "attachment"
+
+
+def test_an_origin_with_another_scheme_is_another_origin():
+    guard = RequestGuard(None, local_only=True)
+    for origin, kind in [("https://127.0.0.1:7860", "http"), ("https://127.0.0.1:7860", "websocket"),
+                         ("http://127.0.0.1:7860", "https")]:
+        request = scope("/gradio_api/queue/join", method="POST", origin=origin, kind="http" if kind != "websocket"
+                        else kind, scheme="https" if kind == "https" else None)
+        assert guard.refusal(request) == f"refused: a request from another origin ({origin})", (origin, kind)
+    assert guard.refusal(scope("/gradio_api/queue/join", method="POST", origin="http://127.0.0.1:7860")) is None
+    assert guard.refusal(scope("/gradio_api/ws", kind="websocket", origin="http://127.0.0.1:7860")) is None
+
+
+def test_a_300_character_upload_name_is_shortened(service, tmp_path):
+    src = write_image(tmp_path / "in" / "photo.png", pattern(16, 24))
+    name = "z" * 296 + ".png"
+    job = service.process(src, name=name)
+    assert job.output.name.endswith("_deblurred.png") and len(job.output.name.encode()) <= 255
+    assert job.defocus.name.endswith("_defocus.png") and len(job.defocus.name.encode()) <= 255
+    assert job.output.name.startswith("z" * 100) and read_image(job.output).size == (16, 24)
+    assert len(job.name.encode()) <= 128 and job.name.endswith(".png")
+
+
+@pytest.fixture
+def page_client(model, tmp_path, monkeypatch):
+    """The real page (Gradio) behind its guard, in this process, with every DNS lookup and outgoing
+    connection recorded (and refused): ``(client, calls, working folder)``."""
+    pytest.importorskip("gradio")
+    from starlette.testclient import TestClient
+
+    from ifan.apps.serve import _quiet_environment, create_app
+
+    work = tmp_path / "work"
+    work.mkdir()
+    for key in ("GRADIO_ANALYTICS_ENABLED", "GRADIO_TEMP_DIR", "GRADIO_EXAMPLES_CACHE", "GRADIO_SHARE",
+                "HF_HUB_OFFLINE", "HF_HUB_DISABLE_TELEMETRY"):
+        monkeypatch.delenv(key, raising=False)  # restored after the test
+    _quiet_environment(work)
+    calls = []
+
+    def refuse(name):
+        def call(*args, **kwargs):
+            calls.append((name, args[:2]))
+            raise OSError(f"{name} refused by the test")
+        return call
+
+    app = create_app(DeblurService(Deblurrer(model, device="cpu"), work), "tiny")
+    monkeypatch.setattr(socket, "getaddrinfo", refuse("getaddrinfo"))
+    monkeypatch.setattr(socket, "create_connection", refuse("create_connection"))
+    with TestClient(app, base_url="http://127.0.0.1:7860") as client:
+        yield client, calls, work
+
+
+def test_a_file_payload_that_is_not_an_upload_is_refused_before_any_connection(page_client, tmp_path):
+    client, calls, work = page_client
+    private = write_image(tmp_path / "private.png", pattern(8, 8))
+    for path in ("http://example.com/p.png", "https://example.com/p.png", "//example.com/p.png",
+                 "ftp://example.com/p.png", str(private), "../private.png"):
+        payload = {"data": [{"path": path, "meta": {"_type": "gradio.FileData"}}]}
+        for route, body in [("/gradio_api/call/deblur", payload),
+                            ("/gradio_api/queue/join", {**payload, "fn_index": 0, "session_hash": "abc"})]:
+            response = client.post(route, json=body)
+            if response.status_code == 200 and route.endswith("deblur"):  # the call went through: see what it did
+                client.get(f"/gradio_api/call/deblur/{response.json()['event_id']}")
+            assert not calls, (path, route, calls)
+            assert response.status_code == 403, (path, route, response.text)
+            assert response.text == f"refused: {path!r} is not a file uploaded to this server", response.text
+    nested = {"data": [{"image": {"path": "http://example.com/p.png", "meta": {"_type": "gradio.FileData"}}}]}
+    assert client.post("/gradio_api/call/deblur", json=nested).status_code == 403
+    # an upload of this server passes the guard, and is deblurred
+    stored = client.post("/gradio_api/upload", files={"files": ("a.png", private.read_bytes(), "image/png")}).json()[0]
+    assert Path(stored).is_relative_to(work)
+    event = client.post("/gradio_api/call/deblur", json={"data": [{"path": stored, "orig_name": "a.png",
+                                                                   "meta": {"_type": "gradio.FileData"}}]})
+    assert event.status_code == 200
+    stream = client.get(f"/gradio_api/call/deblur/{event.json()['event_id']}").text
+    assert "event: complete" in stream and "a_deblurred.png" in stream and not calls
+
+
+def test_the_page_says_when_only_the_first_frame_of_a_file_was_deblurred(service, tmp_path):
+    from PIL import Image as PILImage
+
+    frames = [PILImage.fromarray((pattern(16, 24, seed=i) * 255).astype(np.uint8)) for i in range(4)]
+    frames[0].save(tmp_path / "moving.webp", save_all=True, append_images=frames[1:], lossless=True)
+    job = service.process(tmp_path / "moving.webp")
+    assert "Only the first of its 4 frames was deblurred." in job.summary()
+    still = service.process(write_image(tmp_path / "still.png", pattern(16, 24)))
+    assert "frames" not in still.summary()

@@ -130,13 +130,17 @@ def browser():
         chromium.close()
 
 
-def _call_deblur(server: Server, path: Path) -> str:
-    """The event stream of one call of the page's deblur function through Gradio's HTTP API."""
+def _call_deblur(server: Server, path: Path | str) -> str:
+    """The event stream of one call of the page's deblur function through Gradio's HTTP API (or the
+    refusal: ``403 <why>``)."""
     body = json.dumps({"data": [{"path": str(path), "meta": {"_type": "gradio.FileData"}}]}).encode()
     request = urllib.request.Request(f"{server.url}gradio_api/call/deblur", data=body,
                                      headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=10) as r:
-        event = json.load(r)["event_id"]
+    try:
+        with urllib.request.urlopen(request, timeout=10) as r:
+            event = json.load(r)["event_id"]
+    except urllib.error.HTTPError as err:
+        return f"{err.code} {err.read().decode()}"
     with urllib.request.urlopen(f"{server.url}gradio_api/call/deblur/{event}", timeout=60) as r:
         return r.read().decode()
 
@@ -167,8 +171,9 @@ def test_serves_and_reads_only_its_own_files_for_local_hosts(server, tmp_path):
         assert _status(f"{server.url}gradio_api/file={path}") == 403
     assert _status(f"{server.url}gradio_api/file=https://example.com/a.png") == 403
     private = write_image(tmp_path / "private.png", pattern(16, 16))  # an image that was never uploaded
-    events = _call_deblur(server, private)
-    assert "event: error" in events and "not uploaded by a user" in events
+    assert _call_deblur(server, private) == f"403 refused: {str(private)!r} is not a file uploaded to this server"
+    url = "http://example.com/p.png"  # never fetched: refused before Gradio sees it
+    assert _call_deblur(server, url) == f"403 refused: {url!r} is not a file uploaded to this server"
     assert [p.relative_to(server.workdir) for p in server.workdir.rglob("private*")] == [Path("private.png")]
 
 
@@ -231,3 +236,67 @@ def test_upload_deblur_and_download_in_chromium(server, browser, tmp_path):
     assert not any(server.cwd.iterdir())  # and it wrote nothing outside its working folder
     assert any(server.workdir.glob("ifan-serve-*/jobs/*/sixteen_deblurred.png"))  # in its own subfolder
     assert (server.workdir / "jobs" / "old" / "photo.png").is_file()  # the user's old folder is still there
+
+
+def test_sliders_recompose_without_the_network_in_chromium(server, browser, tmp_path):
+    """Strength and keep-bokeh sliders: the previews, the mask and the full-size download change, and no
+    new job (a network run) is made; strength 0 downloads the photo itself, bit for bit."""
+    from playwright.sync_api import expect
+
+    src = write_image(tmp_path / "knobs.png", pattern(48, 64, seed=3), bit_depth=16)
+    page = browser.new_page(viewport={"width": 1280, "height": 1100}, accept_downloads=True)
+    page.goto(server.url)
+    page.locator("#photo input[type=file]").set_input_files(src)
+    page.click("#run")
+    download = page.locator("#download")
+    expect(download).to_contain_text("knobs_deblurred.png", timeout=60_000)
+    jobs = sorted(server.workdir.glob("ifan-serve-*/jobs/*"))
+
+    def set_knob(elem_id: str, value: str) -> None:
+        box = page.locator(f"#{elem_id} input[type=number]")
+        box.fill(value)
+        box.press("Tab")  # the release event
+
+    set_knob("strength", "0")
+    expect(download).to_contain_text("strength 0", timeout=30_000)
+    with page.expect_download() as info:
+        download.click()
+    saved = tmp_path / "strength0.png"
+    info.value.save_as(saved)
+    got, photo = read_image(saved), read_image(src)
+    assert got.bit_depth == 16
+    np.testing.assert_array_equal(np.round(got.rgb * 65535), np.round(photo.rgb * 65535))
+
+    set_knob("strength", "1")
+    set_knob("keep-bokeh", "6")
+    expect(download).to_contain_text("bokeh kept beyond 6 px", timeout=30_000)
+    expect(page.locator("#mask img")).to_be_visible()
+    assert sorted(server.workdir.glob("ifan-serve-*/jobs/*")) == jobs  # no network run for the sliders
+    page.screenshot(path=str(tmp_path / "serve_sliders.png"), full_page=True)
+    page.close()
+
+
+def test_the_model_menu_switches_models_and_says_how_to_add_others(server, browser, tmp_path):
+    from playwright.sync_api import expect
+
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(server.url)
+    menu = page.locator("#model")
+    expect(menu).to_contain_text("ifan weights fetch ifan")  # the names not installed, and the command
+    for i, choice in enumerate(("ifan-lite", server.weights.name)):  # and back, for this server's other tests
+        menu.locator("input").click()
+        page.get_by_role("option", name=choice).click()
+        expect(menu.locator("input")).to_have_value(choice)
+        src = write_image(tmp_path / f"photo{i}.png", pattern(40, 48, seed=i))
+        page.locator("#photo input[type=file]").set_input_files(src)
+        page.click("#run")
+        expect(page.locator("#download")).to_contain_text(f"photo{i}_deblurred.png", timeout=60_000)
+        with page.expect_download() as info:
+            page.locator("#download").click()
+        info.value.save_as(tmp_path / f"got{i}.png")
+        model = "ifan-lite" if choice == "ifan-lite" else str(server.weights)
+        expected = Deblurrer.from_pretrained(model, device="cpu").deblur(read_image(src).rgb)
+        got = read_image(tmp_path / f"got{i}.png").rgb
+        np.testing.assert_array_equal(np.round(got * 255), np.round(np.clip(expected, 0, 1) * 255))
+        page.get_by_role("button", name="Remove Image").click()
+    page.close()

@@ -7,12 +7,11 @@ import math
 import numpy as np
 import pytest
 
-from ifan.synth.psf import (LEFT_LANDS_LEFT_BEHIND_FOCUS, MIN_RADIUS, ApertureProfile, center_kernel, disparity_from_coc, disparity_per_coc,
+from ifan.synth.psf import (MIN_RADIUS, ApertureProfile, center_kernel, disparity_from_coc, disparity_per_coc,
                             dual_pixel_kernels, kernel_half_size, transmission)
 
 PROFILES = [ApertureProfile(), ApertureProfile(edge=0.0, falloff=0.0, split=0.0),
             ApertureProfile(edge=0.2, falloff=-0.3, split=0.15), ApertureProfile(edge=0.05, falloff=0.5, split=0.02)]
-DISPARITY_SIGN = -1.0 if LEFT_LANDS_LEFT_BEHIND_FOCUS else 1.0  # sign of x_L - x_R relative to coc
 RADII = [-17.3, -6.0, -1.2, -0.4, 0.1, 0.5, 1.0, 2.7, 9.0, 20.0]
 
 
@@ -45,8 +44,20 @@ def test_kernel_centroids_are_the_documented_disparity(profile, radius):
     # exact for smooth profiles; hard rims and splits are sampled at 1/8 px (or r/16), ~0.005 px
     assert measured == pytest.approx(float(disparity_from_coc(radius, profile)), abs=0.01)
     if abs(radius) >= MIN_RADIUS:
-        # x_L - x_R < 0 behind the focus plane (L lands left), > 0 in front: a converged stereo pair
-        assert np.sign(measured) == DISPARITY_SIGN * np.sign(radius)
+        # x_L - x_R < 0 behind the focus plane (radius > 0: L lands left), > 0 in front: a converged stereo pair
+        assert np.sign(measured) == (-1.0 if radius > 0 else 1.0)
+
+
+def test_a_point_behind_the_focus_plane_lands_left_in_the_left_view():
+    # Worked by hand: a uniform disc of radius 9 px split at its vertical diameter. The left half
+    # disc's centroid is 4 * 9 / (3 pi) = 3.820 px from the centre; behind the focus plane it lies on
+    # the left in the L view and on the right in the R view, so x_L - x_R = -7.639 px (and +7.639 in front).
+    uniform = ApertureProfile(edge=0.0, falloff=0.0, split=0.0)
+    left, right = dual_pixel_kernels(9.0, uniform)
+    assert _centroid_x(left) == pytest.approx(-3.820, abs=0.01) and _centroid_x(right) == pytest.approx(3.820, abs=0.01)
+    assert _centroid_x(left) - _centroid_x(right) == pytest.approx(-7.639, abs=0.02)
+    assert float(disparity_from_coc(9.0, uniform)) == pytest.approx(-7.639, abs=0.02)
+    assert float(disparity_from_coc(-9.0, uniform)) == pytest.approx(7.639, abs=0.02)
 
 
 def test_disparity_per_coc_is_that_of_two_half_discs():

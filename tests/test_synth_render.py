@@ -8,13 +8,16 @@ import cv2
 import numpy as np
 import pytest
 
-from ifan.synth.psf import LEFT_LANDS_LEFT_BEHIND_FOCUS, ApertureProfile, center_kernel, dual_pixel_kernels
-from ifan.synth.rendering import Layer, Scene, SensorNoise, composite_sharp, render, render_reference
+from ifan.synth.psf import ApertureProfile, center_kernel, dual_pixel_kernels
+from ifan.synth.raytrace import render_reference
+from ifan.synth.rendering import Layer, Scene, SensorNoise, composite_sharp, render
 from ifan.synth.optics import ThinLensCamera
 
 CAM = ThinLensCamera(focal_length_mm=50.0, f_number=2.0, focus_distance_m=2.0, pixel_pitch_um=10.0)
 UNIFORM = ApertureProfile(edge=0.0, falloff=0.0, split=0.0)
-DISPARITY_SIGN = -1.0 if LEFT_LANDS_LEFT_BEHIND_FOCUS else 1.0  # sign of x_L - x_R relative to coc
+# x_L - x_R of a point under the uniform split disc, worked by hand: the two half discs' centroids are
+# 2 * 4 |r| / (3 pi) apart, the left view's on the left behind the focus plane (r > 0): -0.8488 r.
+HAND_DISPARITY_PER_COC = -8 / (3 * math.pi)
 
 
 def texture(rng: np.random.Generator, h: int, w: int, sigma: float = 1.0) -> np.ndarray:
@@ -69,7 +72,8 @@ def test_the_image_of_a_point_is_the_psf_and_its_size_grows_with_inverse_depth_o
         lx = (out.left[..., 0] * xx).sum() / out.left[..., 0].sum()
         rx = (out.right[..., 0] * xx).sum() / out.right[..., 0].sum()
         assert lx - rx == pytest.approx(float(out.disparity[mid, mid]), abs=0.01)
-        assert np.sign(lx - rx) == DISPARITY_SIGN * np.sign(coc)
+        assert lx - rx == pytest.approx(HAND_DISPARITY_PER_COC * coc, rel=0.01, abs=0.02)
+        assert (lx - rx < 0) == (coc > 0)
         depth = float(out.depth[mid, mid])
         offsets.append(abs(1 / depth - 1 / CAM.focus_distance_m))
         radii.append(r_measured)
@@ -101,8 +105,10 @@ def test_disparity_measured_by_block_matching_agrees_with_the_map():
         measured = _block_match(left[band, 16:-16], right[band, 16:-16])
         expected = float(out.disparity[band].mean())
         assert measured == pytest.approx(expected, abs=0.1 * abs(expected) + 0.15), (y0, measured, expected)
-        if abs(expected) > 0.5:
-            assert np.sign(measured) == np.sign(expected) == DISPARITY_SIGN * np.sign(out.coc[band].mean())
+        if abs(expected) > 0.5:  # the top of the plane is in front of the focus plane: x_L > x_R there
+            in_front = out.coc[band].mean() < 0
+            assert np.sign(measured) == np.sign(expected) == (1.0 if in_front else -1.0)
+            assert in_front == (y0 < h / 2)
 
 
 def test_center_is_the_mean_of_the_views_with_and_without_noise():

@@ -10,7 +10,7 @@ import pytest
 pytest.importorskip("skimage")
 
 from ifan.synth.optics import ThinLensCamera  # noqa: E402
-from ifan.synth.psf import LEFT_LANDS_LEFT_BEHIND_FOCUS, ApertureProfile  # noqa: E402
+from ifan.synth.psf import ApertureProfile  # noqa: E402
 from ifan.synth.rendering import render  # noqa: E402
 from ifan.synth.assets import PHOTOS, load_photo, load_stereo_motorcycle  # noqa: E402
 from ifan.synth.sampling import KINDS, SynthConfig, sample_camera, sample_spec  # noqa: E402
@@ -88,8 +88,8 @@ def test_scenes_are_deterministic_and_render_to_consistent_maps(kind):
     # maps agree with the optics: blur from depth, > 0 exactly where the point lies behind the focus plane
     np.testing.assert_allclose(out.coc, spec.camera.coc_radius_px(out.depth), atol=1e-5)
     behind = out.depth > spec.camera.focus_distance_m * 1.0001
-    sign = -1.0 if LEFT_LANDS_LEFT_BEHIND_FOCUS else 1.0
-    assert np.all(out.coc[behind] > 0) and np.all(np.sign(out.disparity) == sign * np.sign(out.coc))
+    # behind the focus plane the left view lands left: x_L - x_R < 0 (and > 0 in front)
+    assert np.all(out.coc[behind] > 0) and np.all(np.sign(out.disparity) == -np.sign(out.coc))
     assert np.abs(out.coc).max() <= spec.max_abs_coc * 1.05 + 0.05
 
 

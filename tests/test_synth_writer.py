@@ -215,3 +215,63 @@ def test_a_dataset_made_before_the_new_options_is_extended_not_refused(tmp_path)
     assert all(_digests(tmp_path)[k] == v for k, v in first.items())
     with pytest.raises(ValueError, match="other parameters"):  # but a mixture is not that dataset
         write_dataset(tmp_path, {"train": 3}, replace(CONFIG, pipeline_p=0.5), seed=3, progress=False)
+
+
+def test_a_size_the_memory_cannot_render_is_one_line_before_anything(tmp_path, capsys):
+    assert main(["synth", "-o", str(tmp_path / "ds"), "--train", "1", "--size", "100000x100000",
+                 "--preview", str(tmp_path / "p.png"), "--no-progress"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("ifan synth: error: --size 100000x100000: a sample of 1e+04 MP needs "
+                                               "up to 9536.7 GiB to render (1024 bytes per pixel)"), err
+    assert not (tmp_path / "ds").exists() and not (tmp_path / "p.png").exists()
+    from ifan.synth.writer import check_render_memory
+
+    with pytest.raises(ValueError, match="with 8 workers needs up to 8.0 GiB .* use --workers 3 or fewer"):
+        check_render_memory(SynthConfig(width=1024, height=1024), workers=8, available=3 * 2**30 + 2**29)
+    check_render_memory(SynthConfig(width=1024, height=1024), workers=3, available=3 * 2**30 + 2**29)
+
+
+def test_the_first_sample_is_rendered_before_any_other_sample_is_drawn(tmp_path, monkeypatch):
+    """A huge count starts at once: the manifest's per-sample settings are not built up front."""
+    import ifan.synth.writer as writer
+
+    drawn, seen = [], []
+    real_spec = writer.sample_spec_for
+
+    def spec_for(*args):
+        drawn.append(args[1:3])
+        return real_spec(*args)
+
+    class Stop(Exception):
+        pass
+
+    def render_and_write(out, split, index, *rest):
+        seen.append(len(drawn))
+        raise Stop
+
+    monkeypatch.setattr(writer, "sample_spec_for", spec_for)
+    monkeypatch.setattr(writer, "_render_and_write", render_and_write)
+    with pytest.raises(Stop):
+        write_dataset(tmp_path, {"train": 20_000}, CONFIG, progress=False)
+    assert seen == [0]  # nothing drawn for the manifest before the first sample (was 20,000 specs)
+    header = json.loads((tmp_path / "manifest.json").read_text())
+    assert header["counts"] == {"train": 20_000} and "samples" not in header and "parameters" in header
+
+
+@pytest.mark.slow  # 2,400 samples' settings drawn under tracemalloc
+def test_the_manifest_is_streamed_in_bounded_memory(tmp_path):
+    import tracemalloc
+
+    from ifan.synth.writer import _header, _write_manifest
+
+    counts = {"train": 1800, "test": 600}
+    _write_manifest(tmp_path / "warm.json", _header(CONFIG, 5, 8, {"train": 50}), 5, CONFIG)  # loads the assets
+    tracemalloc.start()
+    _write_manifest(tmp_path / "manifest.json", _header(CONFIG, 5, 8, counts), 5, CONFIG)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    size = (tmp_path / "manifest.json").stat().st_size
+    assert peak < 2**19 < size / 3, (peak, size)  # what is held is a sample's worth, not the manifest
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert [len(manifest["samples"][s]) for s in counts] == [1800, 600]
+    assert manifest["samples"]["test"][599]["name"] == "000599"

@@ -17,11 +17,14 @@ from ifan.apps.cli import main as cli_main
 from ifan.data import DatasetError
 from ifan.data.datasets import DefocusDataset, dpdd_files
 from ifan.models.reblur import ReblurNet
-from ifan.models.zoo import create_model, load_model
+from ifan.models.hub import load_model
+from ifan.models.zoo import create_model
 from ifan.train.config import ConfigError, TrainConfig, from_dict, load_config
 from ifan.train.losses import LossWeights
 from ifan.train.run import resolve_run, save_config
-from ifan.train.trainer import TrainingModule, build_optimizer, lr_at, train
+from ifan.train.optim import build_optimizer, lr_at
+from ifan.train.state import TrainingModule
+from ifan.train.trainer import train
 
 from helpers import make_dpdd
 
@@ -57,7 +60,7 @@ def test_recipes_load_with_the_papers_numbers():
     assert cfg.train.grad_clip == 0.5
     assert (cfg.init.gain, cfg.init.filter_gain, cfg.init.reblur_gain) == (1.0, 1.5, 1.0)
     assert (cfg.losses.image, cfg.losses.dme, cfg.losses.reblur) == (1.0, 1.0, 1.0)
-    assert lr_at(499_999, cfg) == 1e-4 and lr_at(500_000, cfg) == 5e-5 and lr_at(550_000, cfg) == 2.5e-5
+    assert [lr_at(s, cfg.train) for s in (499_999, 500_000, 550_000)] == [1e-4, 5e-5, 2.5e-5]
     lite = load_config(ROOT / "configs" / "ifan-lite-cpu.yaml")
     assert lite.model == "ifan-lite"
     recipes = sorted((ROOT / "configs").glob("*.yaml"))
@@ -88,7 +91,7 @@ def test_optimizer_is_the_recipes_radam_over_both_networks():
     cfg = load_config(ROOT / "configs" / "ifan.yaml")
     model = create_model("ifan", channels=2, iterations=2, reblur_iterations=2)
     reblur = ReblurNet(model.config)
-    optimizer = build_optimizer(TrainingModule(model, reblur, LossWeights()), cfg)
+    optimizer = build_optimizer(TrainingModule(model, reblur, LossWeights()), cfg.train)
     assert isinstance(optimizer, torch.optim.RAdam) and len(optimizer.param_groups) == 1
     group = optimizer.param_groups[0]
     assert (group["lr"], group["betas"], group["eps"], group["weight_decay"]) == (1e-4, (0.9, 0.999), 1e-8, 0.01)
@@ -100,7 +103,7 @@ def test_optimizer_is_the_recipes_radam_over_both_networks():
         q.grad = torch.zeros_like(q)
     optimizer.step()
     torch.testing.assert_close(model.filter_head.weight.detach(), before * (1 - 1e-4 * 0.01))
-    assert [lr_at(s, cfg) for s in (0, 499_999, 500_000, 550_000)] == [1e-4, 1e-4, 5e-5, 2.5e-5]
+    assert [lr_at(s, cfg.train) for s in (0, 499_999, 500_000, 550_000)] == [1e-4, 1e-4, 5e-5, 2.5e-5]
 
 
 def test_run_folder_policy(data_root, tmp_path):
@@ -277,6 +280,21 @@ def test_cli_train_resume_and_overrides(data_root, tmp_path, capsys):
     assert cli_main(["train", str(tmp_path / "nope.yaml")]) == 1
 
 
+def test_run_files_names_the_checkpoint_a_resume_takes_and_the_folders_files(data_root, tmp_path, capsys):
+    run = tmp_path / "run"
+    train(from_dict(TrainConfig, tiny_config(data_root, steps=3)), run, stop_after=2, device="cpu")
+    (run / "checkpoints" / "step_000000002.pt").write_bytes(b"cut short")  # the newest cannot be read
+    capsys.readouterr()
+    assert cli_main(["run-files", str(run), "checkpoint", "best", "metrics", "config", "model", "tb"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        str(run / "checkpoints" / "step_000000001.pt"), str(run / "best.safetensors"), str(run / "metrics.jsonl"),
+        str(run / "config.yaml"), str(run / "model.safetensors"), str(run / "tb")]
+    assert cli_main(["run-files", str(tmp_path / "empty"), "checkpoint"]) == 1
+    assert "no checkpoint to resume from" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli_main(["run-files", str(run), "weights"])
+
+
 @pytest.mark.slow
 def test_two_processes_with_gloo_stay_identical_and_match_one_process(data_root, tmp_path):
     raw = tiny_config(data_root, steps=3, batch_size=4)
@@ -300,18 +318,16 @@ def test_two_processes_with_gloo_stay_identical_and_match_one_process(data_root,
 
 
 def test_cosine_schedule_with_warmup_and_restarts():
-    from ifan.train.trainer import lr_at
-
     cfg = load_config(None, ["train.lr=1e-3", "train.steps=110", "train.schedule=cosine", "train.warmup_steps=10",
-                             "train.min_lr=1e-5"])
+                             "train.min_lr=1e-5"]).train
     assert lr_at(0, cfg) == pytest.approx(1e-4) and lr_at(9, cfg) == pytest.approx(1e-3)  # linear warm-up
     assert lr_at(10, cfg) == pytest.approx(1e-3)
     assert lr_at(60, cfg) == pytest.approx(1e-5 + 0.5 * (1e-3 - 1e-5))  # half way down the cosine
     assert lr_at(109, cfg) < 2e-5 and all(lr_at(i, cfg) >= lr_at(i + 1, cfg) for i in range(10, 109))
     restarts = load_config(None, ["train.lr=1e-3", "train.steps=100", "train.schedule=cosine",
-                                  "train.restart_every=25"])
+                                  "train.restart_every=25"]).train
     assert lr_at(24, restarts) < 1e-5 and lr_at(25, restarts) == pytest.approx(1e-3)  # a warm restart
-    step = load_config(None, ["train.lr=1e-3", "train.lr_milestones=[5, 8]", "train.warmup_steps=2"])
+    step = load_config(None, ["train.lr=1e-3", "train.lr_milestones=[5, 8]", "train.warmup_steps=2"]).train
     assert [round(lr_at(i, step), 6) for i in (0, 1, 4, 5, 8)] == [5e-4, 1e-3, 1e-3, 5e-4, 2.5e-4]
     with pytest.raises(ConfigError, match="schedule"):
         load_config(None, ["train.schedule=linear"])
@@ -319,11 +335,11 @@ def test_cosine_schedule_with_warmup_and_restarts():
 
 def test_precision_auto_trains_in_bf16_exactly_where_the_cpu_has_native_bf16(data_root, tmp_path, monkeypatch):
     import ifan.inference.runtime as runtime
-    import ifan.train.trainer as trainer
+    import ifan.train.step as step
 
     seen = []
-    real = trainer.autocast
-    monkeypatch.setattr(trainer, "autocast", lambda dev, dtype: seen.append(dtype) or real(dev, dtype))
+    real = step.autocast
+    monkeypatch.setattr(step, "autocast", lambda dev, dtype: seen.append(dtype) or real(dev, dtype))
     for native, expected in ((True, torch.bfloat16), (False, None)):
         monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda native=native: native)
         seen.clear()
@@ -335,7 +351,7 @@ def test_precision_auto_trains_in_bf16_exactly_where_the_cpu_has_native_bf16(dat
 
 
 def test_ema_weights_are_the_running_average_and_are_what_gets_exported(data_root, tmp_path):
-    from ifan.train.trainer import EMA
+    from ifan.train.optim import EMA
 
     net = torch.nn.Linear(2, 2)
     ema = EMA(net, decay=0.75)

@@ -24,7 +24,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-__version__ = "0.1.0"
+from ifan.version import __version__
 
 _EXPORTS = {
     "Deblurrer": "ifan.inference",
@@ -34,28 +34,22 @@ _EXPORTS = {
     "ReblurNet": "ifan.models.reblur",
     "create_model": "ifan.models.zoo",
     "list_models": "ifan.models.zoo",
-    "load_model": "ifan.models.zoo",
-    "load_reblur_net": "ifan.models.zoo",
+    "load_model": "ifan.models.hub",
+    "load_reblur_net": "ifan.models.hub",
 }
 
-__all__ = [
-    "Deblurrer",
-    "IFAN",
-    "IFANConfig",
-    "IFANOutput",
-    "ReblurNet",
-    "create_model",
-    "list_models",
-    "load_model",
-    "load_reblur_net",
-    "__version__",
-]
+__all__ = [*_EXPORTS, "__version__"]
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
-    from ifan.inference import Deblurrer
-    from ifan.models.ifan import IFAN, IFANConfig, IFANOutput
-    from ifan.models.reblur import ReblurNet
-    from ifan.models.zoo import create_model, list_models, load_model, load_reblur_net
+    from ifan.inference import Deblurrer as Deblurrer
+    from ifan.models.hub import load_model as load_model
+    from ifan.models.hub import load_reblur_net as load_reblur_net
+    from ifan.models.ifan import IFAN as IFAN
+    from ifan.models.ifan import IFANConfig as IFANConfig
+    from ifan.models.ifan import IFANOutput as IFANOutput
+    from ifan.models.reblur import ReblurNet as ReblurNet
+    from ifan.models.zoo import create_model as create_model
+    from ifan.models.zoo import list_models as list_models
 
 
 def __getattr__(name: str):

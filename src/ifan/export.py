@@ -14,6 +14,7 @@ PyTorch and the PSNR between the two outputs.
 
 from __future__ import annotations
 
+import io
 import os
 import warnings
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from torch import Tensor, nn
 
 from ifan.evaluate.metrics import psnr
 from ifan.fileutil import atomic_write
-from ifan.models.ifan import IFAN
+from ifan.models.ifan import DOWNSCALE, IFAN
 
 ONNX_EXTRA = "ONNX export needs the optional extra: pip install 'ifan[onnx]' (onnx and onnxruntime)"
 
@@ -120,10 +121,10 @@ def export_onnx(model: IFAN | str | os.PathLike, path: str | os.PathLike, height
     onnx = _require("onnx")
     if check:
         _require("onnxruntime")
-    if height % 8 or width % 8 or height < 8 or width < 8:
-        raise ValueError(f"height and width must be positive multiples of 8, got {height}x{width}")
+    if height % DOWNSCALE or width % DOWNSCALE or height < DOWNSCALE or width < DOWNSCALE:
+        raise ValueError(f"height and width must be positive multiples of {DOWNSCALE}, got {height}x{width}")
     if not isinstance(model, IFAN):
-        from ifan.models.zoo import load_model
+        from ifan.models.hub import load_model
 
         model = load_model(model, device="cpu")
     if model.config.dual_pixel_input:
@@ -132,22 +133,24 @@ def export_onnx(model: IFAN | str | os.PathLike, path: str | os.PathLike, height
     wrapper = ExportWrapper(model)
     example = torch.rand(1, 3, height, width, generator=torch.Generator().manual_seed(0))
 
-    def write(tmp: str) -> None:
+    def write(f) -> None:
+        graph = io.BytesIO()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # tracer warnings about the shape checks
             torch.onnx.export(
-                wrapper, (example,), tmp, dynamo=False, opset_version=opset,
+                wrapper, (example,), graph, dynamo=False, opset_version=opset,
                 input_names=["blurry"], output_names=["deblurred", "disparity"],
                 dynamic_axes={"blurry": {0: "batch", 2: "height", 3: "width"},
                               "deblurred": {0: "batch", 2: "height", 3: "width"},
                               "disparity": {0: "batch", 2: "height_8", 3: "width_8"}},
             )
-        onnx.checker.check_model(tmp)
+        onnx.checker.check_model(onnx.load_from_string(graph.getvalue()))
+        f.write(graph.getvalue())
 
     path = atomic_write(path, write)
     report = ExportReport(path, (height, width), tolerance=tolerance)
     if check:
-        probe = torch.rand(1, 3, height + 8, width + 16, generator=torch.Generator().manual_seed(1))
+        probe = torch.rand(1, 3, height + DOWNSCALE, width + 2 * DOWNSCALE, generator=torch.Generator().manual_seed(1))
         checked = check_onnx(path, model, probe, tolerance)
         checked.traced_size = (height, width)
         report = checked

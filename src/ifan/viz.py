@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from ifan.fileutil import atomic_write
-from ifan.io import write_image
+from ifan.fileutil import atomic_write, shown
+from ifan.io import ImageWriteError, write_image
 
 # ----------------------------------------------------------------------------------------------
 # Defocus maps
@@ -70,11 +70,10 @@ def save_defocus(path: str | os.PathLike, defocus: np.ndarray, kind: str = "colo
         rgb, _ = colorize_defocus(defocus)
         return write_image(path, rgb, bit_depth=8)
     if kind == "npy":
-        def write(tmp: str) -> None:
-            with open(tmp, "wb") as f:
-                np.save(f, np.asarray(defocus, dtype=np.float32))
-
-        return atomic_write(path, write)
+        try:
+            return atomic_write(path, lambda f: np.save(f, np.asarray(defocus, dtype=np.float32)))
+        except OSError as err:
+            raise ImageWriteError(f"{shown(path)}: cannot write ({err.strerror or err})") from err
     if kind == "png16":
         grey = encode_defocus_16bit(defocus).astype(np.float32) / 65535.0
         return write_image(path, grey, bit_depth=16, grayscale=True)

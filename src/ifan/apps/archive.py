@@ -33,15 +33,16 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from ifan.apps.console import ConsoleListener, RankListener, RunProgress
-from ifan.apps.files import Claims, FileReport, InputFile, Listener, OutputOptions, collect_inputs, path_key, \
-    planned_outputs
-from ifan.apps.manifest import MANIFEST_NAME, PartWriter, read_manifest, record, remove_parts, summarize, \
-    write_manifest
+from ifan.apps.console import ConsoleListener, RankListener, RunProgress, printable
+from ifan.apps.files import Claims, InputFile, OutputOptions, collect_inputs, path_key, planned_outputs
+from ifan.apps.manifest import MANIFEST_NAME, PartWriter, is_manifest, read_manifest, record, remove_parts, \
+    summarize, write_manifest
 from ifan.apps.pipeline import Counts, deblur_files
-from ifan.fileutil import remove_stale_temps
+from ifan.apps.steps import FileReport, Listener
+from ifan.fileutil import LockBusy, hold_lock, release_lock, remove_stale_temps, shown
 from ifan.inference import Deblurrer
-from ifan.train.distributed import DistInfo, setup, teardown
+from ifan.inference.calibration import KAPPA
+from ifan.inference.distributed import DistInfo, broadcast, setup, teardown
 
 # The collectives at the end wait for the slowest rank's whole share (hours on a resumed archive whose
 # unfinished files are all one rank's); a rank that dies ends the run through torchrun instead.
@@ -113,18 +114,9 @@ def shard(files: Sequence[InputFile], info: DistInfo) -> list[InputFile]:
 def _say(info: DistInfo, message: str, everyone: bool = False) -> None:
     """A line on stderr from rank 0 (or from every rank, naming it)."""
     if info.enabled and everyone:
-        print(f"{PROG} [rank {info.rank}]: {message}", file=sys.stderr, flush=True)
+        print(printable(f"{PROG} [rank {info.rank}]: {message}"), file=sys.stderr, flush=True)
     elif info.is_main:
-        print(f"{PROG}: {message}", file=sys.stderr, flush=True)
-
-
-def _broadcast(value, info: DistInfo):
-    """Rank 0's ``value`` on every rank."""
-    if not info.enabled:
-        return value
-    box = [value]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
+        print(printable(f"{PROG}: {message}"), file=sys.stderr, flush=True)
 
 
 def _check_same_inputs(files: Sequence[InputFile], info: DistInfo) -> None:
@@ -141,12 +133,16 @@ def _check_same_inputs(files: Sequence[InputFile], info: DistInfo) -> None:
 
 
 def _check_manifest_path(manifest: Path | None, files: Sequence[InputFile], options: OutputOptions) -> None:
-    """Refuse a manifest that would replace an input or an output of the run."""
+    """Refuse a manifest that would replace an input or an output of the run, or, without ``--overwrite``, a
+    file that is not a manifest (a rerun replaces its own manifest)."""
     if manifest is None:
         return
     key = path_key(manifest)
     if any(path_key(p) == key for f in files for p in (f.path, *(q for q, _ in planned_outputs(f, options)))):
-        raise ValueError(f"--manifest {manifest}: that is an input or an output of this run; name another file")
+        raise ValueError(f"--manifest {shown(manifest)}: that is an input or an output of this run; name another file")
+    if not options.overwrite and os.path.lexists(manifest) and not is_manifest(manifest):
+        raise ValueError(f"{shown(manifest)} exists and is not an ifan deblur manifest: this run's manifest would "
+                         "replace it; give another --manifest, or add --overwrite to replace it")
 
 
 def _to_retry(files: list[InputFile], manifest: Path, info: DistInfo) -> tuple[list[InputFile], list[dict], list[str]]:
@@ -159,7 +155,7 @@ def _to_retry(files: list[InputFile], manifest: Path, info: DistInfo) -> tuple[l
             failed: set[str] | str = {path_key(r["input"]) for r in records if r["status"] == "failed"}
         except ValueError as err:
             failed = str(err)
-    failed = _broadcast(failed if info.is_main else None, info)
+    failed = broadcast(failed if info.is_main else None, info)
     if isinstance(failed, str):
         raise ValueError(failed)
     chosen = [f for f in files if path_key(f.path) in failed]
@@ -238,7 +234,7 @@ def _run(inputs, options: OutputOptions, run: ArchiveOptions, load, info: DistIn
             for message in errors:
                 _say(info, f"error: {message}")
             _say(info, f"nothing to retry: no input failed in {run.retry_failed}")
-            return _broadcast(1 if errors else 0, info)
+            return broadcast(1 if errors else 0, info)
     _check_same_inputs(files, info)
     _check_manifest_path(manifest, files, options)
     for message in errors:
@@ -246,25 +242,63 @@ def _run(inputs, options: OutputOptions, run: ArchiveOptions, load, info: DistIn
     if not files:
         _say(info, "error: nothing to deblur")
         return 1
-    deblurrer = load(info.device)
-    if deblurrer is None:
+    refused, lock = _lock_manifest(manifest, info)
+    if refused:
+        _say(info, f"error: {refused}")
         return 1
-    if run.verbose:
-        _say(info, f"model {run.model}: {deblurrer.describe()}", everyone=True)
-    mine = shard(files, info)
-    _clean_temps(mine, options)
-    records, seconds = _deblur_share(deblurrer, mine, files, options, run, info, manifest)
-    return _finish(records, seconds, errors, carried, manifest, run, info, deblurrer)
+    try:
+        deblurrer = load(info.device)
+        if deblurrer is None:
+            return 1
+        if run.verbose:
+            _say(info, f"model {run.model}: {deblurrer.describe()}", everyone=True)
+            if not options.blend.plain:
+                _say(info, f"blend: {options.blend.describe(deblurrer.calibration)}")
+        if options.blend.needs_defocus and not deblurrer.calibration.calibrated:
+            _say(info, f"note: {run.model} has no defocus calibration, so --keep-bokeh takes the blur radius as "
+                       f"|defocus| / {KAPPA} (an ideal dual-pixel split), which may be off for this model; check "
+                       "the mask with --save-mask (python -m benchmarks.calibrate_defocus --model FILE --write "
+                       "calibrates it)")
+        mine = shard(files, info)
+        _clean_temps(mine, options)
+        records, seconds, part = _deblur_share(deblurrer, mine, files, options, run, info, manifest)
+        return _finish(records, seconds, errors, carried, manifest, run, info, deblurrer, part)
+    finally:
+        release_lock(*lock)
+
+
+def lock_path(manifest: Path) -> Path:
+    """The lock a run holds on its manifest (and its part files) while it goes: ``.NAME.lock`` beside it."""
+    return manifest.with_name(f".{manifest.name}.lock")
+
+
+def _lock_manifest(manifest: Path | None, info: DistInfo) -> tuple[str | None, tuple[Path, int | None]]:
+    """Rank 0 takes the lock of the run's manifest, so that one run at a time writes a manifest and its part
+    files: why this run is refused (another live run holds it), or None; and the lock to release."""
+    refused, held = None, None
+    path = lock_path(manifest) if manifest is not None else Path()
+    if manifest is not None and info.is_main:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            held = hold_lock(path)
+        except LockBusy as err:
+            refused = (f"{shown(manifest)} is in use by another ifan deblur run ({err.strerror}); wait for it to "
+                       "end, or give this run another -o or --manifest")
+        except OSError:  # a folder that cannot be written: every output will fail, each with its line
+            held = None
+    return broadcast(refused, info), (path, held)
 
 
 def _deblur_share(deblurrer: Deblurrer, mine: list[InputFile], files: list[InputFile], options: OutputOptions,
-                  run: ArchiveOptions, info: DistInfo, manifest: Path | None) -> tuple[list[dict], float]:
-    """Run the file loop over this rank's share: its records, and the seconds the run took."""
-    part = None
+                  run: ArchiveOptions, info: DistInfo, manifest: Path | None):
+    """Run the file loop over this rank's share: its records, the seconds the run took, and what its part
+    file holds (``(path, records saved, why not all)``; None without a manifest)."""
+    part, state = None, None
     try:
         part = PartWriter(manifest, info.rank) if manifest is not None else None
     except OSError as err:  # the outputs beside it will fail too, each with its line
-        _say(info, f"error: {err.filename}: cannot write this rank's part of the manifest ({err.strerror}); "
+        state = (None, 0, err.strerror or str(err))
+        _say(info, f"error: {shown(err.filename)}: cannot write this rank's part of the manifest ({state[2]}); "
                    "going on without it", everyone=True)
     claims, progress = None, None
     if info.enabled:
@@ -284,24 +318,29 @@ def _deblur_share(deblurrer: Deblurrer, mine: list[InputFile], files: list[Input
     finally:
         if part is not None:
             part.close()
+            state = part.state()
         if isinstance(inner, ConsoleListener):
             inner.close()
+    if part is not None and part.error is not None:
+        _say(info, f"error: {shown(part.path)}: cannot write this rank's part of the manifest after {part.saved} "
+                   f"records ({part.error}); the records are kept for the manifest", everyone=True)
     if info.enabled:
         dist.barrier()  # the slowest rank is done (rank 0's bar keeps counting meanwhile)
         progress.close()
-    return recorder.records, time.perf_counter() - start
+    return recorder.records, time.perf_counter() - start, state
 
 
 def _finish(records: list[dict], seconds: float, errors: list[str], carried: list[dict],
-            manifest: Path | None, run: ArchiveOptions, info: DistInfo, deblurrer: Deblurrer) -> int:
+            manifest: Path | None, run: ArchiveOptions, info: DistInfo, deblurrer: Deblurrer, part) -> int:
     """Gather the records on rank 0, write the manifest and say the summary; the exit code of every rank."""
-    devices = [str(deblurrer.device)]
+    devices, parts = [str(deblurrer.device)], [(part, len(records))]
     if info.enabled:
         gathered: list | None = [None] * info.world_size if info.is_main else None
-        dist.gather_object((records, str(deblurrer.device)), gathered, dst=0)
+        dist.gather_object((records, str(deblurrer.device), part), gathered, dst=0)
         if info.is_main:
-            records = [r for share, _ in gathered for r in share]
-            devices = [device for _, device in gathered]
+            records = [r for share, _, _ in gathered for r in share]
+            devices = [device for _, device, _ in gathered]
+            parts = [(state, len(share)) for share, _, state in gathered]
     failed, written = 0, False
     if info.is_main:
         total = Counts(*(sum(r["status"] == s for r in records) for s in ("done", "skipped", "failed")))
@@ -315,13 +354,31 @@ def _finish(records: list[dict], seconds: float, errors: list[str], carried: lis
                                 devices=devices, errors=errors, model=run.model, deblurrer=deblurrer.describe())
             try:
                 write_manifest(manifest, merged, summary)
-                written, line = True, f"{line}; manifest {manifest}"
+                written, line = True, f"{line}; manifest {shown(manifest)}"
             except OSError as err:
                 failed += 1
-                line += f"; the manifest could not be written ({manifest}: {err.strerror or err}): the records " \
-                        "stay in its part files"
+                line += f"; the manifest could not be written ({shown(manifest)}: {err.strerror or err}); "
+                line += _what_parts_hold(parts)
         _say(info, line)
-    failed, written = _broadcast((failed, written), info)
+    failed, written = broadcast((failed, written), info)
     if written:
         remove_parts(manifest)  # on every machine: each rank's part is merged
     return 1 if failed else 0
+
+
+def _what_parts_hold(parts: list) -> str:
+    """What the part files hold of a run whose manifest could not be written (``parts``: each rank's
+    ``((path, saved, error) or None, records)``), for the summary line."""
+    states = [state for state, _ in parts if state is not None]
+    kept = [(path, saved) for path, saved, _ in states if saved]
+    total = sum(n for _, n in parts)
+    why = next((error for _, _, error in states if error), None)
+    if not kept:
+        return ("no record of this run could be saved" + (f" (its part file: {why})" if why else "")
+                + "; the lines above are its only account")
+    held = sum(saved for _, saved in kept)
+    where = ", ".join(shown(path) for path, _ in kept)
+    if held == total:
+        return f"the records stay in {where}"
+    return f"{held} of its {total} records are in {where}; the others could not be saved ({why})"
+

@@ -12,23 +12,27 @@ every ``--device`` takes the same forms.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ifan.apps import training_cli
-from ifan.apps.options import (device_argument, load_deblurrer, max_memory_argument, model_argument,
-                               output_argument, precision_argument)
+from ifan.apps import training_cli, weights_cli
+from ifan.apps.options import (blend_arguments, blend_settings, check_new_file, device_argument, integer,
+                               load_deblurrer, max_memory_argument, model_argument, output_argument,
+                               overwrite_argument, precision_argument)
 
 
 # subcommands --------------------------------------------------------------------------------------
 def _list_models(args: argparse.Namespace) -> int:
-    from ifan.models.zoo import MODELS, bundled_weights_path
+    from ifan.models.hub import status
+    from ifan.models.zoo import MODELS
 
     for name, spec in MODELS.items():
         c = spec.config
-        weights = "bundled weights" if bundled_weights_path(name) else "no weights"
+        weights = {"not installed": "fetched on use"}.get(status(name).state, status(name).state)
         print(f"{name:<10} ch={c.channels:<3} N={c.iterations:<3} {weights:<15} {spec.description}")
     return 0
 
@@ -36,11 +40,13 @@ def _list_models(args: argparse.Namespace) -> int:
 def _convert_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("src", help="source weights: official .pytorch/.pth, a state dict, or ifan safetensors")
     p.add_argument("dst", help="destination .safetensors file")
+    overwrite_argument(p, "the destination (never the source)")
 
 
 def _convert(args: argparse.Namespace) -> int:
     from ifan.models.zoo import convert_weights
 
+    check_new_file(args.dst, args.overwrite, args.src)
     config = convert_weights(args.src, args.dst)
     print(f"wrote {args.dst}: ch={config.channels} N={config.iterations} dual={config.dual_pixel_input} "
           f"iac_form={config.iac_form}")
@@ -48,11 +54,13 @@ def _convert(args: argparse.Namespace) -> int:
 
 
 def _deblur_arguments(p: argparse.ArgumentParser) -> None:
-    from ifan.apps.files import BYTES_PER_PIXEL, RAW_KINDS
+    from ifan.apps.files import RAW_KINDS
     from ifan.apps.manifest import MANIFEST_NAME
     from ifan.apps.pipeline import DEFAULT_GPU_BATCH
     from ifan.inference import DEFAULT_OVERLAP, DEFAULT_PRECISION
-    from ifan.io import DEFAULT_MAX_PIXELS, WRITE_FORMATS
+    from ifan.inference.memory import FILE_BYTES_PER_PIXEL
+    from ifan.io import DEFAULT_MAX_PIXELS, DEFAULT_QUALITY, WRITE_FORMATS
+    from ifan.io.image import DEFAULT_LIMIT_NOTE
 
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders (searched recursively) or globs")
     output_argument(p, help="output folder (default: beside each input)")
@@ -64,26 +72,30 @@ def _deblur_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--defocus-raw", choices=sorted(RAW_KINDS),
                    help="also write the signed defocus map in pixels: NAME_defocus.npy (float32) or "
                         "NAME_defocus16.png (uint16 = 32768 + 256 * pixels)")
-    p.add_argument("--format", choices=sorted(WRITE_FORMATS), help="output format (default: the input's)")
-    p.add_argument("--overwrite", action="store_true", help="replace existing outputs (never an input)")
+    p.add_argument("--format", choices=sorted(WRITE_FORMATS),
+                   help="output format (default: the input's; 16-bit TIFF for camera RAW)")
+    blend_arguments(p)
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace existing outputs, and a --manifest FILE that is not a manifest (never an input)")
     p.add_argument("--compile", action="store_true", help="torch.compile the network (pays off on many equal tiles)")
-    p.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP,
+    p.add_argument("--overlap", type=integer(0), default=DEFAULT_OVERLAP,
                    help=f"minimum tile overlap in pixels (default {DEFAULT_OVERLAP})")
-    p.add_argument("--tile", type=int, metavar="PX", help="force square tiles of this side (default: the memory plan's)")
-    p.add_argument("--max-pixels", type=int,
+    p.add_argument("--tile", type=integer(1), metavar="PX",
+                   help="force square tiles of this side, larger than the overlap (default: the memory plan's)")
+    p.add_argument("--max-pixels", type=integer(1),
                    help="refuse larger images (default: what the memory of the run holds at "
-                        f"{BYTES_PER_PIXEL[False]} bytes per pixel, {BYTES_PER_PIXEL[True]} with defocus maps; at "
-                        f"most {DEFAULT_MAX_PIXELS}, a decompression-bomb guard)")
-    p.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality (default 95)")
+                        f"{FILE_BYTES_PER_PIXEL[False]} bytes per pixel, {FILE_BYTES_PER_PIXEL[True]} with defocus "
+                        f"maps; at most {DEFAULT_MAX_PIXELS}, a {DEFAULT_LIMIT_NOTE})")
+    p.add_argument("--quality", type=integer(1, 100), help=f"JPEG/WebP quality, 1-100 (default {DEFAULT_QUALITY})")
     p.add_argument("--manifest", type=Path, metavar="FILE",
                    help=f"write the run's manifest (a JSON line per input and a summary) here (default: "
                         f"OUT/{MANIFEST_NAME} with -o OUT, else none)")
     p.add_argument("--retry-failed", type=Path, metavar="MANIFEST",
                    help="of the inputs, deblur only those this manifest lists as failed")
-    p.add_argument("--threads", type=int, metavar="N",
+    p.add_argument("--threads", type=integer(1), metavar="N",
                    help="CPU threads per process (default: PyTorch's; under torchrun on CPUs, the CPU's threads "
                         "divided between the processes of each machine)")
-    p.add_argument("--batch", type=int, metavar="N",
+    p.add_argument("--batch", type=integer(1), metavar="N",
                    help=f"same-size photos per forward pass (default {DEFAULT_GPU_BATCH} on a GPU, 1 on a CPU)")
     p.add_argument("--sequential-io", action="store_true",
                    help="read, deblur and write one photo after the other (default: the next photo is read and "
@@ -95,9 +107,14 @@ def _deblur_arguments(p: argparse.ArgumentParser) -> None:
 def _deblur(args: argparse.Namespace) -> int:
     from ifan.apps.archive import ArchiveOptions, run_archive
     from ifan.apps.files import OutputOptions
+    from ifan.inference.tiling import check_tile_size
 
+    try:
+        check_tile_size(args.tile, args.overlap)
+    except ValueError as err:
+        raise ValueError(f"--tile {args.tile}: {err}; choose a larger --tile or a smaller --overlap") from None
     options = OutputOptions(args.output, args.format, args.defocus_map, args.defocus_raw, args.overwrite,
-                            args.max_pixels, args.quality)
+                            args.max_pixels, args.quality, blend_settings(args), args.save_mask)
     run = ArchiveOptions(model=args.model, device=args.device, manifest=args.manifest, retry_failed=args.retry_failed,
                          threads=args.threads, batch=args.batch, overlap=not args.sequential_io, quiet=args.quiet,
                          verbose=args.verbose)
@@ -106,17 +123,19 @@ def _deblur(args: argparse.Namespace) -> int:
 
 
 def _export_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", help="model name with bundled weights, or a weights file")
+    p.add_argument("model", help="model name (see `ifan weights list`) or weights file")
     output_argument(p, "--onnx", required=True, metavar="OUT.onnx", help="the ONNX file to write")
-    p.add_argument("--height", type=int, default=256, help="example input height for tracing (multiple of 8)")
-    p.add_argument("--width", type=int, default=256, help="example input width for tracing (multiple of 8)")
-    p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    p.add_argument("--height", type=integer(8), default=256, help="example input height for tracing (multiple of 8)")
+    p.add_argument("--width", type=integer(8), default=256, help="example input width for tracing (multiple of 8)")
+    p.add_argument("--opset", type=integer(7), default=17, help="ONNX opset (default 17)")
     p.add_argument("--no-check", action="store_true", help="skip the onnxruntime parity check")
+    overwrite_argument(p, "the ONNX file")
 
 
 def _export(args: argparse.Namespace) -> int:
     from ifan.export import export_onnx
 
+    check_new_file(args.output, args.overwrite, args.model)
     report = export_onnx(args.model, args.output, height=args.height, width=args.width, opset=args.opset,
                          check=not args.no_check)
     print(report)
@@ -136,7 +155,7 @@ def _evaluate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--figures", action="store_true", help="write input | output | target | defocus-map figures")
     p.add_argument("--save-float", action="store_true", help="also save outputs as float32 .npy, as scored")
     p.add_argument("--split", default="test", help="DPDD split (default: test)")
-    p.add_argument("--limit", type=int, help="only the first N images")
+    p.add_argument("--limit", type=integer(1), help="only the first N images")
     p.add_argument("--lpips-weights", help="LPIPS weights file(s) (default: $IFAN_LPIPS_WEIGHTS)")
     device_argument(p, default="cpu")
     precision_argument(p, EVALUATE_PRECISION)
@@ -183,18 +202,20 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _serve_arguments(p: argparse.ArgumentParser) -> None:
-    from ifan.apps.serve import DEFAULT_HOST, DEFAULT_MAX_UPLOAD_BYTES, DEFAULT_MAX_UPLOAD_PIXELS, DEFAULT_PORT
+    from ifan.apps.options import size_text
+    from ifan.apps.serve import DEFAULT_HOST, DEFAULT_PORT
+    from ifan.apps.service import DEFAULT_MAX_UPLOAD_BYTES, DEFAULT_MAX_UPLOAD_PIXELS
     from ifan.inference import DEFAULT_PRECISION
 
     model_argument(p)
     p.add_argument("--host", default=DEFAULT_HOST, help=f"address to listen on (default {DEFAULT_HOST}: this machine)")
-    p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
+    p.add_argument("--port", type=integer(0, 65535), default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
     device_argument(p)
     precision_argument(p, DEFAULT_PRECISION)
     max_memory_argument(p)
-    p.add_argument("--max-upload", default=f"{DEFAULT_MAX_UPLOAD_BYTES // 2**20}MiB", metavar="SIZE",
+    p.add_argument("--max-upload", default=f"{DEFAULT_MAX_UPLOAD_BYTES // 2**20}MiB", metavar="SIZE", type=size_text,
                    help=f"largest upload accepted, e.g. 20MiB or 20MB (default {DEFAULT_MAX_UPLOAD_BYTES // 2**20}MiB)")
-    p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_UPLOAD_PIXELS,
+    p.add_argument("--max-pixels", type=integer(1), default=DEFAULT_MAX_UPLOAD_PIXELS,
                    help=f"largest image accepted, in pixels (default {DEFAULT_MAX_UPLOAD_PIXELS})")
     p.add_argument("--workdir", metavar="DIR",
                    help="where to create the working folder for uploads and results (default: the system's "
@@ -206,14 +227,19 @@ def _serve(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from ifan.apps import serve
-    from ifan.inference import parse_size
+    from ifan.apps.serve_models import ModelMenu
+    from ifan.apps.service import Limits
+    from ifan.inference import Deblurrer, parse_size
 
-    limits = serve.Limits(max_upload_bytes=parse_size(args.max_upload), max_pixels=args.max_pixels)
+    limits = Limits(max_upload_bytes=parse_size(args.max_upload), max_pixels=args.max_pixels)
     serve.require_gradio()
     deblurrer = load_deblurrer(args)
     if deblurrer is None:
         return 1
-    serve.serve(deblurrer, Path(args.model).name, args.host, args.port, workdir=args.workdir, limits=limits)
+    menu = ModelMenu(args.model, deblurrer, lambda name: Deblurrer.from_pretrained(
+        name, device=args.device, precision=args.precision, max_memory=args.max_memory))
+    serve.serve(deblurrer, Path(args.model).name, args.host, args.port, workdir=args.workdir, limits=limits,
+                menu=menu)
     return 0
 
 
@@ -225,6 +251,7 @@ def _lpips_arguments(p: argparse.ArgumentParser) -> None:
     pack = sub.add_parser("pack", help="merge the AlexNet trunk and the LPIPS heads into one safetensors file")
     pack.add_argument("sources", nargs="+", metavar="FILE")
     output_argument(pack, required=True, metavar="DST")
+    overwrite_argument(pack, "DST")
     check = sub.add_parser("check", help=f"check that files (default: ${ENV_VAR}) hold the right tensors")
     check.add_argument("sources", nargs="*", metavar="FILE")
 
@@ -233,6 +260,7 @@ def _lpips(args: argparse.Namespace) -> int:
     from ifan.evaluate.lpips import pack_lpips_weights, read_lpips_weights
 
     if args.action == "pack":
+        check_new_file(args.output, args.overwrite, *args.sources)
         print(f"wrote {pack_lpips_weights(args.sources, args.output)}")
     else:
         state = read_lpips_weights(args.sources or None)
@@ -268,6 +296,9 @@ COMMANDS: dict[str, Command] = {
                         _evaluate_arguments, _evaluate),
     "train": Command("train a model from a YAML recipe (resumable; torchrun for several processes)",
                      training_cli.train_arguments, training_cli.train),
+    "run-files": Command("print where a training run's folder holds its files, one path per name given "
+                         "(checkpoint: the one a resume starts from)",
+                         training_cli.run_files_arguments, training_cli.run_files),
     "grow": Command("widen trained weights into a larger model that computes the same function",
                     training_cli.grow_arguments, training_cli.grow,
                     "Grow trained weights to a larger width (ifan.models.grow): the old channels keep their "
@@ -277,6 +308,11 @@ COMMANDS: dict[str, Command] = {
                       training_cli.curves_arguments, training_cli.curves),
     "synth": Command("render a synthetic dual-pixel defocus dataset in the DPDD layout",
                      training_cli.synth_arguments, training_cli.synth),
+    "weights": Command("list, fetch, install and remove the weights that model names load (the authors' "
+                       "IFAN by name)", weights_cli.arguments, weights_cli.run,
+                       "Weights by name: `--model ifan` loads the authors' weights (AGPL-3.0), fetched, checked and "
+                       "cached on first use; this command lists, fetches, installs (from a file, without "
+                       "network), locates and removes them."),
     "list-models": Command("list the named model configurations", None, _list_models),
     "convert": Command("convert a weights file (e.g. the authors' IFAN.pytorch) to ifan safetensors",
                        _convert_arguments, _convert),
@@ -300,18 +336,35 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread: the way out is Ctrl+C's (writes in flight are finished or their
+    temporary files removed, locks released), then exit code 143."""
+
+
+def _terminate(signum, frame):
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = next((a for a in argv if not a.startswith("-")), None)  # the top level has no valued options
     args = build_parser(command).parse_args(argv)
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
     try:
         return args.func(args)
+    except Terminated:
+        print(f"ifan {args.command}: terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
     except (FileNotFoundError, ValueError, OSError, ImportError) as err:
         print(f"ifan {args.command}: error: {err}", file=sys.stderr)
         return 1
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

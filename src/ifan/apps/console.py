@@ -8,11 +8,19 @@ from __future__ import annotations
 import sys
 import threading
 
-from ifan.apps.files import FileReport, InputFile, Listener
+from ifan.apps.files import InputFile
+from ifan.apps.steps import FileReport, Listener
+from ifan.fileutil import shown
 from ifan.inference import TilePlan
 
 PROGRESS_KEY = "ifan-deblur/finished"  # the run's counter of finished inputs in torch.distributed's store
 POLL_SECONDS = 0.5
+
+
+def printable(line: str) -> str:
+    """``line`` with every character a terminal would not print as itself (a line break, an escape) written
+    as its escape (``\\n``, ``\\x1b``): one message is one line, and a name cannot drive the terminal."""
+    return line if line.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in line)
 
 
 def _tqdm():
@@ -41,7 +49,7 @@ class ConsoleListener(Listener):
         self.tiles = self._tqdm(total=plan.num_tiles, desc=item.path.name, unit="tile", leave=False,
                                 disable=self.quiet or None, position=1)
         if self.verbose:
-            self._tqdm.write(f"{item.path}: {plan}", file=sys.stderr)
+            self._tqdm.write(f"{shown(item.path)}: {plan}", file=sys.stderr)
 
     def tile(self, done: int, total: int) -> None:
         if self.tiles is not None:
@@ -52,9 +60,11 @@ class ConsoleListener(Listener):
 
     def finished(self, report: FileReport) -> None:
         if report.status == "failed":
-            self._tqdm.write(f"{self.prog}: error: {report.message}", file=sys.stderr)
+            self._tqdm.write(printable(f"{self.prog}: error: {report.message}"), file=sys.stderr)
         elif not self.quiet:
-            self._tqdm.write(report.message, file=sys.stderr)
+            self._tqdm.write(printable(report.message), file=sys.stderr)
+        for note in report.notes if self.verbose else ():
+            self._tqdm.write(printable(f"{shown(report.path)}: note: {note}"), file=sys.stderr)
         self.images.update(1)
 
     def _close_tiles(self) -> None:
@@ -130,9 +140,11 @@ class RankListener(Listener):
 
     def planned(self, item: InputFile, plan: TilePlan) -> None:
         if self.verbose:
-            _tqdm().write(f"{self.prefix}: {item.path}: {plan}", file=sys.stderr)
+            _tqdm().write(f"{self.prefix}: {shown(item.path)}: {plan}", file=sys.stderr)
 
     def finished(self, report: FileReport) -> None:
         if report.status == "failed":  # through tqdm: rank 0's bar stays whole
-            _tqdm().write(f"{self.prefix}: error: {report.message}", file=sys.stderr)
+            _tqdm().write(printable(f"{self.prefix}: error: {report.message}"), file=sys.stderr)
+        for note in report.notes if self.verbose else ():
+            _tqdm().write(printable(f"{self.prefix}: {shown(report.path)}: note: {note}"), file=sys.stderr)
         self.progress.add(1)

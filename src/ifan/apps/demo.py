@@ -1,6 +1,6 @@
 """``ifan demo``: deblur the bundled example (or any photo) and write a comparison figure.
 
-The photo goes through the file loop of ``ifan deblur`` (:func:`ifan.apps.files.deblur_file`),
+The photo goes through the file loop of ``ifan deblur`` (:func:`ifan.apps.pipeline.deblur_file`),
 which writes ``NAME_deblurred.png`` and ``NAME_defocus.png``; the figure
 (:func:`ifan.viz.comparison_figure`: blurry | deblurred | estimated defocus map, then a crop at
 100 % of the blurry and deblurred images, and of a sharp reference when one is given) is drawn
@@ -11,23 +11,18 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
-from ifan.apps.files import InputFile, Listener, OutputOptions, deblur_file
+from ifan.apps.files import InputFile, OutputOptions
+from ifan.apps.pipeline import deblur_file
+from ifan.apps.steps import Listener
+from ifan.examples import example_path
 from ifan.inference import DEFAULT_PRECISION, Deblurrer
 from ifan.io import Image, read_image, write_image
 from ifan.models.zoo import DEFAULT_MODEL
 from ifan.viz import colorize_defocus, comparison_figure, most_defocused_box
-
-EXAMPLE = "china_defocus.png"
-
-
-def example_path() -> Path:
-    """The bundled example image: a photograph with synthetic defocus (see examples/README.md)."""
-    return Path(str(resources.files("ifan") / "examples" / EXAMPLE))
 
 
 @dataclass
@@ -72,8 +67,7 @@ def run_demo(out_dir: str | os.PathLike = "outputs/demo", model: str = DEFAULT_M
     out = Path(out_dir)
     reference = read_image(sharp).rgb if sharp is not None else None
     options = OutputOptions(out_dir=out, fmt="png", defocus_map=True, overwrite=True)
-    report = deblur_file(deblurrer, InputFile(src), options, protected=frozenset({src.resolve()}),
-                         listener=_Figure(out / "figure.png", reference, crop))
+    report = deblur_file(deblurrer, InputFile(src), options, listener=_Figure(out / "figure.png", reference, crop))
     if report.status != "done":
         raise report.error if report.error is not None else ValueError(report.message)
     output, defocus = report.outputs

@@ -28,8 +28,8 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from ifan.apps.files import FileReport
-from ifan.fileutil import atomic_write_bytes, fsync_path
+from ifan.apps.steps import FileReport
+from ifan.fileutil import atomic_write_bytes, open_new
 
 MANIFEST_NAME = "ifan-manifest.jsonl"
 STATUSES = ("done", "skipped", "failed")
@@ -75,20 +75,53 @@ def remove_parts(manifest: Path) -> None:
 
 
 class PartWriter:
-    """Appends one rank's records to its part file, one flushed line per input."""
+    """Appends one rank's records to its part file, one line per input, written at once (a new file, which
+    replaces a link at its name rather than follow it: :func:`ifan.fileutil.open_new`).
+
+    A line that cannot be written (a full disk) is cut back out, and no more are tried: ``saved`` counts the
+    records the file holds, ``error`` says why the others are not there. A part that holds no record is
+    removed when closed.
+
+    Raises:
+        OSError: the file cannot be made.
+    """
 
     def __init__(self, manifest: Path, rank: int) -> None:
         self.path = part_path(manifest, rank)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 - open for the whole run
+        self.saved, self.error = 0, None
+        self._size = 0
+        self._file = open_new(self.path)
 
     def add(self, rec: dict) -> None:
-        self._file.write(json.dumps(rec) + "\n")
-        self._file.flush()
+        if self.error is not None:
+            return
+        line = (json.dumps(rec) + "\n").encode()
+        try:
+            done = 0
+            while done < len(line):
+                done += self._file.write(line[done:])
+        except OSError as err:
+            self.error = err.strerror or str(err)
+            try:
+                os.ftruncate(self._file.fileno(), self._size)  # no torn last line
+            except OSError:
+                pass
+            return
+        self._size += len(line)
+        self.saved += 1
 
     def close(self) -> None:
+        try:
+            os.fsync(self._file.fileno())
+        except OSError as err:
+            self.error = self.error or err.strerror or str(err)
         self._file.close()
-        fsync_path(self.path)
+        if not self.saved:
+            self.path.unlink(missing_ok=True)
+
+    def state(self) -> tuple[str, int, str | None]:
+        """``(path, records saved, why not all)`` for the summary line."""
+        return str(self.path), self.saved, self.error
 
 
 def write_manifest(path: Path, records: Iterable[dict], summary: dict) -> Path:
@@ -112,15 +145,38 @@ def read_manifest(path: str | os.PathLike) -> tuple[list[dict], dict | None]:
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError:
-            obj = None
-        if isinstance(obj, dict) and isinstance(obj.get("summary"), dict):
+        obj, kind = _parse_line(line)
+        if kind == "summary":
             summary = obj["summary"]
-        elif isinstance(obj, dict) and isinstance(obj.get("input"), str) and obj.get("status") in STATUSES:
+        elif kind == "record":
             records.append(obj)
         else:
             raise ValueError(f"{path}:{number}: not a manifest line (expected a JSON record with 'input' and "
                              f"'status' {'/'.join(STATUSES)}, or the summary, as ifan deblur writes them)")
     return records, summary
+
+
+def _parse_line(line: str | bytes) -> tuple[object, str | None]:
+    """A manifest line's object and kind (``"record"``, ``"summary"``, or None: not a manifest line, which
+    includes JSON nested too deeply to parse)."""
+    try:
+        obj = json.loads(line)
+    except (ValueError, RecursionError):
+        return None, None
+    if isinstance(obj, dict) and isinstance(obj.get("summary"), dict):
+        return obj, "summary"
+    if isinstance(obj, dict) and isinstance(obj.get("input"), str) and obj.get("status") in STATUSES:
+        return obj, "record"
+    return obj, None
+
+
+def is_manifest(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a manifest (or a part file) of ``ifan deblur``, judged by its first line; an empty
+    file counts too (replacing it loses nothing)."""
+    try:
+        with open(path, "rb") as f:
+            first = f.readline(1 << 20)
+    except OSError:
+        return False
+    return not first or _parse_line(first)[1] is not None
+

@@ -1,19 +1,21 @@
-"""The file loop over many inputs (:func:`deblur_files`): the next photo is read and the previous result
-written while the network runs, and on a GPU same-size photos go through the network together.
+"""The file loop (:func:`deblur_files`): the next photo is read and the previous result written while
+the network runs, and on a GPU same-size photos go through the network together. ``ifan deblur`` runs
+it over its inputs; the web page and the demo over one photo (:func:`deblur_file`).
 
-Each input takes the steps of :mod:`ifan.apps.files` in input order; only reading and writing move to
+Each input takes the steps of :mod:`ifan.apps.steps` in input order; only reading and writing move to
 a small pool of I/O threads (:data:`IO_THREADS`):
 
 * reads run ``batch`` inputs ahead (one on a CPU): the next photo is decoded during the network;
 * writes run one batch behind: the previous result is encoded and written during the network, and
   waited for before the next results are handed to the pool;
-* claims (:func:`~ifan.apps.files.claim_job`) and the network stay on the calling thread, in input
+* claims (:func:`~ifan.apps.steps.claim_job`) and the network stay on the calling thread, in input
   order, so what a sequential loop guarantees holds (no input written, no file written twice).
 
 Memory stays bounded: at most ``batch`` photos are read ahead and one batch of results waits for
 its writes. On a CPU each memory plan leaves room for the reads and writes in flight
 (:data:`IO_BYTES_PER_PIXEL`); where that does not fit, they are waited for and the plan is made again
-without them. ``overlap=False`` takes the same steps one after the other (for measurements).
+without them. ``overlap=False`` takes the same steps one after the other (for measurements, and
+for one photo).
 """
 
 from __future__ import annotations
@@ -26,8 +28,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ifan.apps.files import (Claims, FileReport, InputFile, Job, Listener, OutputOptions, claim_job, failure,
-                             find_collisions, path_key, planned_outputs, read_job, write_job)
+from ifan.apps.files import Claims, InputFile, OutputOptions, find_collisions, path_key, planned_outputs
+from ifan.apps.steps import FileReport, Job, Listener, claim_job, failure, read_job, write_job
 from ifan.inference import Deblurrer, MemoryBudgetError, TilePlan
 from ifan.io import ImageReadError, read_size
 
@@ -105,6 +107,7 @@ class _Loop:
         self.held: tuple[int, Job | FileReport] | None = None  # taken, but not batched with the one before
         self.writes: deque[tuple[Job | None, np.ndarray | None, np.ndarray | None, Future]] = deque()
         self.counts = Counts()
+        self.last: FileReport | None = None  # the report handed out last
 
     # -- reading and claiming, in input order -----------------------------------------------------
     def read_ahead(self, last: int) -> None:
@@ -182,16 +185,20 @@ class _Loop:
                 results = self.deblurrer.deblur_batch([job.image.rgb for job in jobs], return_defocus=first.defocus,
                                                       plan=plan)
                 self.listener.tile(1, 1)
+            blended = []
+            for job, result in zip(jobs, results):
+                rgb, defocus = result if job.defocus else (result, None)
+                blended.append((*self.options.blend.apply(job.image.rgb, rgb, defocus, self.deblurrer.calibration),
+                                defocus))  # the recomposed result and its mask (a --mask's size is checked in read_job)
         except Exception as err:  # noqa: BLE001 - out of memory, a device error: these files fail, named
             for job in jobs:
                 self.report(failure(job.item.path, err, plan=plan, target=job.target))
             return
         seconds = (time.perf_counter() - start) / len(jobs)
         self.drain(wait=True)  # the writes behind, done during the network as a rule
-        for job, result in zip(jobs, results):
-            rgb, defocus = result if job.defocus else (result, None)
+        for job, (rgb, mask, defocus) in zip(jobs, blended):
             future = self.pool.submit(_guarded, job.item.path, write_job, job, rgb, defocus, self.options, plan,
-                                      seconds)
+                                      seconds, mask)
             self.writes.append((job, rgb, defocus, future))
 
     # -- reports, in input order ------------------------------------------------------------------
@@ -206,6 +213,7 @@ class _Loop:
             if job is not None and report.status != "failed":
                 self.listener.result(job.item, job.image, rgb, defocus)
             self.counts.add(report.status)
+            self.last = report
             self.listener.finished(report)
 
     def run(self) -> Counts:
@@ -239,9 +247,10 @@ class _Loop:
 def deblur_files(deblurrer: Deblurrer, items: Sequence[InputFile], options: OutputOptions = OutputOptions(), *,
                  listener: Listener = Listener(), run_items: Sequence[InputFile] | None = None,
                  claims: Claims | None = None, overlap: bool = True, batch: int | None = None) -> Counts:
-    """Deblur ``items`` in order by the rules of :func:`ifan.apps.files.deblur_file`: no input is ever
-    written, no file twice, and inputs whose outputs would collide are refused
-    (:func:`~ifan.apps.files.find_collisions`).
+    """Deblur ``items`` in order by the rules of :mod:`ifan.apps.files`: no input is ever written, no
+    file twice, and inputs whose outputs would collide are refused (:func:`~ifan.apps.files.find_collisions`).
+    Without ``overwrite`` no existing file is replaced: an input whose outputs all exist is skipped,
+    one whose outputs exist in part gets only the others.
 
     Args:
         listener: hears each step on the calling thread; ``started`` and ``finished`` come in input
@@ -261,3 +270,17 @@ def deblur_files(deblurrer: Deblurrer, items: Sequence[InputFile], options: Outp
         raise ValueError(f"batch must be at least 1, got {batch}")
     return _Loop(deblurrer, items, options, listener, items if run_items is None else run_items, claims, overlap,
                  batch).run()
+
+
+def deblur_file(deblurrer: Deblurrer, item: InputFile, options: OutputOptions = OutputOptions(), *,
+                claims: Claims | None = None, listener: Listener = Listener()) -> FileReport:
+    """Deblur one file (and write its defocus maps and mask): :func:`deblur_files` over ``[item]``, its
+    steps one after the other. Problems come back in the report, not raised.
+
+    Args:
+        claims: the files the inputs of this run write (updated here); none is written twice.
+        listener: hears the plan, the tiles and the result.
+    """
+    loop = _Loop(deblurrer, [item], options, listener, [item], claims, overlap=False, batch=1)
+    loop.run()
+    return loop.last

@@ -1,7 +1,7 @@
 """Evaluation: per-image metrics (PSNR, SSIM, MAE, LPIPS), evaluation protocols and baselines.
 
 * :mod:`ifan.evaluate.metrics`: ``psnr``/``ssim``/``mae`` on ``(B, C, H, W)`` tensors -> ``(B,)``;
-  ``Protocol`` (``"official"``, ``"full"``), ``score_image``, ``summarize``.
+  ``Protocol`` (``"official"``, ``"full"``), ``score_image``; :mod:`ifan.evaluate.summary`: ``summarize``.
 * :mod:`ifan.evaluate.lpips`: LPIPS v0.1 (AlexNet) from local weight files (``IFAN_LPIPS_WEIGHTS``).
 * :mod:`ifan.evaluate.baselines`: ``BASELINES = {"input": ..., "wiener": ...}``.
 
@@ -39,16 +39,15 @@ from ifan.evaluate.metrics import (
     PROTOCOLS,
     Protocol,
     crop_hw,
-    format_score,
     get_protocol,
-    json_score,
+    image_psnr,
     mae,
     psnr,
     score_image,
     ssim,
-    summarize,
     to_nchw,
 )
+from ifan.evaluate.summary import format_score, json_score, summarize
 
 __all__ = [
     "BASELINES",
@@ -68,6 +67,7 @@ __all__ = [
     "format_score",
     "get_baseline",
     "get_protocol",
+    "image_psnr",
     "json_score",
     "load_lpips",
     "load_lpips_or_none",

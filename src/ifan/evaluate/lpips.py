@@ -36,6 +36,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from ifan.tensorfile import as_state_dict, read_safetensors, read_torch
+
 ENV_VAR = "IFAN_LPIPS_WEIGHTS"
 FORMAT = "ifan-lpips/1"
 
@@ -199,27 +201,8 @@ def _read_tensors(path: Path) -> dict[str, Tensor]:
     if not path.is_file():
         raise LPIPSWeightsNotFound(f"LPIPS weights file not found: {path}\n\n{HOW_TO_GET_WEIGHTS}")
     if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        try:
-            return dict(load_file(str(path), device="cpu"))
-        except Exception as err:  # safetensors raises several types for a damaged file
-            raise LPIPSWeightsError(f"{path}: not a readable safetensors file ({err})") from err
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # pickle errors, zip errors, refused globals
-        from ifan.models.serialization import describe_load_error
-
-        why = describe_load_error(err)
-        raise LPIPSWeightsError(f"{path}: cannot be read as a PyTorch weights file: {why}") from None
-    if isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
-        obj = obj["state_dict"]
-    if not isinstance(obj, Mapping):
-        raise LPIPSWeightsError(f"{path}: expected a state dict (a mapping), found {type(obj).__name__}")
-    bad = [k for k, v in obj.items() if not isinstance(v, Tensor)]
-    if bad:
-        raise LPIPSWeightsError(f"{path}: entries that are not tensors: {bad[:5]}")
-    return dict(obj)
+        return read_safetensors(path, LPIPSWeightsError)[0]
+    return as_state_dict(read_torch(path, LPIPSWeightsError), path, LPIPSWeightsError)
 
 
 def canonical_state(tensors: Mapping[str, Tensor], source: str = "weights") -> dict[str, Tensor]:
@@ -376,12 +359,12 @@ def load_lpips_or_none(weights: str | os.PathLike | Sequence[str | os.PathLike] 
 def pack_lpips_weights(sources: Sequence[str | os.PathLike], dst: str | os.PathLike) -> Path:
     """Merge LPIPS weights files (e.g. torchvision's AlexNet file + lpips' ``alex.pth``) into one
     safetensors file in the canonical layout, written atomically. Returns ``dst``."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
-    from ifan.models.serialization import atomic_write
+    from ifan.fileutil import atomic_write
 
     state = read_lpips_weights(list(sources))
     meta = {"format": FORMAT, "net": "alex", "version": "0.1",
             "sources": ", ".join(Path(s).name for s in sources)}
     tensors = {k: v.contiguous() for k, v in state.items()}
-    return atomic_write(dst, lambda tmp: save_file(tensors, tmp, metadata=meta))
+    return atomic_write(dst, lambda f: f.write(save(tensors, metadata=meta)))

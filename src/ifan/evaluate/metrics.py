@@ -21,7 +21,7 @@ The ``"official"`` protocol reproduces the IFAN authors' evaluation (codeslake/I
 The ``"full"`` protocol scores the full-size output (no crop), otherwise the same.
 
 Identical images: the MSE is 0 and :func:`psnr` returns ``+inf`` (not a large finite number, and not
-NaN). :func:`summarize` and :func:`format_score` handle it (the mean PSNR is then ``inf`` and the
+NaN). :mod:`ifan.evaluate.summary` handles it (the mean PSNR is then ``inf`` and the
 number of infinite values is reported). SSIM of identical images is 1, MAE 0. Constant images
 never produce NaN (the SSIM constants keep every denominator positive).
 """
@@ -29,7 +29,6 @@ never produce NaN (the SSIM constants keep every denominator positive).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -37,11 +36,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ifan.models.ifan import DOWNSCALE
+
 if TYPE_CHECKING:  # pragma: no cover
     from ifan.evaluate.lpips import LPIPS
 
 METRIC_NAMES: tuple[str, ...] = ("psnr", "ssim", "mae", "lpips")
-PROTOCOL_NAMES: frozenset[str] = frozenset({"official", "full"})
 
 # SSIM constants of Wang et al. 2004, as scikit-image uses them.
 SSIM_K1 = 0.01
@@ -133,6 +133,18 @@ def psnr(x: Tensor, y: Tensor, data_range: float = 1.0) -> Tensor:
     peak = torch.full_like(err, float(data_range) ** 2)
     out = 10.0 * torch.log10(peak / err)  # err == 0 -> peak / 0 = inf -> inf (never NaN: peak > 0)
     return torch.where(err == 0, torch.full_like(err, math.inf), out)
+
+
+def image_psnr(output: np.ndarray | Tensor, target: np.ndarray | Tensor, data_range: float = 1.0) -> float:
+    """:func:`psnr` of one ``(H, W)`` or ``(H, W, C)`` pair (numpy or torch), in dB: the one place
+    where PSNR is taken of images outside the tensor pipeline (benchmarks, scripts).
+
+    Example:
+        >>> a = np.zeros((4, 4, 3)); b = a + 0.01
+        >>> round(image_psnr(b, a), 6)
+        40.0
+    """
+    return float(psnr(to_nchw(output), to_nchw(target), data_range)[0])
 
 
 def mae(x: Tensor, y: Tensor) -> Tensor:
@@ -228,6 +240,10 @@ def crop_hw(x: np.ndarray | Tensor, multiple: int | None, layout: str = "HWC") -
     raise ValueError(f"unknown layout {layout!r}; expected 'HWC' or 'CHW'")
 
 
+# The protocols by name, and what each crops input and target to (a multiple of the network's stride, or nothing).
+_PROTOCOL_CROPS: dict[str, int | None] = {"official": DOWNSCALE, "full": None}
+
+
 @dataclass(frozen=True)
 class Protocol:
     """How an output is compared with its target.
@@ -251,8 +267,8 @@ class Protocol:
     data_range: float = 1.0
 
     def __post_init__(self) -> None:
-        if self.name not in PROTOCOL_NAMES:
-            raise ValueError(f"unknown protocol {self.name!r}; expected one of {sorted(PROTOCOL_NAMES)}")
+        if self.name not in _PROTOCOL_CROPS:
+            raise ValueError(f"unknown protocol {self.name!r}; expected one of {sorted(_PROTOCOL_CROPS)}")
         if self.crop_multiple is not None and (not isinstance(self.crop_multiple, int) or self.crop_multiple < 1):
             raise ValueError(f"crop_multiple must be a positive int or None, got {self.crop_multiple!r}")
         if not 1 <= self.quantize_bits <= 16:
@@ -274,9 +290,8 @@ class Protocol:
         return x
 
 
-OFFICIAL = Protocol("official", crop_multiple=8, clip=True, quantize=False)
-FULL = Protocol("full", crop_multiple=None, clip=True, quantize=False)
-PROTOCOLS: dict[str, Protocol] = {"official": OFFICIAL, "full": FULL}
+PROTOCOLS: dict[str, Protocol] = {name: Protocol(name, crop_multiple=crop) for name, crop in _PROTOCOL_CROPS.items()}
+OFFICIAL, FULL = PROTOCOLS["official"], PROTOCOLS["full"]
 
 
 def get_protocol(protocol: str | Protocol) -> Protocol:
@@ -350,56 +365,3 @@ def score_image(
             raise ValueError(f"LPIPS needs 1 or 3 channels, got {a.shape[1]}")
         scores["lpips"] = float(lpips(a, b)[0])
     return scores
-
-
-# --------------------------------------------------------------------------------------------------
-# aggregation and formatting (the consumers of per-image scores)
-# --------------------------------------------------------------------------------------------------
-def summarize(
-    scores: Iterable[Mapping[str, float | None]], keys: Iterable[str] = METRIC_NAMES
-) -> dict[str, dict[str, float | int | None]]:
-    """Mean of each metric over images.
-
-    ``None`` entries (e.g. LPIPS without its weights) are skipped; a metric with no value at all has
-    mean ``None``. An infinite PSNR (identical images) makes the mean PSNR ``inf``: it is counted in
-    ``"infinite"`` so a report can say so, and :func:`format_score` prints it.
-
-    Args:
-        scores: per-image dicts as returned by :func:`score_image`.
-        keys: the metrics to summarise.
-
-    Returns:
-        ``{metric: {"mean": float | None, "count": int, "infinite": int}}``.
-    """
-    rows = list(scores)
-    summary: dict[str, dict[str, float | int | None]] = {}
-    for key in keys:
-        values = [float(r[key]) for r in rows if r.get(key) is not None]
-        if any(math.isnan(v) for v in values):
-            raise ValueError(f"NaN among the {key} scores")
-        n_inf = sum(math.isinf(v) for v in values)
-        summary[key] = {
-            "mean": sum(values) / len(values) if values else None,
-            "count": len(values),
-            "infinite": n_inf,
-        }
-    return summary
-
-
-def format_score(value: float | None, digits: int = 4) -> str:
-    """A score as table/CSV text: ``""`` for a missing value (``None``), ``"inf"``/``"-inf"`` for
-    infinities, else fixed-point with ``digits`` decimals."""
-    if value is None:
-        return ""
-    if math.isinf(value):
-        return "inf" if value > 0 else "-inf"
-    if math.isnan(value):
-        return "nan"
-    return f"{value:.{digits}f}"
-
-
-def json_score(value: float | None) -> float | str | None:
-    """A score for strict JSON: infinities become the strings ``"inf"``/``"-inf"``, ``None`` stays."""
-    if value is not None and math.isinf(value):
-        return "inf" if value > 0 else "-inf"
-    return value

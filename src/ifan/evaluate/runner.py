@@ -37,21 +37,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ifan.data.datasets import VIEWS, DefocusDataset, open_dataset
-from ifan.evaluate.baselines import get_baseline
+from ifan.data.datasets import LAYOUTS, VIEWS, DefocusDataset, open_dataset
+from ifan.evaluate.baselines import BASELINES, get_baseline
 from ifan.evaluate.lpips import load_lpips_or_none
-from ifan.evaluate.metrics import crop_hw, format_score, get_protocol, json_score, score_image, summarize
+from ifan.evaluate.metrics import crop_hw, get_protocol, score_image
+from ifan.evaluate.summary import format_score, json_score, summarize
 from ifan.fileutil import atomic_write_bytes
 from ifan.inference import Deblurrer
 from ifan.inference.runtime import describe_cpu, describe_precision
 from ifan.io import write_image
-from ifan.models.zoo import load_model
+from ifan.models.hub import load_model
 from ifan.viz import captioned_row, colorize_defocus
 
 # The official protocol scores float32 outputs: evaluation keeps fp32 unless told otherwise (ifan deblur uses "auto").
 EVALUATE_PRECISION = "fp32"
-DATASETS = {"dpdd": "dpdd", "realdof": "realdof", "cuhk": "cuhk", "pixeldp": "pixeldp", "folder": "folder"}
-BASELINE_NAMES = ("input", "wiener")
 
 
 @dataclass
@@ -91,7 +90,7 @@ def evaluate(
     """Evaluate ``model`` (a name with bundled weights or a weights file) on a dataset.
 
     Args:
-        model: model name or weights path (see :func:`ifan.models.zoo.load_model`).
+        model: model name or weights path (see :func:`ifan.models.hub.load_model`).
         dataset: ``DPDD``, ``RealDOF``, ``CUHK``, ``PixelDP`` or ``folder`` (any case).
         root: the dataset folder.
         protocol: ``official`` or ``full``.
@@ -106,12 +105,12 @@ def evaluate(
         precision: ``fp32`` (default: the official protocol's float32) or another precision of
             :mod:`ifan.inference.runtime`.
         max_memory: peak memory of a run (bytes or ``"4G"``); larger images are tiled (default:
-            what is in use plus 60 % of what is available, as for ``ifan deblur``).
+            the default budget of :class:`~ifan.inference.Deblurrer`, as for ``ifan deblur``).
     """
     proto = get_protocol(protocol)
-    kind = DATASETS.get(dataset.lower())
-    if kind is None:
-        raise ValueError(f"unknown dataset {dataset!r}; expected one of DPDD, RealDOF, CUHK, PixelDP, folder")
+    kind = dataset.lower()
+    if kind not in LAYOUTS:
+        raise ValueError(f"unknown dataset {dataset!r}; expected one of {', '.join(LAYOUTS)} (any case)")
     deblurrer = Deblurrer(load_model(model), device=device, precision=precision, max_memory=max_memory)
     net = deblurrer.model
     dual = net.config.dual_pixel_input
@@ -120,7 +119,7 @@ def evaluate(
         raise ValueError(f"{model} reads the dual-pixel views, which the {dataset} dataset does not have")
     lpips, lpips_note = load_lpips_or_none(lpips_weights, device=deblurrer.device)
     out = Path(out_dir) if out_dir is not None else None
-    methods = ["ifan"] + (list(BASELINE_NAMES) if baselines else [])
+    methods = ["ifan"] + (list(BASELINES) if baselines else [])
 
     result = EvalResult()
     bit_depth = 8

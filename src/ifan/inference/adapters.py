@@ -2,7 +2,9 @@
 
 :func:`prepare` turns an image of any supported kind into RGB in [0, 1] (grey is repeated over
 RGB, alpha is set aside) and returns how to give a result back in the same kind, shape and dtype:
-grey is averaged back, alpha is passed through unchanged, integers are rounded and clipped.
+grey is averaged back, alpha is passed through unchanged, integers are rounded and clipped. A float
+image holding NaN or infinity is refused (:func:`refuse_non_finite`): the network would spread them
+over the whole result, and ifan does not guess what they stand for.
 """
 
 from __future__ import annotations
@@ -13,6 +15,26 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import Tensor
+
+
+def refuse_non_finite(nan: int, inf: int) -> None:
+    """Raise ValueError when an image holds ``nan`` NaN and ``inf`` infinite values."""
+    if nan or inf:
+        found = [f"{nan} NaN"] * bool(nan) + [f"{inf} infinite value{'s' * (inf != 1)}"] * bool(inf)
+        raise ValueError(f"the image holds {' and '.join(found)}; a float image must be finite, in [0, 1] "
+                         "(replace them first, e.g. with numpy.nan_to_num)")
+
+
+def _check_finite_numpy(x: np.ndarray) -> None:
+    with np.errstate(invalid="ignore", over="ignore"):  # inf - inf is NaN: that is the point
+        total = x.sum(dtype=np.float64)  # one pass, no copy; counted only when something is off
+    if not np.isfinite(total):
+        refuse_non_finite(int(np.isnan(x).sum()), int(np.isinf(x).sum()))
+
+
+def _check_finite_tensor(x: Tensor) -> None:
+    if not torch.isfinite(x.sum()):
+        refuse_non_finite(int(torch.isnan(x).sum()), int(torch.isinf(x).sum()))
 
 
 @dataclass
@@ -37,6 +59,7 @@ def _prepare_numpy(x: np.ndarray) -> Prepared:
         scale = 65535.0
     elif np.issubdtype(dtype, np.floating):
         scale = 1.0
+        _check_finite_numpy(x)
     else:
         raise ValueError(f"unsupported array dtype {dtype}; use uint8, uint16 or float in [0, 1]")
     arr = x[:, :, None] if two_d else x
@@ -108,6 +131,7 @@ def _prepare_tensor(x: Tensor) -> Prepared:
         scale = 255.0
     elif x.is_floating_point():
         scale = 1.0
+        _check_finite_tensor(x)
     else:
         raise ValueError(f"unsupported tensor dtype {dtype}; use float in [0, 1] or uint8")
     values = (x if batched else x.unsqueeze(0)).float() / scale

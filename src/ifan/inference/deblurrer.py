@@ -24,12 +24,15 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ifan.inference.adapters import prepare
+from ifan.inference.blend import (DEFAULT_TRANSITION, blend, bokeh_mask, check_keep_bokeh, check_strength, mask_weight,
+                                  to_map)
+from ifan.inference.calibration import calibration_of
 from ifan.inference.memory import (_LIBC, HEAP_MEMORY_FACTOR, MemoryBudgetError, format_bytes, heap_allocation,
                                    memory_budget, memory_model, parse_size, trim_heap)
 from ifan.inference.runtime import (DEFAULT_PRECISION, autocast, describe_cpu, describe_precision, resolve_device,
                                     resolve_precision)
-from ifan.inference.tiling import (DEFAULT_MARGIN, DEFAULT_OVERLAP, TilePlan, blend_weights, pad_to_multiple,
-                                   plan_tiles)
+from ifan.inference.tiling import (DEFAULT_MARGIN, DEFAULT_OVERLAP, TilePlan, blend_weights, check_tile_size,
+                                   pad_to_multiple, plan_tiles)
 from ifan.models.ifan import DOWNSCALE, IFAN, IFANConfig
 from ifan.models.zoo import DEFAULT_MODEL
 
@@ -66,13 +69,15 @@ class Deblurrer:
             ``channels_last``, converted in place). The dual-pixel variant is run by :meth:`run`
             with its views; :meth:`deblur` and :meth:`defocus_map` take single images.
         device: ``"auto"`` (CUDA if available), ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...
-        precision: ``"fp32"`` (default, strict float32), ``"auto"`` (bf16 autocast on CPUs with native
-            bf16, float32 on others; fp16 autocast on CUDA), ``"bf16"`` or ``"fp16"`` (CUDA).
+        precision: ``"auto"`` (default: bf16 autocast on CPUs with native bf16, float32 on others;
+            fp16 autocast on CUDA), ``"fp32"`` (strict float32), ``"bf16"`` or ``"fp16"`` (CUDA); the
+            names are :mod:`ifan.inference.runtime`'s.
         channels_last: NHWC activations (faster with oneDNN and cuDNN); default True.
         compile: run the network through ``torch.compile`` (pays off only after many calls of the
             same shape: the first call of each new shape compiles for tens of seconds on a CPU).
         max_memory: peak memory the process may reach while deblurring (bytes or ``"4G"``), CPU RSS
-            or CUDA allocated memory; default: what is in use now plus 60 % of what is available.
+            or CUDA allocated memory; default: what is in use now plus a fraction of what is available
+            (:data:`ifan.inference.memory.DEFAULT_BUDGET_FRACTION`).
         overlap: minimum tile overlap in pixels.
         tile_size: force square tiles of this side (for tests and experiments).
         blend_margin: fraction of each overlap, at a tile's edge, that gets no weight in the blend.
@@ -102,6 +107,7 @@ class Deblurrer:
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.max_memory = None if max_memory is None else parse_size(max_memory)
+        check_tile_size(tile_size, overlap)  # once, here, not on every image
         self.overlap = overlap
         self.tile_size = tile_size
         if not 0 <= blend_margin < 0.5:
@@ -111,6 +117,7 @@ class Deblurrer:
         self._forward = torch.compile(self.model, dynamic=False) if compile else self.model
         self.compiled = compile
         self.memory = memory_model(model.config, self.autocast_dtype, channels_last, self.device.type)
+        self.calibration = calibration_of(model)  # defocus map -> blur radius (inference/calibration.py)
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike | IFAN = DEFAULT_MODEL, device: str | torch.device = "auto",
@@ -128,7 +135,7 @@ class Deblurrer:
         """
         if isinstance(name_or_path, IFAN):
             return cls(name_or_path, device=device, **kwargs)
-        from ifan.models.zoo import load_model
+        from ifan.models.hub import load_model
 
         return cls(load_model(name_or_path, device="cpu"), device=device, **kwargs)
 
@@ -262,7 +269,8 @@ class Deblurrer:
         return prepare(x)
 
     def deblur(self, x, *, return_defocus: bool = False, plan: TilePlan | None = None,
-               progress: ProgressCallback | None = None):
+               progress: ProgressCallback | None = None, strength: float = 1.0, keep_bokeh: float | None = None,
+               mask=None, transition: float = DEFAULT_TRANSITION, return_mask: bool = False):
         """Deblur an image and return it in the same kind.
 
         Args:
@@ -277,22 +285,59 @@ class Deblurrer:
             return_defocus: also return :meth:`defocus_map` (from the same run).
             plan: a plan from :meth:`plan` (default: made now).
             progress: ``progress(done, total)`` after each tile.
+            strength: how much of the model's change to apply, in [0, 2]: 0 = the input, 1 = the
+                model, 2 = twice its change (:mod:`ifan.inference.blend`).
+            keep_bokeh: leave regions whose calibrated blur radius exceeds this many pixels as they
+                are, with a smooth transition (:func:`~ifan.inference.blend.bokeh_mask`).
+            mask: the blend mask instead (``(H, W)``, 1 = deblur, 0 = keep; numpy, PIL or tensor;
+                uint8/uint16 scaled to [0, 1]); it overrides ``keep_bokeh``.
+            transition: the width, in pixels of blur radius, of ``keep_bokeh``'s soft threshold.
+            return_mask: also return the mask used (the kind :meth:`defocus_map` returns; all
+                ones without ``keep_bokeh`` or ``mask``).
 
         Returns:
-            The deblurred image, same kind, shape and dtype (clipped to the input's range), and
-            with ``return_defocus`` a pair ``(image, defocus map)``.
+            The deblurred image, same kind, shape and dtype (clipped to the input's range); with
+            ``return_defocus`` and/or ``return_mask`` a tuple ``(image, [defocus map], [mask])``.
         """
+        strength = check_strength(strength)
+        if keep_bokeh is not None:
+            check_keep_bokeh(keep_bokeh, transition)
         prepared = self._prepare_single(x)
-        images, maps = [], []
+        size = tuple(prepared.rgb.shape[-2:])
+        user_mask = None if mask is None else mask_weight(mask, size)
+        need_map = return_defocus or (keep_bokeh is not None and user_mask is None)
+        images, maps, masks = [], [], []
         for b in range(prepared.rgb.shape[0]):
-            res = self.run(prepared.rgb[b:b + 1], defocus=return_defocus, plan=plan, progress=progress)
-            images.append(res.image)
+            res = self.run(prepared.rgb[b:b + 1], defocus=need_map, plan=plan, progress=progress)
+            if user_mask is not None:
+                m = (user_mask[b:b + 1] if user_mask.shape[0] > 1 else user_mask).to(res.image.device)
+            elif keep_bokeh is not None:
+                m = bokeh_mask(res.defocus, self.calibration, keep_bokeh, transition)
+            else:
+                m = None
+            weight = strength if m is None else m * strength
+            plain = m is None and weight == 1.0  # the model's result as it is, clipped by restore
+            images.append(res.image if plain else blend(prepared.rgb[b:b + 1].to(res.image.device), res.image, weight))
             maps.append(res.defocus)
+            masks.append(m)
         image = images[0] if len(images) == 1 else torch.cat(images)
         result = prepared.restore(image, prepared.alpha)
-        if not return_defocus:
+        if not (return_defocus or return_mask):
             return result
-        return result, prepared.restore_map(maps[0] if len(maps) == 1 else torch.cat(maps))
+        out = [result]
+        if return_defocus:
+            out.append(prepared.restore_map(maps[0] if len(maps) == 1 else torch.cat(maps)))
+        if return_mask:
+            ones = [torch.ones(1, 1, *size) if m is None else m for m in masks]
+            out.append(prepared.restore_map(ones[0] if len(ones) == 1 else torch.cat(ones)))
+        return tuple(out)
+
+    def bokeh_mask(self, defocus, keep_bokeh: float, transition: float = DEFAULT_TRANSITION):
+        """The mask ``keep_bokeh`` computes from a defocus map (as :meth:`defocus_map` returns it,
+        with this model's calibration): numpy ``(H, W)`` float32 for an array, a tensor
+        ``(B, 1, H, W)`` for a tensor; 1 = deblur."""
+        m = bokeh_mask(to_map(defocus, "defocus map"), self.calibration, keep_bokeh, transition)
+        return m if isinstance(defocus, torch.Tensor) else m[0, 0].numpy()
 
     def deblur_batch(self, images: Sequence, *, return_defocus: bool = False, plan: TilePlan | None = None) -> list:
         """Deblur same-size single images (any kinds :meth:`deblur` takes) in one forward pass: what a

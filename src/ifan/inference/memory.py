@@ -2,14 +2,14 @@
 
 :func:`memory_model` estimates the peak of one whole-image forward; :func:`memory_budget` says
 how much a run may add to what the process uses now; the tile planner
-(:mod:`ifan.inference.tiling`) compares the two. :func:`heap_allocation` makes CPU runs faster
-by serving large blocks from glibc's heap while they last.
+(:mod:`ifan.inference.tiling`) compares the two. :func:`pixel_limit` says how large an image file a
+run reads by default (what its memory holds beside the network). :func:`heap_allocation` makes CPU
+runs faster by serving large blocks from glibc's heap while they last.
 """
 
 from __future__ import annotations
 
 import ctypes
-import os
 import re
 import sys
 import threading
@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from ifan.models.ifan import IFANConfig, padded_side
+from ifan.ram import available_ram, process_rss  # noqa: F401 - the RAM probes, here for the planner's callers
 
 DEFAULT_BUDGET_FRACTION = 0.6  # of the memory available when no budget is given
 
@@ -121,30 +122,6 @@ def format_bytes(n: float) -> str:
     return f"{int(n)} B"
 
 
-def process_rss() -> int | None:
-    """Resident memory of this process in bytes (Linux ``/proc``), or None where unknown."""
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError, AttributeError):
-        return None
-
-
-def available_ram() -> int | None:
-    """``MemAvailable`` (Linux), else total physical memory, else None."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError):
-        pass
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (OSError, ValueError, AttributeError):
-        return None
-
-
 # Calibration (benchmarks/calibrate_memory.py; tables in docs/benchmarks.md): the peak RSS growth of
 # one whole-image Deblurrer.run on CPU (lean filter path, float32, glibc's default allocation, after a
 # small warm-up run), measured in fresh child processes for ch 8/16/32 at 256x256, 768x512, 1280x720 and
@@ -228,3 +205,27 @@ def memory_budget(device: torch.device, max_memory: int | None = None) -> int | 
         return max_memory - (rss or 0)
     avail = available_ram()
     return None if avail is None else int(DEFAULT_BUDGET_FRACTION * avail)
+
+
+# Peak memory of deblurring a file, per pixel of the image, beyond one tile's forward: reading, the
+# float image, the blend buffers, the result and its encoding. Measured with a tiny model under forced
+# 768 px tiles (peak RSS of 3000x3000 minus 768x768 PNGs): 36 (8-bit) and 45 (16-bit) bytes per
+# pixel, 112 and 115 with --defocus-map. The default --max-pixels is the memory of a run over this.
+FILE_BYTES_PER_PIXEL = {False: 48, True: 120}  # with defocus maps -> bytes
+
+
+def pixel_limit(device: torch.device, budget: int | None, defocus: bool) -> tuple[int, str] | None:
+    """The largest image (pixels) whose file a run on ``device`` holds at :data:`FILE_BYTES_PER_PIXEL`
+    (``defocus``: with a defocus map), and why (for the error); None where the memory sets no limit.
+
+    Args:
+        budget: the run's budget (:func:`memory_budget`) on a CPU; on a GPU, whose budget is its own
+            memory, the image-sized buffers stay in host memory: the default budget of the RAM is used.
+    """
+    if device.type != "cpu":
+        budget = memory_budget(torch.device("cpu"))
+    if budget is None or budget <= 0:  # unknown, or spent: the plan says so
+        return None
+    per_pixel = FILE_BYTES_PER_PIXEL[defocus]
+    return budget // per_pixel, (f"what the {format_bytes(budget)} of memory this run may use holds at "
+                                 f"{per_pixel} bytes per pixel; --max-memory sets it")

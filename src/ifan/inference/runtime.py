@@ -102,15 +102,24 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     return dev
 
 
+def check_precision(name: str) -> str:
+    """``name`` if it is one of :data:`PRECISIONS` (see the module docstring).
+
+    Raises:
+        ValueError: any other name.
+    """
+    if name not in PRECISIONS:
+        raise ValueError(f"unknown precision {name!r}; expected one of {sorted(PRECISIONS)}")
+    return name
+
+
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype for ``precision`` on ``device`` (None = plain float32); see the module docstring.
 
     Raises:
         ValueError: an unknown name, or fp16 on a CPU.
     """
-    if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}; expected one of {sorted(PRECISIONS)}")
-    if precision == "fp32":
+    if check_precision(precision) == "fp32":
         return None
     if device.type == "cuda":
         return torch.bfloat16 if precision == "bf16" else torch.float16

@@ -24,7 +24,7 @@ from ifan.inference.memory import (HEAP_MAX_PIXELS, HEAP_SPEEDUP, MemoryBudgetEr
                                    memory_model)
 from ifan.models.ifan import DOWNSCALE, IFANConfig, padded_side
 
-DEFAULT_OVERLAP = 128  # pixels; chosen from benchmarks/bench_tiling.py sweep (docs/benchmarks.md)
+DEFAULT_OVERLAP = 128  # pixels; chosen from `python -m benchmarks.bench_tiling sweep` (docs/benchmarks.md)
 DEFAULT_MARGIN = 0.25  # fraction of each overlap given zero weight at a tile's edge
 
 
@@ -158,6 +158,23 @@ def _best_grid(H8: int, W8: int, fits: Callable[[int, int], bool], overlap: int,
                     best = (cost, th, rows, tw, cols)
                 break  # more columns only cost more area
     return None if best is None else best[1:]
+
+
+def check_tile_size(tile: int | None, overlap: int) -> None:
+    """Refuse a forced ``tile`` side (None: the planner's) or an ``overlap`` that cannot make tiles: both are
+    rounded up to multiples of 8, and a tile must be larger than the overlap.
+
+    Raises:
+        ValueError: saying which, and why.
+    """
+    if overlap < 0:
+        raise ValueError(f"overlap must be >= 0, got {overlap}")
+    if tile is None:
+        return
+    side, rounded = max(DOWNSCALE, padded_side(tile)), padded_side(overlap)
+    if tile < 1 or side <= rounded:
+        raise ValueError(f"a tile of {tile} px ({side} px on the network's grid of 8) is not larger than the "
+                         f"overlap of {overlap} px ({rounded} px); a tile needs at least {rounded + DOWNSCALE} px")
 
 
 def plan_tiles(h: int, w: int, budget: int | None, config: IFANConfig | None = None, *,

@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from ifan.models.ifan import IFAN, IFANConfig
 from ifan.models.serialization import save_weights
-from ifan.models.zoo import load_model
+from ifan.models.hub import load_model
 
 
 def _iac_rows(n: int, c: int, k: int, new_c: int) -> Tensor:

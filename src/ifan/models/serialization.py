@@ -6,10 +6,13 @@ names), optionally the reblurring network's under ``reblur_net.``, and metadata:
 * ``format``: ``"ifan-weights/1"``
 * ``config``: the :class:`~ifan.models.ifan.IFANConfig` as JSON (architecture and IAC form)
 * ``source``: where the weights came from (a training run, a converted official file, ...)
-* any further string entries (``model_name``, ``training``, ...)
+* any further string entries (``model_name``, ``training``, ``defocus_calibration`` (the blur-radius
+  calibration, :mod:`ifan.inference.calibration`), ...)
 
-Nothing is unpickled: ``.pt``/``.pth``/``.pytorch`` files are read with
-``torch.load(weights_only=True)``. Nothing is allocated from a file's word either: before a
+:func:`update_metadata` rewrites a file's metadata and copies its tensor bytes unchanged.
+
+Nothing is unpickled: files are read by :mod:`ifan.tensorfile` (``.pt``/``.pth``/``.pytorch``
+with ``torch.load(weights_only=True)``). Nothing is allocated from a file's word either: before a
 model is built, its config is held to :data:`CONFIG_LIMITS` and every tensor's shape is compared
 with a model of that config built on the meta device (:func:`check_fits`), so a model is only as
 large as the file that describes it.
@@ -19,8 +22,7 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
-import re
+import struct
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,10 +30,11 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from ifan.fileutil import atomic_write
+from ifan.fileutil import atomic_write, atomic_write_bytes
 from ifan.models.ifan import IFAN, IFANConfig
 from ifan.models.official import CheckpointError, infer_config, is_official_state_dict, official_key, split_official
 from ifan.models.reblur import ReblurNet
+from ifan.tensorfile import as_state_dict, read_safetensors, read_torch
 
 FORMAT = "ifan-weights/1"
 REBLUR_PREFIX = "reblur_net."
@@ -40,16 +43,6 @@ REBLUR_PREFIX = "reblur_net."
 # tensors are compared.
 CONFIG_LIMITS = {"channels": 256, "iterations": 128, "filter_size": 15, "kernel_size": 15, "res_units": 8,
                  "reblur_iterations": 128, "reblur_filter_size": 15, "fac_size": 63, "conv_layers": 64}
-
-
-def describe_load_error(err: BaseException) -> str:
-    """One line for an error of ``torch.load(weights_only=True)``, without torch's advice to load unsafely."""
-    text = str(err)
-    if isinstance(err, pickle.UnpicklingError) or "weights_only" in text:
-        found = re.search(r"GLOBAL ([\w.]+)", text)
-        what = f"the Python object {found.group(1)}" if found else "Python objects other than tensors"
-        return f"it holds {what}, refused for safety (only tensors and plain containers are loaded)"
-    return " ".join(text.split()).split(". ")[0] or type(err).__name__  # torch's first sentence says it
 
 
 @dataclass
@@ -77,24 +70,48 @@ class LoadedWeights:
 def save_weights(path: str | os.PathLike, config: IFANConfig, network: Mapping[str, Tensor],
                  reblur: Mapping[str, Tensor] | None = None, **metadata: str) -> Path:
     """Write an ifan safetensors weights file atomically (tensors made contiguous, on CPU)."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in network.items()}
     tensors.update({REBLUR_PREFIX + k: v.detach().to("cpu").contiguous() for k, v in (reblur or {}).items()})
     meta = {"format": FORMAT, "config": json.dumps(config.to_dict(), sort_keys=True)}
     meta.update({k: str(v) for k, v in metadata.items()})
-    return atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
+    return atomic_write(path, lambda f: f.write(save(tensors, metadata=meta)))
+
+
+def update_metadata(src: str | os.PathLike, dst: str | os.PathLike, updates: Mapping[str, str | None]) -> Path:
+    """Write ``src`` (a safetensors file) to ``dst`` (may be ``src``) atomically with its metadata
+    entries set (None: removed) and its tensor data copied byte for byte: only the header changes.
+
+    Raises:
+        CheckpointError: ``src`` is not a safetensors file.
+    """
+    src = Path(src)
+    raw = src.read_bytes()
+    try:
+        (size,) = struct.unpack("<Q", raw[:8])
+        header = json.loads(raw[8:8 + size])
+        if not isinstance(header, dict) or 8 + size > len(raw):
+            raise ValueError("bad header")
+    except RecursionError:
+        raise CheckpointError(f"{src}: not a safetensors file (header JSON nested too deeply)") from None
+    except (struct.error, ValueError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"{src}: not a safetensors file ({err})") from None
+    meta = dict(header.get("__metadata__") or {})
+    for key, value in updates.items():
+        if value is None:
+            meta.pop(key, None)
+        else:
+            meta[key] = str(value)
+    header["__metadata__"] = meta
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)  # the data section stays 8-byte aligned, as safetensors writes it
+    data = struct.pack("<Q", len(text)) + text + raw[8 + size:]
+    return atomic_write_bytes(dst, data)
 
 
 def _read_safetensors(path: Path) -> LoadedWeights:
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = dict(f.metadata() or {})
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except Exception as err:  # safetensors raises several types for a damaged header
-        raise CheckpointError(f"{path}: not a readable safetensors file ({err})") from err
+    tensors, meta = read_safetensors(path, CheckpointError)
     network = {k: v for k, v in tensors.items() if not k.startswith(REBLUR_PREFIX)}
     reblur = {k[len(REBLUR_PREFIX):]: v for k, v in tensors.items() if k.startswith(REBLUR_PREFIX)}
     if is_official_state_dict(tensors):
@@ -104,6 +121,8 @@ def _read_safetensors(path: Path) -> LoadedWeights:
     if "config" in meta:
         try:
             config = IFANConfig.from_dict(json.loads(meta["config"]))
+        except RecursionError:
+            raise CheckpointError(f"{path}: invalid config in metadata: JSON nested too deeply") from None
         except (ValueError, TypeError) as err:
             raise CheckpointError(f"{path}: invalid config in metadata: {err}") from err
     else:
@@ -112,14 +131,9 @@ def _read_safetensors(path: Path) -> LoadedWeights:
 
 
 def _read_torch(path: Path) -> LoadedWeights:
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # pickle errors, zip errors, refused globals
-        raise CheckpointError(f"{path}: cannot be read as a PyTorch weights file: {describe_load_error(err)}") from None
-    if not isinstance(obj, Mapping):
-        raise CheckpointError(f"{path}: expected a state dict (a mapping), found {type(obj).__name__}")
+    obj = read_torch(path, CheckpointError)
     # A training checkpoint of ours: {"model": {...}, "model_config": {...}, ["ema": {...}], ...}
-    if "model" in obj and ("model_config" in obj or "config" in obj):
+    if isinstance(obj, Mapping) and "model" in obj and ("model_config" in obj or "config" in obj):
         config = obj.get("model_config", obj.get("config"))
         if not isinstance(config, Mapping) or not isinstance(obj["model"], Mapping):
             raise CheckpointError(f"{path}: a training checkpoint needs 'model' and 'model_config' mappings, "
@@ -134,23 +148,16 @@ def _read_torch(path: Path) -> LoadedWeights:
         network, reblur = dict(ema or obj["model"]), obj.get("reblur") or {}
         if not isinstance(reblur, Mapping):
             raise CheckpointError(f"{path}: 'reblur' is a {type(reblur).__name__}, expected a mapping of tensors")
-        _require_tensors({**network, **reblur}, path)
+        as_state_dict({**network, **reblur}, path, CheckpointError)
         meta = {"source": str(path), "weights": "ema" if ema else "model"}
         return LoadedWeights(config, network, dict(reblur), meta)
-    state = obj.get("state_dict", obj) if isinstance(obj.get("state_dict"), Mapping) else obj
-    _require_tensors(state, path)
+    state = as_state_dict(obj, path, CheckpointError)
     if is_official_state_dict(state):
         network, reblur = split_official(state)
         return LoadedWeights(infer_config(network, reblur, iac_form="official"), network, reblur,
                              {"source": f"official checkpoint {path.name}"}, official_layout=True)
     return LoadedWeights(infer_config(dict(state), None, iac_form="separable"), dict(state), {},
                          {"source": str(path)})
-
-
-def _require_tensors(state: Mapping, path: Path) -> None:
-    bad = [k for k, v in state.items() if not isinstance(v, Tensor)]
-    if bad:
-        raise CheckpointError(f"{path}: entries that are not tensors: {bad[:5]}")
 
 
 def read_weights(path: str | os.PathLike) -> LoadedWeights:

@@ -1,20 +1,25 @@
-"""Named model configurations, their bundled weights, and the model constructors.
+"""Named models: one registry of their configurations, shipped weights and published weights, and the
+model constructors.
 
-==============  =====  ==  ==========================================================
-name            ch     N   notes
-==============  =====  ==  ==========================================================
-``ifan``        32     17  the paper's model (10,476,996 parameters)
-``ifan-n8``     32     8   the paper's ablations on the number of IAC iterations
-``ifan-n26``    32     26
-``ifan-n35``    32     35
-``ifan-n44``    32     44
-``ifan-dual``   32     17  filter encoder reads the dual-pixel right and left views
-``ifan-lite``   16     8   trainable on 2 CPU cores (see docs/architecture.md)
-==============  =====  ==  ==========================================================
+==============  =====  ==  =======  ===================================================================
+name            ch     N   RBF_num  notes
+==============  =====  ==  =======  ===================================================================
+``ifan``        32     17  17       the paper's model (10,476,996 parameters)
+``ifan-n8``     32     8   8        the paper's ablation of the number of IAC iterations (its Table 4)
+``ifan-n26``    32     26  9        (the authors' configs set RBF_num, the reblurring network's
+``ifan-n35``    32     35  17       iterations, to 9 for N = 26 and keep 17 for N = 35 and 44)
+``ifan-n44``    32     44  17
+``ifan-16bit``  32     17  17       the paper's model trained on 16-bit images
+``ifan-dual``   32     17  17       filter encoder reads the dual-pixel right and left views
+``ifan-lite``   16     8   8        trainable on 2 CPU cores (see docs/architecture.md); weights ship
+==============  =====  ==  =======  ===================================================================
 
-All use the paper's separable IAC unless ``iac_form="official"`` is passed; weights converted
-from the authors' checkpoints carry the official form in their metadata. ``ifan-fac``,
-``ifan-lite-fac`` and ``ifan-lite-conv`` replace IAC by FAC or by plain convolutions (docs/iac.md).
+:func:`create_model` builds them with the paper's separable IAC unless ``iac_form="official"`` is
+passed. Every name but ``ifan-lite`` and the variants below has a :class:`Release`: the authors publish
+its weights (trained with the official IAC form, which the converted weights carry). The registry
+knows nothing of the cache: :mod:`ifan.models.hub` turns a name into a weights file and a loaded model.
+``ifan-fac``, ``ifan-lite-fac`` and ``ifan-lite-conv`` replace IAC by FAC or by plain convolutions
+(docs/iac.md); no weights exist for them.
 """
 
 from __future__ import annotations
@@ -24,30 +29,80 @@ from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 
-import torch
-
 from ifan.models.ifan import IFAN, IFANConfig
-from ifan.models.reblur import ReblurNet
 from ifan.models.serialization import check_fits, read_weights, save_weights
+
+# The authors' one archive of checkpoints, at the two places their README gives (tried in this order).
+AUTHORS_ARCHIVE = "checkpoints.zip"
+AUTHORS_URLS = (
+    "https://www.dropbox.com/s/qohhmr9p81u0syi/checkpoints.zip?dl=1",
+    "https://onedrive.live.com/download?resid=94530B7E5F49D254%21495&authkey=!AKmlSKrsKPa9cQ0",
+)
+AUTHORS_ORIGIN = "https://github.com/codeslake/IFAN"
+AUTHORS_LICENCE = "AGPL-3.0"
+PROJECT_LICENCE = "MIT"
+
+
+@dataclass(frozen=True)
+class Release:
+    """Weights the authors publish for a name: where, under which file name, on which terms.
+
+    Attributes:
+        member: the checkpoint's file name inside the archive (found at any depth, e.g. under ``ckpt/``).
+        urls: the archive's mirrors, tried in order.
+        archive: the archive's file name.
+        licence, origin: the weights' licence (the authors') and the page that publishes them.
+        paper: where the paper reports this model's scores. The numbers themselves are not quoted:
+            they could not be checked against the paper's text from this project's machine.
+    """
+
+    member: str
+    paper: str
+    urls: tuple[str, ...] = AUTHORS_URLS
+    archive: str = AUTHORS_ARCHIVE
+    licence: str = AUTHORS_LICENCE
+    origin: str = AUTHORS_ORIGIN
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A named configuration and, where one ships, its weights file in ``ifan/weights``."""
+    """A named configuration; its weights file in ``ifan/weights`` where one ships; the authors'
+    :class:`Release` where they publish weights for it."""
 
     name: str
     config: IFANConfig
     description: str
     weights: str | None = None
+    release: Release | None = None
+
+    @property
+    def licence(self) -> str | None:
+        """The licence of the weights this name loads (None: no trained weights exist for it)."""
+        if self.release is not None:
+            return self.release.licence
+        return PROJECT_LICENCE if self.weights else None
+
+    @property
+    def release_config(self) -> IFANConfig:
+        """The config of the authors' weights: this name's, in the official IAC form they were trained with."""
+        return replace(self.config, iac_form="official")
+
+
+def _authors(name: str, config: IFANConfig, description: str, member: str, paper: str) -> ModelSpec:
+    return ModelSpec(name, config, description, release=Release(member=member, paper=paper))
 
 
 _SPECS = [
-    ModelSpec("ifan", IFANConfig(), "IFAN as in the paper: ch 32, N 17"),
+    _authors("ifan", IFANConfig(), "IFAN as in the paper: ch 32, N 17", "IFAN.pytorch", "main paper, Table 2"),
     *(
-        ModelSpec(f"ifan-n{n}", IFANConfig(iterations=n, reblur_iterations=n), f"IFAN with N = {n} IAC iterations")
-        for n in (8, 26, 35, 44)
+        _authors(f"ifan-n{n}", IFANConfig(iterations=n, reblur_iterations=rbf), f"IFAN with N = {n} IAC iterations",
+                 f"IFAN_{n}.pytorch", "main paper, Table 4")
+        for n, rbf in ((8, 8), (26, 9), (35, 17), (44, 17))
     ),
-    ModelSpec("ifan-dual", IFANConfig(dual_pixel_input=True), "IFAN whose filter encoder reads the DP views [R, L]"),
+    _authors("ifan-16bit", IFANConfig(), "IFAN trained on 16-bit images (ch 32, N 17)", "IFAN_16bit.pytorch",
+             "supplementary material, Table 1"),
+    _authors("ifan-dual", IFANConfig(dual_pixel_input=True), "IFAN whose filter encoder reads the DP views [R, L]",
+             "IFAN_dual.pytorch", "supplementary material, Table 2"),
     ModelSpec(
         "ifan-lite",
         IFANConfig(channels=16, iterations=8, reblur_iterations=8),
@@ -104,68 +159,6 @@ def bundled_weights_path(name: str) -> Path | None:
         return None
     path = Path(str(resources.files("ifan") / "weights" / spec.weights))
     return path if path.is_file() else None
-
-
-def resolve_weights(name_or_path: str | os.PathLike) -> Path:
-    """A weights path for a model name (its bundled file) or an existing file path."""
-    key = str(name_or_path)
-    if key in MODELS:
-        path = bundled_weights_path(key)
-        if path is None:
-            raise FileNotFoundError(
-                f"no weights ship for {key!r} (only {[s.name for s in _SPECS if bundled_weights_path(s.name)]} "
-                f"have bundled weights); pass a weights file, e.g. one made by `ifan convert` from the authors' "
-                f"checkpoint, or use create_model({key!r}) for an untrained model"
-            )
-        return path
-    path = Path(key).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(f"{key!r} is neither a model name ({', '.join(MODELS)}) nor an existing weights file")
-    return path
-
-
-def load_model(name_or_path: str | os.PathLike = DEFAULT_MODEL, device: str | torch.device = "cpu") -> IFAN:
-    """Load trained weights into a model, in eval mode.
-
-    Args:
-        name_or_path: a model name with bundled weights, or a weights file: ifan safetensors,
-            the authors' checkpoint (``.pytorch``/``.pth``: official key layout, with or
-            without ``module.``; N, width and the dual-pixel input are inferred from the
-            shapes and the official IAC form is selected), or a state dict.
-        device: where to put the model.
-
-    Raises:
-        CheckpointError: the file does not fit the model (the message names the keys and shapes).
-
-    Example:
-        >>> model = load_model("ifan-lite")
-        >>> model.config.channels, model.config.iterations, model.training
-        (16, 8, False)
-    """
-    path = resolve_weights(name_or_path)
-    loaded = read_weights(path)
-    check_fits(loaded, path, reblur=False)  # before anything is allocated
-    model = IFAN(loaded.config)
-    model.load_state_dict(loaded.network)
-    model.weights_metadata = dict(loaded.metadata, path=str(path))
-    return model.to(device).eval()
-
-
-def load_reblur_net(name_or_path: str | os.PathLike = DEFAULT_MODEL, device: str | torch.device = "cpu") -> ReblurNet | None:
-    """Load the reblurring network (training only) that a weights file holds beside the model, in eval
-    mode; None when the file holds none. Arguments as for :func:`load_model`.
-
-    Raises:
-        CheckpointError: the reblurring tensors do not fit the file's config.
-    """
-    path = resolve_weights(name_or_path)
-    loaded = read_weights(path)
-    if not loaded.reblur:
-        return None
-    check_fits(loaded, path, reblur=True)  # before anything is allocated
-    reblur = ReblurNet(loaded.config)
-    reblur.load_state_dict(loaded.reblur)
-    return reblur.to(device).eval()
 
 
 def convert_weights(src: str | os.PathLike, dst: str | os.PathLike) -> IFANConfig:

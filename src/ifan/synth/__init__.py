@@ -31,7 +31,8 @@ from ifan.synth.optics import ThinLensCamera
 from ifan.synth.preview import preview_figure
 from ifan.synth.psf import (PSF_FAMILIES, ApertureProfile, center_kernel, disparity_from_coc, disparity_per_coc,
                             dual_pixel_kernels, sample_profile)
-from ifan.synth.rendering import DualPixelImages, Layer, Scene, SensorNoise, render, render_reference
+from ifan.synth.raytrace import render_reference
+from ifan.synth.rendering import DualPixelImages, Layer, Scene, SensorNoise, render
 from ifan.synth.sampling import KINDS, SceneSpec, SynthConfig, sample_camera, sample_spec
 from ifan.synth.rgbd import rgbd_layers
 from ifan.synth.scenes import build_scene

@@ -55,26 +55,6 @@ PHOTOS: dict[str, PhotoInfo] = {
     "coins": PhotoInfo("coins", "no known copyright restrictions", "Brooklyn Museum Collection", grey=True),
     "motorcycle": PhotoInfo("stereo_motorcycle", "Middlebury 2014 stereo data set (cite Scharstein et al., "
                             "GCPR 2014); no licence stated in scikit-image", "Middlebury College"),
-}
-
-
-
-#: Photographs used as textures (all load offline from the scikit-image wheel).
-PHOTOS: dict[str, PhotoInfo] = {
-    "astronaut": PhotoInfo("astronaut", "public domain", "NASA Great Images (Eileen Collins)"),
-    "chelsea": PhotoInfo("chelsea", "CC0", "Stefan van der Walt"),
-    "coffee": PhotoInfo("coffee", "CC0", "Rachel Michetti, courtesy of Pikolo Espresso Bar"),
-    "rocket": PhotoInfo("rocket", "public domain", "SpaceX (DSCOVR launch)"),
-    "hubble_deep_field": PhotoInfo("hubble_deep_field", "public domain", "NASA / HubbleSite"),
-    "immunohistochemistry": PhotoInfo("immunohistochemistry", "no known copyright restrictions",
-                                      "Center for Microscopy And Molecular Imaging"),
-    "camera": PhotoInfo("camera", "CC0", "Lav Varshney", grey=True),
-    "brick": PhotoInfo("brick", "CC0", "CC0Textures (Bricks25)", grey=True),
-    "grass": PhotoInfo("grass", "CC0", "DeviantArt, linolafett (Grass 01)", grey=True),
-    "gravel": PhotoInfo("gravel", "CC0", "CC0Textures (Gravel04)", grey=True),
-    "coins": PhotoInfo("coins", "no known copyright restrictions", "Brooklyn Museum Collection", grey=True),
-    "motorcycle": PhotoInfo("stereo_motorcycle", "Middlebury 2014 stereo data set (cite Scharstein et al., "
-                            "GCPR 2014); no licence stated in scikit-image", "Middlebury College"),
     # added in ifan 0.2 (used by the "rich" content only, so "classic" datasets are unchanged)
     "motorcycle_right": PhotoInfo("stereo_motorcycle", "as motorcycle", "Middlebury College", part=1),
     "retina": PhotoInfo("retina", "CC BY 4.0", "Mikael Häggström (Wikimedia Commons)"),

@@ -15,8 +15,8 @@ exactly that layer's alpha blurred by that layer's kernel, so this is the physic
 occlusion for a sharp layer over a blurred one (no halo: the hidden background is known) and
 for a blurred layer over a sharp one (the blurred foreground spills over the background). Where
 both are blurred it treats the occluder's coverage as independent of which part of the aperture
-the background's light came through; :func:`render_reference` traces every ray and measures
-that approximation.
+the background's light came through; :func:`ifan.synth.raytrace.render_reference` traces every
+ray and measures that approximation.
 
 Within a layer the depth may vary (slanted planes); its signed blur radius is quantised on a
 grid of radii (steps of ``max(0.5 px, 10 %)``) with linear ("hat") weights, and the bins are
@@ -30,7 +30,6 @@ added to L and R before C is formed, so the relation holds for noisy images too.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import cv2
@@ -38,8 +37,7 @@ import numpy as np
 import scipy.fft
 
 from ifan.synth.optics import ThinLensCamera
-from ifan.synth.psf import (MIN_RADIUS, ApertureProfile, disparity_from_coc, dual_pixel_kernels, kernel_half_size,
-                            transmission)
+from ifan.synth.psf import MIN_RADIUS, ApertureProfile, disparity_from_coc, dual_pixel_kernels, kernel_half_size
 
 #: Quantisation of a layer's varying blur radius: grid steps of ``max(BIN_STEP_PX, BIN_STEP_REL * |r|)``.
 BIN_STEP_PX = 0.5
@@ -54,7 +52,7 @@ class Layer:
         rgb: ``(H, W, 3)`` float32 linear colour (not premultiplied); highlights may exceed 1.
         alpha: ``(H, W)`` float32 coverage in [0, 1].
         depth: ``(H, W)`` float32 depth in metres, positive everywhere (only read where ``alpha > 0``
-            by :func:`render`; :func:`render_reference` interpolates it).
+            by :func:`render`; :func:`~ifan.synth.raytrace.render_reference` interpolates it).
     """
 
     rgb: np.ndarray
@@ -263,9 +261,11 @@ def visible_depth(scene: Scene) -> np.ndarray:
     return depth
 
 
-def _finish(scene: Scene, camera: ThinLensCamera, profile: ApertureProfile, left: np.ndarray, right: np.ndarray,
-            noise: SensorNoise | None, rng: np.random.Generator | None, lens_sigma: float = 0.0) -> DualPixelImages:
-    """Soften (``lens_sigma``), crop the canvas margin, add noise, clip and form C and the maps."""
+def finish_views(scene: Scene, camera: ThinLensCamera, profile: ApertureProfile, left: np.ndarray, right: np.ndarray,
+                 noise: SensorNoise | None, rng: np.random.Generator | None, lens_sigma: float = 0.0
+                 ) -> DualPixelImages:
+    """From the L and R views of the canvas ``(Hc, Wc, 3)`` to the images of a sample: soften
+    (``lens_sigma``), crop the canvas margin, add noise, clip and form C and the maps."""
     p = scene.pad
     h, w = scene.image_shape
     crop = (slice(p, p + h), slice(p, p + w))
@@ -319,7 +319,7 @@ def render(scene: Scene, camera: ThinLensCamera, profile: ApertureProfile = Aper
         y0, x0, bl, br = blurred
         _composite_over(out_l, y0, x0, bl)
         _composite_over(out_r, y0, x0, br)
-    return _finish(scene, camera, profile, out_l.transpose(1, 2, 0), out_r.transpose(1, 2, 0), noise, rng,
+    return finish_views(scene, camera, profile, out_l.transpose(1, 2, 0), out_r.transpose(1, 2, 0), noise, rng,
                    lens_sigma)
 
 
@@ -334,85 +334,3 @@ def _composite_over(out: np.ndarray, y0: int, x0: int, blurred: np.ndarray) -> N
     region = out[:, cy0:cy1, cx0:cx1]
     region *= 1.0 - np.clip(part[3], 0.0, 1.0)
     region += np.clip(part[:3], 0.0, None)
-
-
-def _bilinear(padded: np.ndarray, y: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """Sample a field at float positions (bilinear); ``padded`` is the field with a 1-px border added.
-
-    Positions are clamped to the border, so the border's values hold outside the field.
-    """
-    h, w = padded.shape
-    y = np.clip(y + 1.0, 0.0, h - 1.001)
-    x = np.clip(x + 1.0, 0.0, w - 1.001)
-    y0, x0 = y.astype(np.int64), x.astype(np.int64)
-    fy, fx = y - y0, x - x0
-    i = y0 * w + x0
-    f = padded.ravel()
-    top = f[i] * (1.0 - fx) + f[i + 1] * fx
-    bottom = f[i + w] * (1.0 - fx) + f[i + w + 1] * fx
-    return top * (1.0 - fy) + bottom * fy
-
-
-def render_reference(scene: Scene, camera: ThinLensCamera, profile: ApertureProfile = ApertureProfile(),
-                     samples_per_px: float = 3.0) -> DualPixelImages:
-    """Brute-force ray-traced scatter renderer (slow; for small test images).
-
-    Every pixel of every layer sends rays through a fine grid of aperture points ``u``; a ray
-    lands at ``p + r(p) * u`` and reaches the sensor only through the nearer layers' coverage
-    where it crosses them, i.e. occlusion is decided ray by ray, per pixel, with each pixel's
-    exact (not quantised) blur radius. Landing points are split bilinearly between the four
-    nearest sensor pixels (the same pixel tent as the kernels), and the ray that reaches the
-    sensor pixel ``x`` crosses layer ``j`` at ``x - r_j * u`` (``r_j`` found by one
-    fixed-point step, bilinear in between pixels).
-
-    Args:
-        samples_per_px: aperture samples per pixel of the largest blur radius.
-
-    Returns:
-        :class:`DualPixelImages` without noise.
-    """
-    hc, wc = scene.canvas_shape
-    radii = [camera.coc_radius_px(layer.depth).astype(np.float64) for layer in scene.layers]
-    r_max = max(float(np.abs(r[layer.alpha > 0]).max(initial=0.0)) for r, layer in zip(radii, scene.layers))
-    extent = profile.extent
-    n = max(1, int(math.ceil(2 * extent * max(r_max, 0.25) * samples_per_px)))
-    g = (np.arange(n) + 0.5) / n * 2 * extent - extent
-    ux, uy = np.meshgrid(g, g)
-    ux, uy = ux.ravel(), uy.ravel()
-    weights = {v: transmission(ux, uy, profile, v) for v in ("left", "right")}
-    keep = (weights["left"] + weights["right"]) > 0
-    ux, uy = ux[keep], uy[keep]
-    weights = {v: w[keep] / w[keep].sum() for v, w in weights.items()}
-    alphas = [np.pad(layer.alpha.astype(np.float64), 1) for layer in scene.layers]  # 0 outside the canvas
-    radii_p = [np.pad(r, 1, mode="edge") for r in radii]
-    views = {v: np.zeros((hc * wc, 3)) for v in ("left", "right")}
-    for k, layer in enumerate(scene.layers):
-        ys, xs = np.nonzero(layer.alpha > 0)
-        if ys.size == 0:
-            continue
-        r = radii[k][ys, xs]
-        colour = layer.rgb[ys, xs].astype(np.float64) * layer.alpha[ys, xs, None]
-        chunk = max(1, 2_000_000 // ys.size)
-        for c0 in range(0, ux.size, chunk):  # rays: (aperture samples in this chunk) x (source pixels)
-            sx, sy = ux[c0:c0 + chunk, None], uy[c0:c0 + chunk, None]
-            ly, lx = ys + r * sy, xs + r * sx  # landing points
-            y0, x0 = np.floor(ly).astype(np.int64), np.floor(lx).astype(np.int64)
-            fy, fx = ly - y0, lx - x0
-            for dy, wy in ((0, 1.0 - fy), (1, fy)):
-                for dx, wx in ((0, 1.0 - fx), (1, fx)):
-                    py, px = y0 + dy, x0 + dx  # sensor pixel receiving part of each ray
-                    w = wy * wx * ((py >= 0) & (py < hc) & (px >= 0) & (px < wc))
-                    py, px = np.clip(py, 0, hc - 1), np.clip(px, 0, wc - 1)
-                    for j in range(k + 1, len(scene.layers)):  # crossing layer j at pixel - r_j u
-                        rj = radii[j][py, px]
-                        rj = _bilinear(radii_p[j], py - rj * sy, px - rj * sx)
-                        w = w * (1.0 - _bilinear(alphas[j], py - rj * sy, px - rj * sx))
-                    idx = (py * wc + px).ravel()
-                    for v in ("left", "right"):
-                        wv = (w * weights[v][c0:c0 + chunk, None]).ravel()
-                        for ch in range(3):
-                            contribution = wv * np.broadcast_to(colour[:, ch], w.shape).ravel()
-                            views[v][:, ch] += np.bincount(idx, weights=contribution, minlength=hc * wc)
-    views = {v: img.reshape(hc, wc, 3) for v, img in views.items()}
-    return _finish(scene, camera, profile, views["left"].astype(np.float32), views["right"].astype(np.float32),
-                   None, None)

@@ -13,9 +13,14 @@ Images are sRGB-encoded PNGs (8-bit by default, or 16-bit) of linear renders, or
 developed by a camera pipeline (:mod:`ifan.synth.camera`, per-sample settings in the manifest); the maps are
 float32 at full resolution, rounded to 14 mantissa bits (relative precision 3e-5: 0.0006 px at a
 20 px blur, 0.3 mm at 10 m) so that they deflate 2.5x better. Each file is written atomically
-and the ``.npz`` last, so its presence marks a complete sample: an interrupted run resumes where
-it stopped, and a larger count extends a dataset. Sample ``i`` of a split is drawn from ``(seed, split, i)`` alone, so the
-files do not depend on the number of worker processes.
+and the ``.npz`` last, so its presence marks a complete sample: an interrupted run resumes where it
+stopped, and a larger count extends a dataset. Sample ``i`` of a split is drawn from ``(seed, split, i)``
+alone, so the files do not depend on the number of worker processes.
+
+The run starts rendering at once, whatever the counts: ``manifest.json`` first records the parameters (what
+a resumed run is checked against); every sample's settings are streamed into it once all samples are
+complete. Before anything, the image size is checked against the memory: a sample takes up to
+:data:`RENDER_BYTES_PER_PIXEL` per output pixel to render, in each worker (:func:`check_render_memory`).
 """
 
 from __future__ import annotations
@@ -24,16 +29,17 @@ import json
 import os
 import time
 import zipfile
-from collections.abc import Mapping
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from collections.abc import Iterator, Mapping
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
 
-from ifan.fileutil import atomic_write, atomic_write_bytes
+from ifan.fileutil import atomic_write, atomic_write_bytes, remove_stale_temps
 from ifan.io import encode_png_pixels
+from ifan.ram import available_ram
 from ifan.synth.assets import PHOTOS
 from ifan.synth.camera import CameraPipeline, develop
 from ifan.synth.color import encode_srgb
@@ -42,6 +48,10 @@ from ifan.synth.sampling import SceneSpec, SynthConfig, sample_spec
 from ifan.synth.scenes import build_scene
 
 FORMAT = "ifan-synth/1"
+# Peak memory of rendering and writing one sample, per output pixel: measured (peak RSS growth in a fresh
+# process) 160-570 bytes at 1024x1024 over 34 samples of the default and the documented mixture, up to 650
+# at 256x256; this bound keeps a margin for scenes with more layers.
+RENDER_BYTES_PER_PIXEL = 1024
 SPLITS = ("train", "val", "test")
 _SPLIT_IDS = {"train": 0, "val": 1, "test": 2}
 _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
@@ -142,8 +152,8 @@ def _round_mantissa(x: np.ndarray, bits: int = MAP_MANTISSA_BITS) -> np.ndarray:
 def _write_maps(path: Path, maps: Mapping[str, np.ndarray]) -> None:
     """Atomically write an ``.npz`` (``np.load`` reads it) of float32 maps (see :func:`_round_mantissa`)."""
 
-    def save(tmp: str) -> None:
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+    def save(f) -> None:
+        with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
             for key, value in maps.items():
                 with archive.open(f"{key}.npy", "w") as f:
                     np.lib.format.write_array(f, _round_mantissa(value), allow_pickle=False)
@@ -186,13 +196,9 @@ def _same_parameters(recorded: dict | None, config: SynthConfig, seed: int, bit_
     return filled == _parameters(config, seed, bit_depth)
 
 
-def _manifest(config: SynthConfig, seed: int, bit_depth: int, counts: Mapping[str, int]) -> dict:
+def _header(config: SynthConfig, seed: int, bit_depth: int, counts: Mapping[str, int]) -> dict:
     from ifan import __version__
 
-    samples = {}
-    for split, n in counts.items():
-        samples[split] = [dict(name=sample_name(i), **sample_spec_for(seed, split, i, config).to_dict())
-                          for i in range(n)]
     return {
         "format": FORMAT,
         "ifan_version": __version__,
@@ -201,8 +207,78 @@ def _manifest(config: SynthConfig, seed: int, bit_depth: int, counts: Mapping[st
         "conventions": CONVENTIONS,
         "photos": {name: {"loader": f"skimage.data.{p.loader}", "licence": p.licence, "source": p.source}
                    for name, p in PHOTOS.items()},
-        "samples": samples,
     }
+
+
+def _write_manifest(path: Path, header: dict, seed: int = 0, config: SynthConfig | None = None) -> None:
+    """Write the manifest atomically: the ``header``, and with ``config`` every sample's settings, streamed
+    (one sample's spec at a time: memory does not grow with the counts)."""
+
+    def write(f) -> None:
+        head = json.dumps(header, indent=1)
+        if config is None:
+            f.write(head.encode())
+            return
+        f.write(head[:-2].encode() + b',\n "samples": {')
+        for n, (split, count) in enumerate(header["counts"].items()):
+            f.write(f'{"," if n else ""}\n  "{split}": ['.encode())
+            for i in range(count):
+                entry = dict(name=sample_name(i), **sample_spec_for(seed, split, i, config).to_dict())
+                f.write(("," if i else "").encode() + b"\n   " + json.dumps(entry).encode())
+            f.write(b"\n  ]")
+        f.write(b"\n }\n}\n")
+
+    atomic_write(path, write)
+
+
+def _read_header(path: Path) -> dict:
+    """The entries of a manifest before its ``samples`` (the parameters, counts, ...), read from the start
+    of the file only, so that a manifest of a million samples is not loaded to check its parameters.
+
+    Raises:
+        ValueError: not a dataset manifest (one line naming the file).
+    """
+    decoder, found = json.JSONDecoder(), {}
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read(2**20)
+        pos = text.index("{") + 1
+        while True:
+            pos = len(text) - len(text[pos:].lstrip(" \n\r\t,"))
+            if text.startswith("}", pos):
+                return found
+            key, pos = decoder.raw_decode(text, pos)
+            pos = text.index(":", pos) + 1
+            pos = len(text) - len(text[pos:].lstrip())
+            if key == "samples":
+                return found
+            found[key], pos = decoder.raw_decode(text, pos)
+    except (OSError, ValueError, RecursionError, TypeError) as err:
+        why = getattr(err, "strerror", None) or ("nested too deeply" if isinstance(err, RecursionError) else
+                                                 "not the JSON object ifan synth writes")
+        raise ValueError(f"{path}: not a dataset manifest ({why}); use another --out") from None
+
+
+def check_render_memory(config: SynthConfig, workers: int, available: int | None = None) -> None:
+    """Refuse an image size whose samples cannot be rendered in the memory available (``available``
+    bytes; default: what the system has now): each of ``workers`` processes needs up to
+    :data:`RENDER_BYTES_PER_PIXEL` per pixel.
+
+    Raises:
+        ValueError: one line with the size, the memory it needs and what is there.
+    """
+    available = available_ram() if available is None else available
+    need = RENDER_BYTES_PER_PIXEL * config.width * config.height
+    if available is None or need * workers <= available:
+        return
+    size, gib = f"{config.width}x{config.height}", 2**30
+    if need > available:
+        raise ValueError(f"--size {size}: a sample of {config.width * config.height / 1e6:.3g} MP needs up to "
+                         f"{need / gib:.1f} GiB to render ({RENDER_BYTES_PER_PIXEL} bytes per pixel), and "
+                         f"{available / gib:.1f} GiB are available; choose a smaller --size")
+    raise ValueError(f"--size {size} with {workers} workers needs up to {need * workers / gib:.1f} GiB "
+                     f"({need / gib:.1f} GiB each), and {available / gib:.1f} GiB are available; "
+                     f"use --workers {available // need} or fewer")
 
 
 def write_dataset(out: str | os.PathLike, counts: Mapping[str, int], config: SynthConfig = SynthConfig(),
@@ -223,6 +299,10 @@ def write_dataset(out: str | os.PathLike, counts: Mapping[str, int], config: Syn
     Returns:
         The manifest's path. Samples already complete under ``out`` are kept (resume); an existing
         manifest with other parameters (seed, bit depth, config) is refused.
+
+    Raises:
+        ValueError: a bad argument, an image size the memory cannot render (:func:`check_render_memory`),
+            or an ``out`` holding another dataset.
     """
     if bit_depth not in (8, 16):
         raise ValueError(f"bit depth must be 8 or 16, got {bit_depth}")
@@ -231,27 +311,29 @@ def write_dataset(out: str | os.PathLike, counts: Mapping[str, int], config: Syn
     for split, n in counts.items():
         if split not in _SPLIT_IDS or n < 0:
             raise ValueError(f"counts must map splits {SPLITS} to non-negative numbers, got {dict(counts)}")
+    check_render_memory(config, workers)
     out = Path(out)
     manifest_path = out / "manifest.json"
     if manifest_path.exists():
-        old = json.loads(manifest_path.read_text())
+        old = _read_header(manifest_path)
         if old.get("format") != FORMAT or not _same_parameters(old.get("parameters"), config, seed, bit_depth):
             raise ValueError(f"{out} holds a dataset made with other parameters ({old.get('parameters')}); "
                              f"use another --out, or the same seed, size, blur, noise and bit depth")
-        counts = {**old.get("counts", {}), **counts}
+        counts = {**(old.get("counts") if isinstance(old.get("counts"), dict) else {}), **counts}
     out.mkdir(parents=True, exist_ok=True)
     counts = {s: int(counts[s]) for s in SPLITS if s in counts}
-    atomic_write_bytes(manifest_path, json.dumps(_manifest(config, seed, bit_depth, counts), indent=1).encode())
+    header = _header(config, seed, bit_depth, counts)
+    _write_manifest(manifest_path, header)  # the parameters, before any sample
 
     _remove_temporaries(out, counts)
-    todo = [(split, i) for split, n in counts.items() for i in range(n) if not sample_paths(out, split, i).complete()]
     bar = None
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=len(todo), unit="img", desc=f"ifan synth {out}", dynamic_ncols=True)
+        bar = tqdm(total=sum(counts.values()), unit="img", desc=f"ifan synth {out}", dynamic_ncols=True)
     try:
-        if workers == 1 or len(todo) <= 1:
+        todo = _missing(out, counts, bar)
+        if workers == 1:
             for split, i in todo:
                 _render_and_write(str(out), split, i, seed, config, bit_depth)
                 if bar is not None:
@@ -261,17 +343,26 @@ def write_dataset(out: str | os.PathLike, counts: Mapping[str, int], config: Syn
     finally:
         if bar is not None:
             bar.close()
+    _write_manifest(manifest_path, header, seed, config)  # every sample's settings, now that all are there
     return manifest_path
 
 
+def _missing(out: Path, counts: Mapping[str, int], bar) -> Iterator[tuple[str, int]]:
+    """The samples still to render, found one by one (the bar counts those already complete)."""
+    for split, n in counts.items():
+        for i in range(n):
+            if not sample_paths(out, split, i).complete():
+                yield split, i
+            elif bar is not None:
+                bar.update()
+
+
 def _remove_temporaries(out: Path, splits) -> None:
-    """Delete the temporary files a killed run may have left (``.NAME.*.tmp`` beside our outputs)."""
+    """Delete the temporary files a killed run left beside our outputs (never a live writer's)."""
     for split in splits:
         paths = sample_paths(out, split, 0)
         for folder in {p.parent for p in (*paths.images, paths.meta)}:
-            if folder.is_dir():
-                for tmp in folder.glob(".*.tmp"):
-                    tmp.unlink(missing_ok=True)
+            remove_stale_temps(folder)
 
 
 def _run_pool(todo, out: str, seed: int, config: SynthConfig, bit_depth: int, workers: int, bar) -> None:
@@ -280,12 +371,13 @@ def _run_pool(todo, out: str, seed: int, config: SynthConfig, bit_depth: int, wo
     try:
         with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
                                  initializer=_init_worker) as pool:
-            futures = [pool.submit(_render_and_write, out, split, i, seed, config, bit_depth) for split, i in todo]
-            try:
-                for future in as_completed(futures):
-                    future.result()
-                    if bar is not None:
-                        bar.update()
+            pending: set = set()
+            try:  # a few samples queued per worker, not the whole count
+                for split, i in todo:
+                    pending.add(pool.submit(_render_and_write, out, split, i, seed, config, bit_depth))
+                    if len(pending) >= 2 * workers:
+                        pending = _collect(pending, bar, FIRST_COMPLETED)
+                _collect(pending, bar)
             except BaseException:
                 pool.shutdown(wait=True, cancel_futures=True)
                 raise
@@ -295,3 +387,14 @@ def _run_pool(todo, out: str, seed: int, config: SynthConfig, bit_depth: int, wo
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def _collect(pending: set, bar, return_when: str = "ALL_COMPLETED") -> set:
+    """Wait for some (``FIRST_COMPLETED``) or all of ``pending``, raise the first error: what is left."""
+    done, left = wait(pending, return_when=return_when)
+    for future in done:
+        future.result()
+        if bar is not None:
+            bar.update()
+    return left
+

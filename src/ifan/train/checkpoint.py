@@ -17,19 +17,20 @@ from pathlib import Path
 import torch
 
 from ifan.fileutil import atomic_write
-from ifan.models.serialization import describe_load_error
+from ifan.tensorfile import read_torch
 
+CHECKPOINTS_DIR = "checkpoints"  # in the run folder
 CKPT_RE = re.compile(r"^step_(\d{9})\.pt$")
 _STATE_KEYS = ("step", "model", "optimizer", "torch_rng")
 
 
 def checkpoint_path(run_dir: Path, step: int) -> Path:
-    return run_dir / "checkpoints" / f"step_{step:09d}.pt"
+    return run_dir / CHECKPOINTS_DIR / f"step_{step:09d}.pt"
 
 
 def list_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
     """``(step, path)`` of the checkpoints in a run, oldest first."""
-    folder = run_dir / "checkpoints"
+    folder = run_dir / CHECKPOINTS_DIR
     if not folder.is_dir():
         return []
     found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := CKPT_RE.match(p.name))]
@@ -38,7 +39,7 @@ def list_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
 
 def save_checkpoint(run_dir: Path, step: int, state: dict, keep_last: int) -> Path:
     """Write ``state`` atomically as the checkpoint of ``step``; delete all but the last ``keep_last``."""
-    path = atomic_write(checkpoint_path(run_dir, step), lambda tmp: torch.save(state, tmp))
+    path = atomic_write(checkpoint_path(run_dir, step), lambda f: torch.save(state, f))
     for _, old in list_checkpoints(run_dir)[:-keep_last]:
         old.unlink(missing_ok=True)
     return path
@@ -50,10 +51,7 @@ def load_checkpoint(path: Path) -> dict:
     Raises:
         RuntimeError: in one line, when the file cannot be read or lacks the training state.
     """
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001
-        raise RuntimeError(f"{path}: cannot read the checkpoint: {describe_load_error(err)}") from None
+    state = read_torch(path, RuntimeError, "cannot read the checkpoint")
     missing = [k for k in _STATE_KEYS if k not in state] if isinstance(state, dict) else list(_STATE_KEYS)
     if missing:
         raise RuntimeError(f"{path}: not a training checkpoint (no {', '.join(missing)})")

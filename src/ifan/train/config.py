@@ -14,6 +14,9 @@ from typing import Any
 import yaml
 
 from ifan.data.augment import AugmentConfig
+from ifan.inference.runtime import check_precision
+from ifan.models.ifan import DOWNSCALE
+from ifan.train.losses import LossWeights
 
 
 class ConfigError(ValueError):
@@ -72,24 +75,6 @@ class OptimConfig:
 
 
 @dataclass
-class LossConfig:
-    """Loss weights (0 switches a term off) and the form of the image loss.
-
-    ``image_loss``: ``mse`` (the paper's), ``l1`` or ``charbonnier`` (``sqrt(d**2 + 1e-6)``);
-    ``frequency``: weight of an L1 loss between the 2-D spectra of output and target;
-    ``disparity``: weight of an L1 loss between the estimated and the true disparity (``ifan synth``
-    data, whose ``{split}_meta`` maps hold it; not in the paper).
-    """
-
-    image: float = 1.0
-    dme: float = 1.0
-    reblur: float = 1.0
-    image_loss: str = "mse"
-    frequency: float = 0.0
-    disparity: float = 0.0
-
-
-@dataclass
 class InitConfig:
     """How the weights start: Xavier-uniform with these gains (network, filter predictor, reblurring
     network; official 1.0, 1.5, 1.0), or, with ``weights``, from a bundled model's name or a
@@ -128,7 +113,7 @@ class TrainConfig:
     seed: int = 0
     data: DataConfig = field(default_factory=DataConfig)
     train: OptimConfig = field(default_factory=OptimConfig)
-    losses: LossConfig = field(default_factory=LossConfig)
+    losses: LossWeights = field(default_factory=LossWeights)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     init: InitConfig = field(default_factory=InitConfig)
     log: LogConfig = field(default_factory=LogConfig)
@@ -145,10 +130,8 @@ class TrainConfig:
             (self.data.kind in ("dpdd", "folder"), f"data.kind must be 'dpdd' or 'folder', got {self.data.kind!r}"),
             (self.train.steps > 0, "train.steps must be positive"),
             (self.train.batch_size > 0, "train.batch_size must be positive"),
-            (self.train.patch_size > 0 and self.train.patch_size % 8 == 0,
-             f"train.patch_size must be a positive multiple of 8, got {self.train.patch_size}"),
-            (self.train.precision in ("fp32", "bf16", "fp16", "auto"),
-             f"train.precision must be fp32, bf16, fp16 or auto, got {self.train.precision!r}"),
+            (self.train.patch_size > 0 and self.train.patch_size % DOWNSCALE == 0,
+             f"train.patch_size must be a positive multiple of {DOWNSCALE}, got {self.train.patch_size}"),
             (self.train.schedule in ("step", "cosine"),
              f"train.schedule must be 'step' or 'cosine', got {self.train.schedule!r}"),
             (self.train.warmup_steps >= 0 and 0.0 <= self.train.min_lr <= self.train.lr,
@@ -169,6 +152,10 @@ class TrainConfig:
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
+        try:
+            check_precision(self.train.precision)
+        except ValueError as err:
+            raise ConfigError(f"train.precision: {err}") from None
         layer = self.model_overrides.get("adaptive_layer", MODELS[self.model].config.adaptive_layer)
         if self.losses.reblur > 0 and layer != "iac":
             raise ConfigError(f"losses.reblur needs IAC filters (the reblurring network turns IAC's deblurring "

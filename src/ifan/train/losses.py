@@ -21,11 +21,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ifan.models.ifan import IFANOutput
+from ifan.models.ifan import DOWNSCALE, IFANOutput
 from ifan.models.reblur import ReblurNet
 
 
-def area_downsample(x: Tensor, factor: int = 8) -> Tensor:
+def area_downsample(x: Tensor, factor: int = DOWNSCALE) -> Tensor:
     """Mean over ``factor x factor`` blocks: ``(B, C, H, W) -> (B, C, H/factor, W/factor)``."""
     return F.interpolate(x, scale_factor=1 / factor, mode="area")
 
@@ -53,8 +53,14 @@ def horizontal_warp(x: Tensor, disparity: Tensor) -> Tensor:
 
 @dataclass(frozen=True)
 class LossWeights:
-    """Weights of the terms (0 switches a term off: it is then not computed) and the image loss's form;
-    the fields of a recipe's ``losses`` (:class:`ifan.train.config.LossConfig`), built from it by name."""
+    """The weights of the terms (0 switches a term off: it is then not computed) and the image loss's
+    form: a recipe's ``losses`` section (:class:`ifan.train.config.TrainConfig`).
+
+    ``image_loss``: ``mse`` (the paper's), ``l1`` or ``charbonnier`` (``sqrt(d**2 + 1e-6)``);
+    ``frequency``: weight of an L1 loss between the 2-D spectra of output and target;
+    ``disparity``: weight of an L1 loss between the estimated and the true disparity (``ifan synth``
+    data, whose ``{split}_meta`` maps hold it; not in the paper).
+    """
 
     image: float = 1.0
     dme: float = 1.0
@@ -132,7 +138,7 @@ def ifan_losses(
     if weights.disparity > 0:
         if disparity is None or out.disparity_right is None:
             raise ValueError("the disparity loss needs the true disparity and the right-view estimate")
-        truth = -area_downsample(disparity.float()) / 8.0
+        truth = -area_downsample(disparity.float()) / DOWNSCALE
         losses["disparity"] = F.l1_loss(out.disparity_right.float(), truth)
         total = total + weights.disparity * losses["disparity"]
     losses["total"] = total

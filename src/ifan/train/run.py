@@ -14,6 +14,8 @@ folder given (default ``runs/RECIPE-TIMESTAMP``); ``resume`` continues a folder 
 saved in it. A run folder is started only empty (or with ``force``, which first deletes what a run
 writes there, :data:`RUN_FILES`), and resumed only from a checkpoint: :func:`open_run` picks the
 newest one that loads, so a checkpoint damaged by a crash costs the steps since the one before it.
+:func:`run_file` (``ifan run-files``) says where a folder holds each of these, and which checkpoint
+a resume would start from.
 """
 
 from __future__ import annotations
@@ -25,13 +27,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from ifan.fileutil import atomic_write_bytes, remove_stale_temps
-from ifan.train.checkpoint import list_checkpoints, load_checkpoint
+from ifan.fileutil import atomic_write_bytes, open_append, remove_stale_temps
+from ifan.train.checkpoint import CHECKPOINTS_DIR, list_checkpoints, load_checkpoint
 from ifan.train.config import ConfigError, TrainConfig, dump_config, load_config
 
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.jsonl"
-RUN_FILES = ("checkpoints", CONFIG_FILE, METRICS_FILE, "best.safetensors", "model.safetensors", "tb")
+#: What a run writes into its folder, by name (the layout above).
+RUN_LAYOUT = {"checkpoints": CHECKPOINTS_DIR, "config": CONFIG_FILE, "metrics": METRICS_FILE,
+              "best": "best.safetensors", "model": "model.safetensors", "tb": "tb"}
+RUN_FILES = tuple(RUN_LAYOUT.values())
 RUNS_DIR = Path("runs")
 
 
@@ -131,6 +136,21 @@ def open_run(run_dir: Path, resume: bool, force: bool = False) -> RunStart:
                       f"over with: ifan train {run_dir / 'config.yaml'} --out {run_dir} --force")
 
 
+def run_file(run_dir: str | os.PathLike, name: str) -> Path:
+    """Where a run folder holds ``name``: one of :data:`RUN_LAYOUT` (whether it exists yet or not), or
+    ``checkpoint``: the checkpoint a resume starts from (the newest that loads).
+
+    Raises:
+        ConfigError: an unknown name; ``checkpoint`` of a folder without a checkpoint that loads.
+    """
+    run_dir = Path(run_dir)
+    if name == "checkpoint":
+        return open_run(run_dir, resume=True).checkpoint
+    if name not in RUN_LAYOUT:
+        raise ConfigError(f"unknown run file {name!r}; expected checkpoint or one of {', '.join(RUN_LAYOUT)}")
+    return run_dir / RUN_LAYOUT[name]
+
+
 def prepare_run(run_dir: Path, start: RunStart, force: bool = False) -> None:
     """Make ``run_dir`` ready (main process only, after :func:`open_run` in every process): with
     ``force`` delete what an earlier run wrote (:data:`RUN_FILES`), set unreadable checkpoints aside,
@@ -146,7 +166,7 @@ def prepare_run(run_dir: Path, start: RunStart, force: bool = False) -> None:
         path.rename(path.with_name(path.name + ".unreadable"))
     run_dir.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(run_dir)
-    remove_stale_temps(run_dir / "checkpoints")
+    remove_stale_temps(run_dir / CHECKPOINTS_DIR)
 
 
 def save_config(run_dir: Path, config: TrainConfig) -> Path:
@@ -156,7 +176,7 @@ def save_config(run_dir: Path, config: TrainConfig) -> Path:
 
 def append_metrics(run_dir: Path, row: dict) -> None:
     """Add one row (``step``, ``kind``: ``train`` or ``val``, values) to the run's metrics log."""
-    with open(run_dir / METRICS_FILE, "a") as f:
+    with open_append(run_dir / METRICS_FILE) as f:
         f.write(json.dumps(row) + "\n")
 
 
@@ -164,8 +184,20 @@ def trim_metrics(run_dir: Path, step: int) -> None:
     """On resume, drop rows logged after the checkpoint's ``step`` (they will be logged again)."""
     path = run_dir / METRICS_FILE
     if path.exists():
-        rows = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
+        lines = [(n, line) for n, line in enumerate(path.read_text().splitlines(), 1) if line.strip()]
+        rows = [line for n, line in lines if _metrics_row(line, path, n)["step"] <= step]
         atomic_write_bytes(path, ("\n".join(rows) + "\n" if rows else "").encode())
+
+
+def _metrics_row(line: str, path: Path, number: int) -> dict:
+    """One row of a metrics log, or ValueError naming the file and the line."""
+    try:
+        row = json.loads(line)
+    except (ValueError, RecursionError):
+        row = None
+    if not isinstance(row, dict) or not isinstance(row.get("step"), int):
+        raise ValueError(f"{path}:{number}: not a metrics line (a JSON object with a 'step', as ifan train writes)")
+    return row
 
 
 def read_metrics(path: str | os.PathLike) -> tuple[list[dict], list[dict]]:
@@ -173,5 +205,5 @@ def read_metrics(path: str | os.PathLike) -> tuple[list[dict], list[dict]]:
     path = Path(path)
     if path.is_dir():
         path = path / METRICS_FILE
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = [_metrics_row(line, path, n) for n, line in enumerate(path.read_text().splitlines(), 1) if line.strip()]
     return [r for r in rows if r.get("kind") == "train"], [r for r in rows if r.get("kind") == "val"]

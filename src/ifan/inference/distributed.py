@@ -1,4 +1,9 @@
-"""Process-group setup under ``torchrun`` (NCCL on GPU, gloo on CPU), and single-process defaults."""
+"""A run over several processes under ``torchrun``: the process group (NCCL on GPU, gloo on CPU, or
+the backend asked for), each process's device, and the collectives the runs share; one process is a
+job of one rank, where every call here is a no-op.
+
+Used by training (:mod:`ifan.train.trainer`) and by ``ifan deblur`` over many processes
+(:mod:`ifan.apps.archive`)."""
 
 from __future__ import annotations
 
@@ -61,10 +66,10 @@ def barrier(info: DistInfo) -> None:
         dist.barrier()
 
 
-def broadcast_flag(value: bool, info: DistInfo) -> bool:
-    """Rank 0's boolean, on every rank (e.g. 'stop now')."""
+def broadcast(value, info: DistInfo):
+    """Rank 0's ``value`` (any picklable object: a flag, a list of names) on every rank."""
     if not info.enabled:
         return value
-    t = torch.tensor([1 if value else 0], device=info.device if info.device.type == "cuda" else "cpu")
-    dist.broadcast(t, src=0)
-    return bool(t.item())
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]

@@ -1,20 +1,21 @@
-"""Test images for the quality benchmark made *without* ``ifan.synth``: other blur, other photos.
+"""The quality suite's image sets, made *without* ``ifan.synth``: other blur, other photos.
 
 Training uses ``ifan.synth`` (layered thin-lens rendering with its own PSFs) on scikit-image's
 photographs. To see whether a model learned defocus rather than that simulator, the sets here
-are written independently (numpy and OpenCV only, no import of ``ifan``) from photos that
-training never sees:
+are written independently (numpy and OpenCV only, no other part of ``ifan``) from photos that
+training never sees; ``python -m benchmarks.bench_quality`` scores models on them.
 
 * :func:`eval_photos`: sharp photos. ``examples/photos/china.jpg`` (scikit-learn's sample image),
   ``tower.jpg`` from Gradio's wheel (the ``demo`` extra), and four photos of Debian's
   ``lomiri-wallpapers-16.04`` package (``apt install lomiri-wallpapers-16.04``: Ubuntu's 2018
   wallpaper contest, CC BY 4.0; landscapes by Aitzol Berasategi and a fig by Trevor "Freespace"),
   downscaled (area) to 768 px on the long side, which makes them sharp to the pixel. The benchmarks
-  refuse to run with photos missing (:func:`missing_photos` says which and where they come from)
-  unless told ``--partial``; then the missing ones are skipped and the JSON lists those used. A
-  blurred copy is scored against the photo itself, so the photos must be sharp everywhere: a model
-  that rightly sharpens real defocus in a reference is otherwise scored as harming it. Suite 1 used a halved ``cheetah2.jpg`` (Gradio) as a sharp photo;
-  its body is defocused, and most of the models' losses on the Gaussian set were them sharpening it
+  refuse to run with photos missing (:func:`require_photos`; :func:`missing_photos` says which and
+  where they come from) unless told ``--partial``; then the missing ones are skipped and the JSON
+  lists those used. A blurred copy is scored against the photo itself, so the photos must be sharp
+  everywhere: a model that rightly sharpens real defocus in a reference is otherwise scored as
+  harming it. Suite 1 used a halved ``cheetah2.jpg`` (Gradio) as a sharp photo; its body is
+  defocused, and most of the models' losses on the Gaussian set were them sharpening it
   (docs/training.md), so from suite 2 it is a real-defocus photo.
 * :func:`srgb_disc_layers`: two-layer scenes, a photo crop as the background and a shape cut out
   of another photo in front, each blurred by a plain hard-edged disc *on sRGB values* (as simple
@@ -29,6 +30,7 @@ training never sees:
 The Debian photos are for evaluation only: training (``ifan.synth``) never reads
 ``/usr/share/backgrounds``.
 
+The photos of this repository (``examples/photos``) are found in a source checkout, beside ``src/``.
 All sets are deterministic functions of their seed. Images are float32 ``(H, W, 3)`` sRGB in [0, 1].
 """
 
@@ -36,13 +38,20 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+#: The version of the sets: 2 made the cub real defocus and added the Debian photos (docs/training.md).
+SUITE = 2
+REPOSITORY = Path(__file__).resolve().parents[3]  # src/ifan/evaluate/suite.py -> the checkout
+
+
+class SuitePhotosMissing(FileNotFoundError):
+    """Photos of the suite are not installed here (the message names them and their sources)."""
 
 
 @dataclass
@@ -94,7 +103,7 @@ def _locate(where: str, parts: tuple[str, ...]) -> Path | None:
         return _gradio_file(*parts)
     if where not in ("repo", *_DEBIAN_PACKAGES):
         raise ValueError(f"unknown source {where!r} of a suite photo")
-    path = (ROOT if where == "repo" else DEBIAN_BACKGROUNDS).joinpath(*parts)
+    path = (REPOSITORY if where == "repo" else DEBIAN_BACKGROUNDS).joinpath(*parts)
     return path if path.is_file() else None
 
 
@@ -110,6 +119,24 @@ def missing_photos() -> dict[str, str]:
     """The suite's photos (sharp and real-defocus) that cannot be found here: name -> where they come from."""
     return {name: _provider(where) for table in (_EVAL_PHOTOS, _REAL_DEFOCUS)
             for name, (where, parts, _) in table.items() if _locate(where, parts) is None}
+
+
+def require_photos(partial: bool = False) -> None:
+    """Check that every photo of the suite is here; with ``partial``, only warn about those missing
+    (the numbers then do not compare with the suite's published ones).
+
+    Raises:
+        SuitePhotosMissing: photos are missing and ``partial`` is False.
+    """
+    missing = missing_photos()
+    if not missing:
+        return
+    lines = "\n".join(f"  {name}: {source}" for name, source in sorted(missing.items()))
+    if not partial:
+        raise SuitePhotosMissing(f"{len(missing)} photo(s) of quality suite {SUITE} are missing here:\n{lines}\n"
+                                 f"install them, or pass --partial to score on the rest (not comparable with "
+                                 f"published numbers)")
+    warnings.warn(f"scoring without {len(missing)} photo(s) of suite {SUITE}:\n{lines}", stacklevel=2)
 
 
 def _paths(table: dict) -> dict[str, Path]:

@@ -1,6 +1,6 @@
 """Recipe ablations at equal wall-clock: which losses, image loss, crop and precision learn most per CPU-hour.
 
-    python benchmarks/ablate_recipe.py --data data/mix --budget 240      # 4 minutes of training per variant
+    python -m benchmarks.ablate_recipe --data data/mix --budget 240      # 4 minutes of training per variant
 
 Every variant starts from the same weights (``--init``, default the shipped ``ifan-lite``) on the
 same data and trains for the same *time*. Machines shared with other work are noisy, so the time
@@ -9,7 +9,7 @@ in one process, the variants interleaved over rounds (median), and each variant 
 ``budget / step cost`` steps. Then each is scored on the training mixture's validation split
 (the trainer's validation, EMA and raw weights) and, with its raw weights (a few hundred steps are
 under the EMA's horizon of 1000), on the quality suite's independent sets
-(``bench_quality.py``: sRGB discs over two layers, linear Gaussian + JPEG, sharp photos) and a
+(``python -m benchmarks.bench_quality``: sRGB discs over two layers, linear Gaussian + JPEG, sharp photos) and a
 held-out mixture subset. A table is printed and everything is written to
 ``benchmarks/results/ablations.json``.
 
@@ -28,14 +28,12 @@ that bf16 training follows fp32's validation curve.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import statistics
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchmarks import bench_quality, common
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE = [  # shared by every variant: the CPU recipe's optimiser, a cosine from 2e-4, EMA
@@ -58,18 +56,22 @@ VARIANTS["dme-charb-disp-freq"] = [*VARIANTS["dme-charb-disp"], "losses.frequenc
 
 def step_costs(names: list[str], data_overrides: list[str], widths: dict[str, int] | None = None,
                rounds: int = 3, steps: int = 3) -> dict[str, float]:
-    """Median seconds of one full training step per variant (random batches; interleaved rounds).
+    """Median seconds of one training step per variant: the trainer's step
+    (``ifan.train.step.train_step``) under each variant's recipe, on random batches, the variants
+    interleaved over rounds.
 
     ``names`` are :data:`VARIANTS` or keys of ``widths`` (``dme-charb-disp`` at that width)."""
     widths = widths or {}
     import torch
 
+    from ifan.inference.runtime import resolve_precision
     from ifan.models.reblur import ReblurNet
     from ifan.models.zoo import create_model
     from ifan.train.config import load_config
-    from ifan.train.losses import LossWeights, ifan_losses
-    from ifan.inference.runtime import autocast, resolve_precision
+    from ifan.train.state import TrainState
+    from ifan.train.step import train_step
 
+    device = torch.device("cpu")
     times: dict[str, list[float]] = {n: [] for n in names}
     for _ in range(rounds):
         for name in names:
@@ -77,25 +79,18 @@ def step_costs(names: list[str], data_overrides: list[str], widths: dict[str, in
             cfg = load_config(None, [*BASE, *recipe, *data_overrides])
             torch.manual_seed(0)
             width = {"channels": widths[name]} if name in widths else {}
-            net = create_model("ifan-lite", **width).to(memory_format=torch.channels_last)
-            reblur = ReblurNet(net.config).to(memory_format=torch.channels_last) if cfg.losses.reblur else None
-            params = [*net.parameters(), *(reblur.parameters() if reblur else [])]
-            opt = torch.optim.RAdam(params, lr=1e-4, decoupled_weight_decay=True, weight_decay=0.01)
-            w = LossWeights(**dataclasses.asdict(cfg.losses))
+            net = create_model("ifan-lite", **width)
+            reblur = ReblurNet(net.config) if cfg.losses.reblur else None
+            state = TrainState.create(net, reblur, cfg.losses, cfg.train, device,
+                                      resolve_precision(cfg.train.precision, device))
             size, b = cfg.train.patch_size, cfg.train.batch_size
-            views = [torch.rand(b, 3, size, size).contiguous(memory_format=torch.channels_last) for _ in range(4)]
-            dtype = resolve_precision(cfg.train.precision, torch.device("cpu"))
+            fmt = state.memory_format_of(cfg.train)
+            c, gt, r, l = (torch.rand(b, 3, size, size).contiguous(memory_format=fmt) for _ in range(4))  # noqa: E741
+            views = {"r": r, "l": l} if cfg.losses.dme or cfg.losses.disparity else {}
+            batch = {"c": c, "gt": gt, **views, "disparity": r[:, :1] * 8}
             for i in range(steps + 1):
                 t = time.perf_counter()
-                with autocast(torch.device("cpu"), dtype):
-                    views_on = w.dme or w.disparity
-                    out = net(views[0], views[2] if views_on else None, views[3] if views_on else None, aux=True)
-                    loss = ifan_losses(out, views[1], views[0], views[2], views[3], reblur, w,
-                                       views[2][:, :1] * 8)["total"]
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(params, 0.5)
-                opt.step()
+                train_step(state, batch)
                 if i:
                     times[name].append(time.perf_counter() - t)
     return {n: statistics.median(v) for n, v in times.items()}
@@ -116,21 +111,19 @@ def raw_weights(run: Path) -> Path:
 
     A variant trains a few hundred steps, under the EMA's horizon (1 / (1 - 0.999) = 1000 steps):
     its averaged weights are still mostly the initial ones, so the suite scores the raw weights."""
-    import torch
-
     from ifan.models.ifan import IFANConfig
     from ifan.models.serialization import save_weights
+    from ifan.train.checkpoint import load_checkpoint
+    from ifan.train.run import run_file
 
-    last = max((run / "checkpoints").glob("step_*.pt"))
-    state = torch.load(last, map_location="cpu", weights_only=True)
+    last = run_file(run, "checkpoint")
+    state = load_checkpoint(last)
     out = run / "raw.safetensors"
     save_weights(out, IFANConfig.from_dict(state["model_config"]), state["model"], source=f"{last} (raw)")
     return out
 
 
 def evaluate(weights: Path, sets: dict) -> dict:
-    import bench_quality
-
     r = bench_quality.run_model(str(weights), "auto", sets)
     s = bench_quality.summarise(r)
     out = {k: s[k]["gain_db"] for k in ("synth-mixture", "srgb-disc", "lin-gauss-jpeg") if k in s}
@@ -162,14 +155,14 @@ def main() -> None:
     parser.add_argument("--rescore", action="store_true",
                         help="only score the finished variants in --out again (e.g. after the suite changed)")
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "ablate")
-    parser.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "ablations.json")
+    parser.add_argument("--json", type=Path, default=common.RESULTS / "ablations.json")
     parser.add_argument("--partial", action="store_true", help="score even if some suite photos are missing here")
     args = parser.parse_args()
 
     import torch
 
-    import bench_quality
     from ifan.train.config import load_config
+    from ifan.train.run import read_metrics, run_file
     from ifan.train.trainer import train
 
     bench_quality.require_photos(args.partial)  # before hours of training, not after
@@ -211,17 +204,16 @@ def main() -> None:
         cfg = load_config(None, [*BASE, *data, f"init.weights={args.init}", *overrides, f"train.steps={steps}",
                                  f"log.val_every={max(steps // 4, 1)}"])
         start = time.perf_counter()
-        train(cfg, run, resume=(run / "checkpoints").is_dir(), device="cpu")
+        train(cfg, run, resume=run_file(run, "checkpoints").is_dir(), device="cpu")
         seconds = time.perf_counter() - start
-        metrics = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
-        val = [m for m in metrics if m["kind"] == "val"]
+        _, val = read_metrics(run)
         rows[name] = {"steps": steps, "step_cost_s": costs.get(name), "wall_s": seconds,
                       "val_curve": [(m["step"], m["psnr"], m.get("psnr_raw")) for m in val],
                       "val_input_psnr": val[-1]["psnr_input"], **evaluate(raw_weights(run), sets)}
         print(name, json.dumps(rows[name]), flush=True)
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"budget_s": args.budget, "base": BASE, "variants": VARIANTS, "costs": costs,
-                                         "cpu": bench_quality.cpu_model(), "rows": rows}, indent=1))
+                                         "cpu": common.lscpu_model(), "rows": rows}, indent=1))
     print_table(rows)
 
 
