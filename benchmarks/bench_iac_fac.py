@@ -358,7 +358,7 @@ def trained_erf(name: str, weights: str) -> dict:
     import torch.nn.functional as F
 
     from ifan.io import read_image
-    from ifan.models.zoo import load_model
+    from ifan.models.hub import load_model
 
     model = load_model(weights).double()
     cfg = model.config

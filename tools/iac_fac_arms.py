@@ -1,9 +1,9 @@
 """The trained IAC-vs-FAC comparison of docs/iac.md: five arms, the same start, the same data, the same CPU time.
 
-    python scripts/iac_fac_arms.py costs --out /work/runs/iacfac            # step cost of every candidate
-    python scripts/iac_fac_arms.py plan  --out /work/runs/iacfac --budget 1800
-    python scripts/iac_fac_arms.py run   --out /work/runs/iacfac --data D --val-data V --seeds 1 2
-    python scripts/iac_fac_arms.py score --out /work/runs/iacfac --json benchmarks/results/iac_fac_arms.json
+    python tools/iac_fac_arms.py costs --out /work/runs/iacfac            # step cost of every candidate
+    python tools/iac_fac_arms.py plan  --out /work/runs/iacfac --budget 1800
+    python tools/iac_fac_arms.py run   --out /work/runs/iacfac --data D --val-data V --seeds 1 2
+    python tools/iac_fac_arms.py score --out /work/runs/iacfac --json benchmarks/results/iac_fac_arms.json
 
 Arms (all ``ifan-lite``'s width 16 and 1/8 bottleneck; only the adaptive part differs):
 
@@ -33,7 +33,7 @@ run's steps are fixed by the plan, so its thread count changes only how long it 
 docs/training.md (Charbonnier image loss, DME, the true disparity at 0.1, no reblurring loss,
 cosine from 2e-4 with warm-up, EMA 0.999), trained from scratch.
 
-Only ``ifan`` is imported (the quality suite runs as its own command, ``benchmarks/bench_quality.py``).
+Only ``ifan`` is imported (the quality suite runs as its own command, ``python -m benchmarks.bench_quality``).
 """
 
 from __future__ import annotations
@@ -101,11 +101,12 @@ def measure_costs(names: list[str], rounds: int, steps: int, threads: int) -> di
 
     import torch
 
-    from ifan.inference.runtime import autocast, resolve_precision
+    from ifan.inference.runtime import resolve_precision
     from ifan.models.zoo import create_model
     from ifan.train.config import TrainConfig, from_dict
     from ifan.train.losses import LossWeights
-    from ifan.train.trainer import EMA, TrainingModule, build_optimizer
+    from ifan.train.state import TrainState
+    from ifan.train.step import train_step
 
     torch.set_num_threads(threads)
     cfg = from_dict(TrainConfig, recipe("iac", {"steps": {"iac": 1000}}, 0, "", "", "")).validate()
@@ -114,31 +115,22 @@ def measure_costs(names: list[str], rounds: int, steps: int, threads: int) -> di
     weights = LossWeights(**asdict(cfg.losses))
     cl = torch.channels_last
     gen = torch.Generator().manual_seed(0)
-    batch = [torch.rand(8, 3, 128, 128, generator=gen).contiguous(memory_format=cl) for _ in range(4)]
-    disparity = 8 * torch.rand(8, 1, 128, 128, generator=gen) - 4
+    batch = {k: torch.rand(8, 3, 128, 128, generator=gen).contiguous(memory_format=cl) for k in ("c", "gt", "r", "l")}
+    batch["disparity"] = 8 * torch.rand(8, 1, 128, 128, generator=gen) - 4
     state = {}
     for name in names:
         model_name, overrides = arm_model(name, {"fac_time_k": 0})
         torch.manual_seed(0)
         model = create_model(model_name, **overrides)
-        module = TrainingModule(model, None, weights).to(memory_format=cl)
-        state[name] = (module, build_optimizer(module, cfg), EMA(model, cfg.train.ema))
+        state[name] = TrainState.create(model, None, weights, cfg.train, device, dtype)  # the trainer's own step
     wall: dict[str, list[float]] = {n: [] for n in names}
     cpu: dict[str, list[float]] = {n: [] for n in names}
     loads = [os.getloadavg()[0]]
     for r in range(rounds):
         for name in names:
-            module, opt, ema = state[name]
-            params = [p for p in module.parameters() if p.requires_grad]
             for i in range(steps + 1):  # the first step of a round warms the caches up
                 t, c = time.perf_counter(), time.process_time()
-                with autocast(device, dtype):
-                    losses = module(batch[0], batch[1], batch[2], batch[3], disparity)
-                opt.zero_grad(set_to_none=True)
-                losses["total"].backward()
-                torch.nn.utils.clip_grad_norm_(params, cfg.train.grad_clip)
-                opt.step()
-                ema.update()
+                train_step(state[name], batch)
                 if i:
                     wall[name].append(time.perf_counter() - t)
                     cpu[name].append(time.process_time() - c)
@@ -271,11 +263,11 @@ def score(out: Path, plan: dict, seeds: list[int], json_path: Path, synth_count:
             models.append(str(run / "model.safetensors") if kind == "ema" else str(raw_weights(run)))
             labels.append((seed, arm, kind))
     suite_json = out / "quality.json"
-    cmd = [sys.executable, str(ROOT / "benchmarks" / "bench_quality.py"), "--models", *models,
+    cmd = [sys.executable, "-m", "benchmarks.bench_quality", "--models", *models,
            "--synth-count", str(synth_count), "--indep-count", str(indep_count), "--json", str(suite_json),
            "--figure", str(out / "quality_crops.png"), "--data", str(out / "quality-data")]
     print(" ".join(cmd), flush=True)
-    subprocess.run(cmd, check=True)
+    subprocess.run(cmd, check=True, cwd=ROOT)
     suite = json.loads(suite_json.read_text())
     rows = {}
     for (seed, arm, kind), result in zip(labels, suite["results"]):
