@@ -1,7 +1,7 @@
 """IAC against FAC at equal receptive field: filter memory, FLOPs, time, peak memory, effective receptive field.
 
-    python benchmarks/bench_iac_fac.py                      # every part; or: python -m benchmarks.bench_iac_fac
-    python benchmarks/bench_iac_fac.py --parts erf --trained arm=runs/x/model.safetensors   # one part again
+    python -m benchmarks.bench_iac_fac                      # every part
+    python -m benchmarks.bench_iac_fac --parts erf --trained arm=runs/x/model.safetensors   # one part again
 
 Cases: nominal receptive fields R = 9, 13, ..., 41 pixels at the filters' scale (1/8 of the image):
 IAC with 1-D filters of Fs = 3 and N = (R - 1) / 2 iterations against FAC with k = R (a dense
@@ -38,19 +38,15 @@ effective receptive field against the nominal one) and prints the tables.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
-import platform
 import statistics
-import subprocess
-import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-JSON_PATH = ROOT / "benchmarks" / "results" / "iac_fac.json"
-FIGURE = ROOT / "docs" / "images" / "iac_fac.png"
+from benchmarks import common
+
+JSON_NAME = "iac_fac.json"
+FIGURE = common.ROOT / "docs" / "images" / "iac_fac.png"
 FIELDS = (9, 13, 17, 21, 25, 29, 33, 37, 41)
 HEIGHT, WIDTH = 720, 1280
 PARTS = ("analytic", "flops", "time", "memory", "erf")
@@ -64,16 +60,6 @@ def configs(r: int, channels: int = 16):
     iac = IFANConfig(channels=channels, iterations=n, filter_size=3, reblur_iterations=n)
     fac = IFANConfig(channels=channels, iterations=n, reblur_iterations=n, adaptive_layer="fac", fac_size=r)
     return {"iac": iac, "fac": fac}
-
-
-def machine() -> dict:
-    import torch
-
-    from ifan.inference.runtime import cpu_features
-
-    return {"date": dt.datetime.now().isoformat(timespec="seconds"), "python": platform.python_version(),
-            "torch": torch.__version__, "cpus": os.cpu_count(),
-            **{f"cpu_{k}": v for k, v in cpu_features().items()}, "load_avg_1min": os.getloadavg()[0]}
 
 
 def precisions() -> list[str]:
@@ -223,25 +209,12 @@ def timing(rounds: int, threads: int, max_filter_gib: float) -> dict:
 # --- memory (child processes) -----------------------------------------------------------------
 
 
-def _peak_rss() -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError("VmHWM missing from /proc/self/status")
-
-
-def _reset_peak() -> None:
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
-
-
 def memory_child(r: int, layer: str, prec: str, case: str, threads: int) -> dict:
     import gc
 
     import torch
 
-    from ifan.inference.memory import process_rss, trim_heap
+    from ifan.inference.memory import trim_heap
     from ifan.inference.runtime import autocast
 
     torch.set_num_threads(threads)
@@ -249,10 +222,11 @@ def memory_child(r: int, layer: str, prec: str, case: str, threads: int) -> dict
     with torch.no_grad(), autocast(torch.device("cpu"), _dtype(prec)):
         gc.collect()
         trim_heap()
-        _reset_peak()
-        before = process_rss()
+        if not common.reset_peak_rss():
+            raise RuntimeError("cannot reset the peak RSS (/proc/self/clear_refs): no memory part here")
+        before = common.rss_bytes()
         fn()
-        peak = _peak_rss()
+        peak = common.peak_rss_bytes()
     return {"R": r, "layer": layer, "precision": prec, "case": case, "rss_before": before, "peak_rss": peak,
             "growth": peak - before}
 
@@ -263,12 +237,8 @@ def memory(threads: int) -> list[dict]:
         for layer in ("iac", "fac"):
             for prec in precisions():
                 for case in ("layer_lean", "model"):
-                    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", "--child-case",
-                           json.dumps([r, layer, prec, case]), "--threads", str(threads)]
-                    proc = subprocess.run(cmd, capture_output=True, text=True)
-                    if proc.returncode:
-                        raise RuntimeError(f"memory child {r} {layer} {prec} {case} failed:\n{proc.stderr[-2000:]}")
-                    rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+                    rows.append(common.run_child("benchmarks.bench_iac_fac", [
+                        "--child", "--child-case", json.dumps([r, layer, prec, case]), "--threads", str(threads)]))
                     print(f"memory: R {r} {layer} {prec} {case}: {rows[-1]['growth'] / 2**20:.0f} MiB", flush=True)
     return rows
 
@@ -362,7 +332,7 @@ def trained_erf(name: str, weights: str) -> dict:
 
     model = load_model(weights).double()
     cfg = model.config
-    photo = ROOT / "examples" / "photos" / "flower.jpg"
+    photo = common.ROOT / "examples" / "photos" / "flower.jpg"
     rgb = torch.from_numpy(read_image(photo).rgb).permute(2, 0, 1)[None].double()
     rgb = F.interpolate(rgb, size=(384, 576), mode="area")  # 48 x 72 cells at 1/8
     with torch.no_grad():
@@ -432,85 +402,117 @@ def tables(data: dict) -> str:
     return "\n".join(lines)
 
 
-def figure(data: dict, path: Path) -> None:
-    """Three panels against R: filter-tensor memory (log), whole-model time, effective radius."""
+COLOURS = {"IAC": (31, 119, 180), "FAC": (214, 39, 40), "half-width (R-1)/2": (120, 120, 120)}
+LIGHT = {"IAC": (130, 180, 225), "FAC": (240, 150, 150)}
+
+
+def _series(rows, layer: str, **match) -> list[tuple[float, float]]:
+    return sorted((x["R"], x["value"]) for x in rows if x["layer"] == layer and all(x[k] == v for k, v in match.items()))
+
+
+def _chart(title: str, series: dict[str, tuple[tuple[int, int, int], list[tuple[float, float]]]], log_y: bool,
+           rings: list[tuple[tuple[int, int, int], float, float]] = ()):
+    """One chart against R, ``(300, 520, 3)`` uint8: ``series`` name -> (colour, [(R, y)]), optional rings."""
+    import math
+
     import numpy as np
     from PIL import Image, ImageDraw
 
+    from ifan.viz import nice_ticks
+
+    w, h, ml, mr, mt, mb = 520, 300, 60, 14, 52, 34
+    img = Image.new("RGB", (w, h), "white")
+    d = ImageDraw.Draw(img)
+    tf = math.log10 if log_y else (lambda v: v)
+    ys = [tf(y) for _, pts in series.values() for _, y in pts] + [tf(y) for _, _, y in rings]
+    lo, hi = (math.floor(min(ys)), math.ceil(max(ys))) if log_y else (0.0, max(ys) * 1.08)
+    xlo, xhi = FIELDS[0] - 2, FIELDS[-1] + 2
+
+    def px(x: float, y: float) -> tuple[float, float]:
+        return ml + (w - ml - mr) * (x - xlo) / (xhi - xlo), h - mb - (h - mb - mt) * (tf(y) - lo) / (hi - lo)
+
+    ticks = [10.0 ** e for e in range(int(lo), int(hi) + 1)] if log_y else nice_ticks(lo, hi)
+    for t in ticks:
+        gy = px(xlo, t)[1]
+        d.line([ml - 4, gy, w - mr, gy], fill=(225, 225, 225))
+        label = f"{t:g}"
+        d.text((ml - 8 - d.textlength(label), gy - 6), label, fill=(0, 0, 0))
+    d.rectangle([ml, mt, w - mr, h - mb], outline=(0, 0, 0))
+    for r in FIELDS:
+        gx = px(r, ticks[0])[0]
+        d.line([gx, h - mb, gx, h - mb + 4], fill=(0, 0, 0))
+        d.text((gx - 6, h - mb + 6), str(r), fill=(0, 0, 0))
+    d.text((ml, 6), title, fill=(0, 0, 0))
+    d.text((w // 2 - 80, h - 14), "nominal receptive field R (1/8-scale px)", fill=(0, 0, 0))
+    lx, ly = ml, 24
+    for name, (colour, pts) in series.items():
+        if lx + d.textlength(name) > w - mr:
+            lx, ly = ml, ly + 13
+        d.text((lx, ly), name, fill=colour)
+        lx += 14 + d.textlength(name)
+        pts = [px(x, y) for x, y in pts]
+        if len(pts) > 1:
+            d.line(pts, fill=colour, width=2)
+        for p in pts:
+            d.ellipse([p[0] - 2, p[1] - 2, p[0] + 2, p[1] + 2], fill=colour)
+    for colour, x, y in rings:
+        p = px(x, y)
+        d.ellipse([p[0] - 6, p[1] - 6, p[0] + 6, p[1] + 6], outline=colour, width=2)
+    return np.asarray(img)
+
+
+def figure(data: dict, path) -> None:
+    """Four panels against R: memory (filter tensor; measured peak of the model), the whole model's
+    time, the lean layer's time (fp32 and bf16, log scales), and the effective receptive field."""
+    import numpy as np
+    from PIL import Image
+
     from ifan.fileutil import atomic_write
 
-    colours = {"IAC": (31, 119, 180), "FAC": (214, 39, 40), "IAC bf16": (120, 170, 220), "FAC bf16": (240, 140, 140),
-               "half-width": (120, 120, 120), "IAC trained": (31, 119, 180), "FAC trained": (214, 39, 40)}
     panels = []
-    series_sets = []
     if "analytic" in data:
-        s = {name: [(a["R"], a["filter_bytes_fp32"] / 2**20) for a in data["analytic"] if a["layer"] == layer and a["c4"] == 64]
-             for name, layer in (("IAC", "iac"), ("FAC", "fac"))}
-        series_sets.append(("filter tensor, MiB (fp32, c4 64, 1280x720; log)", s, True))
-    if "time" in data:
         s = {}
-        for prec in ("fp32", "bf16"):
-            for name, layer in (("IAC", "iac"), ("FAC", "fac")):
-                pts = [(x["R"], x["median_s"]) for x in data["time"]["rows"]
-                       if x["layer"] == layer and x["case"] == "model" and x["precision"] == prec]
-                if pts:
-                    s[name if prec == "fp32" else f"{name} bf16"] = sorted(pts)
-        series_sets.append(("whole model at 1280x720, s (fp32; bf16 light)", s, False))
+        for name, layer in (("IAC", "iac"), ("FAC", "fac")):
+            pts = [(a["R"], a["filter_bytes_fp32"] / 2**20) for a in data["analytic"] if a["layer"] == layer and a["c4"] == 64]
+            s[f"{name} filter tensor"] = (COLOURS[name], sorted(pts))
+        for name, layer in (("IAC", "iac"), ("FAC", "fac")):
+            pts = [(m["R"], m["growth"] / 2**20) for m in data.get("memory", [])
+                   if m["layer"] == layer and m["case"] == "model" and m["precision"] == "fp32"]
+            if pts:
+                s[f"{name} model peak (lean)"] = (LIGHT[name], sorted(pts))
+        panels.append(_chart("memory at 1280x720, MiB (log): filter tensor (fp32, c4 64); measured peak RSS growth", s, True))
+    if "time" in data:
+        rows = [{**x, "value": x["median_s"]} for x in data["time"]["rows"]]
+        for case, title in (("model", "whole model (lean) at 1280x720, median s (log)"),
+                            ("layer_lean", "adaptive layer (head + op, lean) at 1280x720, median s (log)")):
+            s = {}
+            for prec in ("fp32", "bf16"):
+                for name, layer in (("IAC", "iac"), ("FAC", "fac")):
+                    pts = _series(rows, layer, case=case, precision=prec)
+                    if pts:
+                        s[f"{name} {prec}"] = ((COLOURS if prec == "fp32" else LIGHT)[name], pts)
+            panels.append(_chart(title, s, True))
     if "erf" in data:
-        s = {"half-width": [(r, (r - 1) / 2) for r in FIELDS]}
-        s.update({name: [(x["R"], x["radius95"]) for x in data["erf"]["random"]
-                         if x["layer"] == layer and x["filters"] == "averaging"]
-                  for name, layer in (("IAC", "iac"), ("FAC", "fac"))})
-        marks = [(("IAC trained" if t["layer"] == "iac" else "FAC trained"), t["R"], t["radius95_median"])
+        rows = [{**x, "value": x["radius95"]} for x in data["erf"]["random"]]
+        s = {"half-width (R-1)/2": (COLOURS["half-width (R-1)/2"], [(r, (r - 1) / 2) for r in FIELDS])}
+        for name, layer in (("IAC", "iac"), ("FAC", "fac")):
+            s[f"{name} averaging"] = (COLOURS[name], _series(rows, layer, filters="averaging"))
+            s[f"{name} zero-mean"] = (LIGHT[name], _series(rows, layer, filters="zero-mean"))
+        rings = [(COLOURS["IAC" if t["layer"] == "iac" else "FAC"], t["R"], t["radius95_median"])
                  for t in data["erf"]["trained"]]
-        series_sets.append(("95% gradient half-side (random averaging filters; rings: trained)", s, False, marks))
-    for entry in series_sets:
-        title, series, log_y = entry[:3]
-        marks = entry[3] if len(entry) > 3 else []
-        w, h, ml, mr, mt, mb = 420, 300, 56, 12, 40, 30
-        img = Image.new("RGB", (w, h), "white")
-        d = ImageDraw.Draw(img)
-        ys = [y for pts in series.values() for _, y in pts] + [m[2] for m in marks]
-        tf = (lambda v: np.log10(max(v, 1e-9))) if log_y else (lambda v: v)
-        lo, hi = (np.floor(tf(min(ys))), np.ceil(tf(max(ys)))) if log_y else (0.0, 1.05 * max(ys))
-        xlo, xhi = min(FIELDS) - 2, max(FIELDS) + 2
-
-        def px(x, y):
-            return ml + (w - ml - mr) * (x - xlo) / (xhi - xlo), h - mb - (h - mb - mt) * (tf(y) - lo) / (hi - lo)
-
-        d.rectangle([ml, mt, w - mr, h - mb], outline=(0, 0, 0))
-        for r in FIELDS:
-            gx = px(r, ys[0])[0]
-            d.line([gx, h - mb, gx, h - mb + 4], fill=(0, 0, 0))
-            d.text((gx - 6, h - mb + 6), str(r), fill=(0, 0, 0))
-        ticks = int(hi - lo) if log_y else 4
-        for j in range(ticks + 1):
-            v = lo + (hi - lo) * j / ticks
-            gy = h - mb - (h - mb - mt) * j / ticks
-            d.line([ml - 4, gy, w - mr, gy], fill=(225, 225, 225))
-            d.text((2, gy - 6), f"{10 ** v:g}" if log_y else f"{v:.3g}", fill=(0, 0, 0))
-        d.text((ml, 4), title, fill=(0, 0, 0))
-        d.text((w // 2 - 60, h - 14), "nominal receptive field R (1/8 px)", fill=(0, 0, 0))
-        lx = ml + 4
-        for name, pts in series.items():
-            pts = [px(x, y) for x, y in sorted(pts)]
-            d.line(pts, fill=colours[name], width=2)
-            for p in pts:
-                d.ellipse([p[0] - 2, p[1] - 2, p[0] + 2, p[1] + 2], fill=colours[name])
-            d.text((lx, 20), name, fill=colours[name])
-            lx += 10 + d.textlength(name)
-        for name, x, y in marks:
-            p = px(x, y)
-            d.ellipse([p[0] - 5, p[1] - 5, p[0] + 5, p[1] + 5], outline=colours[name], width=2)
-        panels.append(np.asarray(img))
+        panels.append(_chart("effective receptive field: 95 % gradient half-side (rings: trained, median)", s, False, rings))
     if not panels:
         return
-    gap = np.full((panels[0].shape[0], 6, 3), 255, np.uint8)
-    row = panels[0]
-    for p in panels[1:]:
-        row = np.concatenate([row, gap, p], axis=1)
+    while len(panels) % 2:
+        panels.append(np.full_like(panels[0], 255))
+    gap_v = np.full((panels[0].shape[0], 10, 3), 255, np.uint8)
+    rows = [np.concatenate([panels[i], gap_v, panels[i + 1]], axis=1) for i in range(0, len(panels), 2)]
+    gap_h = np.full((10, rows[0].shape[1], 3), 255, np.uint8)
+    grid = rows[0]
+    for row in rows[1:]:
+        grid = np.concatenate([grid, gap_h, row], axis=0)
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, lambda tmp: Image.fromarray(row).save(tmp, format="PNG"))
+    atomic_write(path, lambda tmp: Image.fromarray(grid).save(tmp, format="PNG"))
 
 
 # --- command line -----------------------------------------------------------------------------
@@ -526,8 +528,6 @@ def main() -> None:
     parser.add_argument("--trained", action="append", default=[], metavar="NAME=WEIGHTS",
                         help="a trained model whose filters' effective receptive field to measure (repeatable; "
                              "default: the shipped ifan-lite)")
-    parser.add_argument("--json", type=Path, default=JSON_PATH)
-    parser.add_argument("--figure", type=Path, default=FIGURE)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--child-case", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -535,11 +535,12 @@ def main() -> None:
         print(json.dumps(memory_child(*json.loads(args.child_case), threads=args.threads)))
         return
 
-    data = json.loads(args.json.read_text()) if args.json.is_file() else {}
-    data["machine"] = machine()
+    path = common.RESULTS / JSON_NAME
+    data = json.loads(path.read_text()) if path.is_file() else {}  # the parts not rerun are kept
+    data["machine"] = {**common.machine(), "lscpu": common.lscpu_model()}
     trained = dict(item.split("=", 1) for item in args.trained) or {"ifan-lite (shipped)": "ifan-lite"}
     for part in args.parts:
-        start = time.perf_counter()
+        start, began = time.perf_counter(), time.strftime("%Y-%m-%dT%H:%M:%S")
         if part == "analytic":
             data["analytic"] = analytic()
         elif part == "flops":
@@ -550,13 +551,14 @@ def main() -> None:
             data["memory"] = memory(args.threads)
         else:
             data["erf"] = erf(trained)
-        data.setdefault("part_seconds", {})[part] = time.perf_counter() - start
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(data, indent=1) + "\n")  # after every part: a stopped run keeps the rest
+        data.setdefault("part_runs", {})[part] = {"started": began, "seconds": round(time.perf_counter() - start, 1),
+                                                  "load_avg_1min_after": os.getloadavg()[0]}
+        common.write_json(JSON_NAME, data)  # after every part: a stopped run keeps the rest
+    data.pop("part_seconds", None)
     print(tables(data))
-    figure(data, args.figure)
-    print(f"wrote {args.json} and {args.figure} ({data['machine']['cpu_model'] if 'cpu_model' in data['machine'] else ''})")
-
+    figure(data, FIGURE)
+    common.write_json(JSON_NAME, data)
+    print(f"wrote {FIGURE} ({data['machine']['lscpu']})")
 
 if __name__ == "__main__":
     main()
