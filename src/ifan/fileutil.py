@@ -228,13 +228,13 @@ class LockBusy(OSError):
     """The lock is held by another live process: ``strerror`` says which (``pid 12 on host, since 10:02:03``)."""
 
 
-def hold_lock(path: str | os.PathLike) -> int | None:
+def hold_lock(path: str | os.PathLike, wait: bool = False) -> int | None:
     """Take the lock file ``path`` for this process: its descriptor, for :func:`release_lock`; None where
     locks are not available. A killed holder's lock goes with it (the kernel releases it); a link at
-    ``path`` is refused.
+    ``path`` is refused. With ``wait``, wait for another holder to let go instead of raising.
 
     Raises:
-        LockBusy: another live process holds it.
+        LockBusy: another live process holds it (without ``wait``).
     """
     path = Path(path)
     while True:
@@ -244,7 +244,7 @@ def hold_lock(path: str | os.PathLike) -> int | None:
             if err.errno == errno.ELOOP:
                 raise OSError(errno.ELOOP, "a symbolic link: ifan does not write through links", str(path)) from None
             raise
-        locked = _lock(fd, wait=False)
+        locked = _lock(fd, wait=wait)
         if locked is False:
             holder = os.read(fd, 200).decode(errors="replace").strip() or "another process"
             os.close(fd)
@@ -267,10 +267,11 @@ def hold_lock(path: str | os.PathLike) -> int | None:
         os.close(fd)
 
 
-def release_lock(path: str | os.PathLike, fd: int | None) -> None:
-    """Give up a lock from :func:`hold_lock`, and remove its file."""
+def release_lock(path: str | os.PathLike, fd: int | None, remove: bool = True) -> None:
+    """Give up a lock from :func:`hold_lock`, and remove its file (unless not ``remove``)."""
     if fd is not None:
-        _unlink(Path(path))
+        if remove:
+            _unlink(Path(path))
         os.close(fd)
 
 
