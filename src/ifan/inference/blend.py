@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ifan.inference.adapters import check_finite_tensor
 from ifan.inference.calibration import DefocusCalibration
 from ifan.models.ifan import DOWNSCALE
 
@@ -147,11 +148,7 @@ def to_map(x, what: str = "mask") -> Tensor:
 
 
 def _finite(t: Tensor, what: str) -> Tensor:
-    if not bool(torch.isfinite(t).all()):
-        nan, inf = int(torch.isnan(t).sum()), int(torch.isinf(t).sum())
-        found = [f"{nan} NaN"] * bool(nan) + [f"{inf} infinite value{'s' * (inf != 1)}"] * bool(inf)
-        raise ValueError(f"the {what} holds {' and '.join(found)}; it must be finite (replace them first, e.g. "
-                         "with numpy.nan_to_num)")
+    check_finite_tensor(t, what, "it must be finite")
     return t
 
 
