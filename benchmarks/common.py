@@ -206,9 +206,10 @@ def print_table(headers: list[str], rows: list[list]) -> str:
 
 
 def write_json(name: str, data: dict) -> Path:
-    """Write ``data`` to ``benchmarks/results/NAME``."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / name
-    path.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    """Write ``data`` to ``benchmarks/results/NAME`` (atomically: a run killed while writing leaves the
+    committed results whole)."""
+    from ifan.fileutil import atomic_write_bytes
+
+    path = atomic_write_bytes(RESULTS / name, (json.dumps(data, indent=2, default=str) + "\n").encode())
     print(f"wrote {path}")
     return path
