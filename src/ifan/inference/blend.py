@@ -38,7 +38,7 @@ from ifan.inference.calibration import DefocusCalibration
 from ifan.models.ifan import DOWNSCALE
 
 MAX_STRENGTH = 2.0
-DEFAULT_KEEP_BOKEH = 6.0  # px of blur radius; `--keep-bokeh` without a value
+DEFAULT_KEEP_BOKEH = 6.0  # px of blur radius: bokeh_mask's default and what --keep-bokeh R's help suggests
 DEFAULT_TRANSITION = 4.0  # px of blur radius over which the mask falls from 1 to 0
 MASK_SIGMA = 1.0  # cells of the 1/8 grid (8 px of the image)
 MASK_LEVELS = 255  # the mask is rounded to steps of 1 / MASK_LEVELS
