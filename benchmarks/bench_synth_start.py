@@ -21,12 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import SRC, machine, print_table, write_json
-
-
-def _peak_rss(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
+from benchmarks.common import SRC, machine, peak_rss_bytes, print_table, write_json
 
 
 def first_sample(src: Path, count: int, size: str, timeout: float) -> dict:
@@ -44,11 +39,11 @@ def first_sample(src: Path, count: int, size: str, timeout: float) -> dict:
                 if proc.poll() is not None:
                     raise RuntimeError(f"ifan synth ended before its first sample: {proc.stderr.read()[-2000:]}")
                 if time.perf_counter() - start > timeout:
-                    return {"count": count, "seconds_to_first_sample": None, "peak_rss_mib": _peak_rss(proc.pid) / 2**20,
-                            "note": f"no sample after {timeout:.0f} s"}
+                    return {"count": count, "seconds_to_first_sample": None,
+                            "peak_rss_mib": peak_rss_bytes(proc.pid) / 2**20, "note": f"no sample after {timeout:.0f} s"}
                 time.sleep(0.02)
             seconds = time.perf_counter() - start
-            peak = _peak_rss(proc.pid)
+            peak = peak_rss_bytes(proc.pid)
         finally:
             proc.send_signal(signal.SIGKILL)
             proc.wait()

@@ -131,13 +131,14 @@ def rss_bytes() -> int:
     return rss
 
 
-def peak_rss_bytes() -> int:
-    """Peak resident set size since the start or the last :func:`reset_peak_rss` (``VmHWM``)."""
-    with open("/proc/self/status") as f:
+def peak_rss_bytes(pid: int | str = "self") -> int:
+    """Peak resident set size of this process (or of process ``pid``) since its start or the last
+    :func:`reset_peak_rss` (``VmHWM``)."""
+    with open(f"/proc/{pid}/status") as f:
         for line in f:
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) * 1024
-    raise RuntimeError("VmHWM not found in /proc/self/status")
+    raise RuntimeError(f"VmHWM not found in /proc/{pid}/status")
 
 
 def reset_peak_rss() -> bool:
@@ -205,9 +206,10 @@ def print_table(headers: list[str], rows: list[list]) -> str:
 
 
 def write_json(name: str, data: dict) -> Path:
-    """Write ``data`` to ``benchmarks/results/NAME``."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / name
-    path.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    """Write ``data`` to ``benchmarks/results/NAME`` (atomically: a run killed while writing leaves the
+    committed results whole)."""
+    from ifan.fileutil import atomic_write_bytes
+
+    path = atomic_write_bytes(RESULTS / name, (json.dumps(data, indent=2, default=str) + "\n").encode())
     print(f"wrote {path}")
     return path

@@ -285,6 +285,16 @@ def test_cache_files_follow_the_umask(home, server, tmp_path):
         assert stat.S_IMODE(p.stat().st_mode) == 0o640, p
 
 
+def test_the_cache_lock_follows_no_link(home, tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_bytes(b"the user's file")
+    home.mkdir(parents=True)
+    (home / ".lock").symlink_to(victim)
+    with pytest.raises(OSError, match="symbolic link"), cache.cache_lock():
+        pass
+    assert victim.read_bytes() == b"the user's file"
+
+
 # -- the registry and the resolution order ------------------------------------------------------------------
 def official_layout(config: IFANConfig, reblur: bool = True) -> LoadedWeights:
     """What the reader makes of an official checkpoint of ``config`` (shapes only, on the meta device)."""

@@ -169,15 +169,20 @@ def open_new(path: str | os.PathLike) -> BinaryIO:
     return os.fdopen(fd, "wb", buffering=0)
 
 
-def open_append(path: str | os.PathLike, encoding: str = "utf-8"):
-    """``path`` opened to append text (created if missing); a symbolic link there is refused, not followed."""
+def _open_no_link(path: str | os.PathLike, flags: int) -> int:
+    """``os.open`` of an existing or new file (mode ``0o666`` less the umask) that refuses a symbolic link
+    at ``path`` with one clear error instead of following it."""
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | _NOFOLLOW | _CLOEXEC, 0o666)
+        return os.open(path, flags | os.O_CREAT | _NOFOLLOW | _CLOEXEC, 0o666)
     except OSError as err:
         if err.errno == errno.ELOOP:
             raise OSError(errno.ELOOP, "a symbolic link: ifan does not write through links", str(path)) from None
         raise
-    return os.fdopen(fd, "a", encoding=encoding)
+
+
+def open_append(path: str | os.PathLike, encoding: str = "utf-8"):
+    """``path`` opened to append text (created if missing); a symbolic link there is refused, not followed."""
+    return os.fdopen(_open_no_link(path, os.O_WRONLY | os.O_APPEND), "a", encoding=encoding)
 
 
 def _unlink(path: Path) -> None:
@@ -228,23 +233,18 @@ class LockBusy(OSError):
     """The lock is held by another live process: ``strerror`` says which (``pid 12 on host, since 10:02:03``)."""
 
 
-def hold_lock(path: str | os.PathLike) -> int | None:
+def hold_lock(path: str | os.PathLike, wait: bool = False) -> int | None:
     """Take the lock file ``path`` for this process: its descriptor, for :func:`release_lock`; None where
     locks are not available. A killed holder's lock goes with it (the kernel releases it); a link at
-    ``path`` is refused.
+    ``path`` is refused. With ``wait``, wait for another holder to let go instead of raising.
 
     Raises:
-        LockBusy: another live process holds it.
+        LockBusy: another live process holds it (without ``wait``).
     """
     path = Path(path)
     while True:
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | _NOFOLLOW | _CLOEXEC, 0o666)
-        except OSError as err:
-            if err.errno == errno.ELOOP:
-                raise OSError(errno.ELOOP, "a symbolic link: ifan does not write through links", str(path)) from None
-            raise
-        locked = _lock(fd, wait=False)
+        fd = _open_no_link(path, os.O_RDWR)
+        locked = _lock(fd, wait=wait)
         if locked is False:
             holder = os.read(fd, 200).decode(errors="replace").strip() or "another process"
             os.close(fd)
@@ -267,10 +267,11 @@ def hold_lock(path: str | os.PathLike) -> int | None:
         os.close(fd)
 
 
-def release_lock(path: str | os.PathLike, fd: int | None) -> None:
-    """Give up a lock from :func:`hold_lock`, and remove its file."""
+def release_lock(path: str | os.PathLike, fd: int | None, remove: bool = True) -> None:
+    """Give up a lock from :func:`hold_lock`, and remove its file (unless not ``remove``)."""
     if fd is not None:
-        _unlink(Path(path))
+        if remove:
+            _unlink(Path(path))
         os.close(fd)
 
 

@@ -32,7 +32,8 @@ def _list_models(args: argparse.Namespace) -> int:
 
     for name, spec in MODELS.items():
         c = spec.config
-        weights = {"not installed": "fetched on use"}.get(status(name).state, status(name).state)
+        state = status(name).state
+        weights = {"not installed": "fetched on use"}.get(state, state)
         print(f"{name:<10} ch={c.channels:<3} N={c.iterations:<3} {weights:<15} {spec.description}")
     return 0
 

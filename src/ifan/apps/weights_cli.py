@@ -107,10 +107,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.action == "path":
         get_spec(args.name)
-        path = cache.verified_path(args.name)
-        state = hub.status(args.name)
-        if path is None and state.state == "shipped":
-            path = state.path
+        path = hub.local_weights(args.name)
         if path is None:
             raise FileNotFoundError(f"{args.name} is not installed" + (
                 f"; install it with {cache.how_to_get(args.name)}" if get_spec(args.name).release else

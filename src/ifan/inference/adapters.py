@@ -17,11 +17,15 @@ import torch
 from torch import Tensor
 
 
-def refuse_non_finite(nan: int, inf: int) -> None:
-    """Raise ValueError when an image holds ``nan`` NaN and ``inf`` infinite values."""
+IMAGE_MUST = "a float image must be finite, in [0, 1]"
+
+
+def refuse_non_finite(nan: int, inf: int, what: str = "image", must: str = IMAGE_MUST) -> None:
+    """Raise ValueError when an image (or the ``what`` named: a mask, a defocus map) holds ``nan`` NaN and
+    ``inf`` infinite values; ``must`` says what is expected of it."""
     if nan or inf:
         found = [f"{nan} NaN"] * bool(nan) + [f"{inf} infinite value{'s' * (inf != 1)}"] * bool(inf)
-        raise ValueError(f"the image holds {' and '.join(found)}; a float image must be finite, in [0, 1] "
+        raise ValueError(f"the {what} holds {' and '.join(found)}; {must} "
                          "(replace them first, e.g. with numpy.nan_to_num)")
 
 
@@ -32,9 +36,10 @@ def _check_finite_numpy(x: np.ndarray) -> None:
         refuse_non_finite(int(np.isnan(x).sum()), int(np.isinf(x).sum()))
 
 
-def _check_finite_tensor(x: Tensor) -> None:
+def check_finite_tensor(x: Tensor, what: str = "image", must: str = IMAGE_MUST) -> None:
+    """:func:`refuse_non_finite` for a tensor (one pass; counted only when something is off)."""
     if not torch.isfinite(x.sum()):
-        refuse_non_finite(int(torch.isnan(x).sum()), int(torch.isinf(x).sum()))
+        refuse_non_finite(int(torch.isnan(x).sum()), int(torch.isinf(x).sum()), what, must)
 
 
 @dataclass
@@ -131,7 +136,7 @@ def _prepare_tensor(x: Tensor) -> Prepared:
         scale = 255.0
     elif x.is_floating_point():
         scale = 1.0
-        _check_finite_tensor(x)
+        check_finite_tensor(x)
     else:
         raise ValueError(f"unsupported tensor dtype {dtype}; use float in [0, 1] or uint8")
     values = (x if batched else x.unsqueeze(0)).float() / scale

@@ -33,11 +33,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ifan.inference.adapters import check_finite_tensor
 from ifan.inference.calibration import DefocusCalibration
 from ifan.models.ifan import DOWNSCALE
 
 MAX_STRENGTH = 2.0
-DEFAULT_KEEP_BOKEH = 6.0  # px of blur radius; `--keep-bokeh` without a value
+DEFAULT_KEEP_BOKEH = 6.0  # px of blur radius: bokeh_mask's default and what --keep-bokeh R's help suggests
 DEFAULT_TRANSITION = 4.0  # px of blur radius over which the mask falls from 1 to 0
 MASK_SIGMA = 1.0  # cells of the 1/8 grid (8 px of the image)
 MASK_LEVELS = 255  # the mask is rounded to steps of 1 / MASK_LEVELS
@@ -147,11 +148,7 @@ def to_map(x, what: str = "mask") -> Tensor:
 
 
 def _finite(t: Tensor, what: str) -> Tensor:
-    if not bool(torch.isfinite(t).all()):
-        nan, inf = int(torch.isnan(t).sum()), int(torch.isinf(t).sum())
-        found = [f"{nan} NaN"] * bool(nan) + [f"{inf} infinite value{'s' * (inf != 1)}"] * bool(inf)
-        raise ValueError(f"the {what} holds {' and '.join(found)}; it must be finite (replace them first, e.g. "
-                         "with numpy.nan_to_num)")
+    check_finite_tensor(t, what, "it must be finite")
     return t
 
 

@@ -27,7 +27,7 @@ import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from ifan.fileutil import atomic_write_bytes
+from ifan.fileutil import LockBusy, atomic_write_bytes, hold_lock, release_lock
 from ifan.models import zoo
 from ifan.models.official import CheckpointError
 
@@ -139,36 +139,25 @@ def verified_path(name: str) -> Path | None:
     return path
 
 
-def _umask() -> int:
-    with contextlib.suppress(OSError, ValueError):
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    mask = os.umask(0o022)  # elsewhere the only way to read it (briefly set)
-    os.umask(mask)
-    return mask
-
-
 @contextlib.contextmanager
 def cache_lock(tell: Say = say) -> Iterator[Path]:
-    """Hold the cache's lock (a file lock: other processes, e.g. the ranks of ``torchrun``, wait; of
-    the ranks only rank 0 says so. One process holds it at a time, so only the one that fetches
-    prints the licence and a progress bar)."""
-    from filelock import FileLock, Timeout
-
+    """Hold the cache's lock (a file lock, :func:`ifan.fileutil.hold_lock`: other processes, e.g. the ranks
+    of ``torchrun``, wait; of the ranks only rank 0 says so. One process holds it at a time, so only the one
+    that fetches prints the licence and a progress bar). The lock file stays, made as the umask says; a
+    link at its name is refused, not followed."""
     root = cache_dir()
     root.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(root / ".lock"), mode=0o666 & ~_umask())
+    path = root / ".lock"
     try:
-        lock.acquire(timeout=1)
-    except Timeout:
+        fd = hold_lock(path)
+    except LockBusy:
         if os.environ.get("RANK", "0") == "0":
             tell(f"waiting for another process that is fetching or installing weights in {root}")
-        lock.acquire()
+        fd = hold_lock(path, wait=True)
     try:
         yield root
     finally:
-        lock.release()
+        release_lock(path, fd, remove=False)
 
 
 def clear_downloads() -> None:

@@ -40,12 +40,9 @@ def resolve_weights(name_or_path: str | os.PathLike) -> Path:
     if key not in zoo.MODELS:
         raise FileNotFoundError(f"{key!r} is neither a model name ({', '.join(zoo.MODELS)}) nor an existing weights "
                                 "file")
-    cached = cache.verified_path(key)
-    if cached is not None:
-        return cached
-    shipped = zoo.bundled_weights_path(key)
-    if shipped is not None:
-        return shipped
+    local = local_weights(key)
+    if local is not None:
+        return local
     if zoo.MODELS[key].release is None:
         with_weights = [n for n in zoo.MODELS if zoo.MODELS[n].release or zoo.bundled_weights_path(n)]
         raise FileNotFoundError(f"no weights ship for {key!r} (names with weights: {', '.join(with_weights)}); pass "
@@ -58,6 +55,16 @@ def resolve_weights(name_or_path: str | os.PathLike) -> Path:
     )
 
     return fetch([key])[0]
+
+
+def local_weights(name: str) -> Path | None:
+    """The weights file the model name ``name`` loads without a download: its cached weights (checked)
+    or the shipped ones; None when neither is here.
+
+    Raises:
+        CacheError: the cached file changed since it was installed.
+    """
+    return cache.verified_path(name) or zoo.bundled_weights_path(name)
 
 
 @dataclass(frozen=True)

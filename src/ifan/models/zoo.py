@@ -52,8 +52,9 @@ class Release:
         urls: the archive's mirrors, tried in order.
         archive: the archive's file name.
         licence, origin: the weights' licence (the authors') and the page that publishes them.
-        paper: where the paper reports this model's scores. The numbers themselves are not quoted:
-            they could not be checked against the paper's text from this project's machine.
+        paper: where the paper reports this model's scores, with the one score quoted in this
+            project's issue tracker from the paper (the DPDD PSNR of ``ifan``); the others could not be
+            checked against the paper's text from this project's machine, so they are not quoted.
     """
 
     member: str
@@ -93,7 +94,8 @@ def _authors(name: str, config: IFANConfig, description: str, member: str, paper
 
 
 _SPECS = [
-    _authors("ifan", IFANConfig(), "IFAN as in the paper: ch 32, N 17", "IFAN.pytorch", "main paper, Table 2"),
+    _authors("ifan", IFANConfig(), "IFAN as in the paper: ch 32, N 17", "IFAN.pytorch",
+             "main paper: 25.37 dB PSNR on DPDD, +1.48 dB over the input"),
     *(
         _authors(f"ifan-n{n}", IFANConfig(iterations=n, reblur_iterations=rbf), f"IFAN with N = {n} IAC iterations",
                  f"IFAN_{n}.pytorch", "main paper, Table 4")

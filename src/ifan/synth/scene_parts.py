@@ -239,24 +239,31 @@ def subject_layer(rng: np.random.Generator, spec: SceneSpec, shape: tuple[int, i
     return Layer(rgb, alpha, np.full(shape, 1.0 / spec.inv_depth(v), np.float32))
 
 
+def paint_shape(rng: np.random.Generator, spec: SceneSpec, premult: np.ndarray, cover: np.ndarray, size: float,
+                gain: float = 1.0) -> None:
+    """Paint one textured shape of about ``size`` px, centred at a random pixel, over what ``premult``
+    ``(H, W, 3)`` (colour times coverage) and ``cover`` ``(H, W)`` hold (in place; cut by the edges)."""
+    hc, wc = cover.shape
+    a = shape_alpha(rng, size)
+    half = a.shape[0] // 2
+    cy, cx = int(rng.integers(0, hc)), int(rng.integers(0, wc))
+    y0, x0 = max(cy - half, 0), max(cx - half, 0)
+    y1, x1 = min(cy + half + 1, hc), min(cx + half + 1, wc)
+    a = a[y0 - (cy - half):y1 - (cy - half), x0 - (cx - half):x1 - (cx - half)]
+    tex = texture(rng, y1 - y0, x1 - x0, affine_warp(rng), spec.content) * np.float32(gain)
+    p, c = premult[y0:y1, x0:x1], cover[y0:y1, x0:x1]
+    p *= 1.0 - a[..., None]
+    p += tex * a[..., None]
+    c *= 1.0 - a
+    c += a
+
+
 def shapes_layer(rng: np.random.Generator, spec: SceneSpec, shape: tuple[int, int], v: float, count: int,
                   size: tuple[float, float], gain: float = 1.0) -> Layer:
     """``count`` textured shapes at position ``v`` (a fronto-parallel group)."""
-    hc, wc = shape
     side = min(spec.width, spec.height)
     premult, cover = np.zeros(shape + (3,), np.float32), np.zeros(shape, np.float32)
     for _ in range(count):
-        a = shape_alpha(rng, log_uniform(rng, *size) * side)
-        half = a.shape[0] // 2
-        cy, cx = int(rng.integers(0, hc)), int(rng.integers(0, wc))
-        y0, x0 = max(cy - half, 0), max(cx - half, 0)
-        y1, x1 = min(cy + half + 1, hc), min(cx + half + 1, wc)
-        a = a[y0 - (cy - half):y1 - (cy - half), x0 - (cx - half):x1 - (cx - half)]
-        tex = texture(rng, y1 - y0, x1 - x0, affine_warp(rng), spec.content) * np.float32(gain)
-        p, c = premult[y0:y1, x0:x1], cover[y0:y1, x0:x1]
-        p *= 1.0 - a[..., None]
-        p += tex * a[..., None]
-        c *= 1.0 - a
-        c += a
+        paint_shape(rng, spec, premult, cover, log_uniform(rng, *size) * side, gain)
     rgb = premult / np.maximum(cover, 1e-6)[..., None]
     return Layer(rgb.astype(np.float32), cover, np.full(shape, 1.0 / spec.inv_depth(v), np.float32))

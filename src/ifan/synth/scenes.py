@@ -28,18 +28,17 @@ import math
 
 import numpy as np
 
-from ifan.synth.assets import log_uniform, random_colour, texture
+from ifan.synth.assets import log_uniform, random_colour
 from ifan.synth.color import linear_to_srgb_extended
 from ifan.synth.rendering import Layer, Scene
 from ifan.synth.rgbd import stereo_scene
 from ifan.synth.sampling import KINDS, SceneSpec
-from ifan.synth.scene_parts import (affine_warp, background_plane, point_lights, shape_alpha, shapes_layer,
-                                    subject_layer, textured_plane)
+from ifan.synth.scene_parts import (background_plane, paint_shape, point_lights, shapes_layer, subject_layer,
+                                    textured_plane)
 
 
 def _layers_scene(rng: np.random.Generator, spec: SceneSpec) -> list[Layer]:
     shape = (spec.height + 2 * spec.pad, spec.width + 2 * spec.pad)
-    hc, wc = shape
     background, v_back = background_plane(rng, spec, shape, slanted=rng.random() < 0.5)
     layers = [background]
     v_min = v_back + 0.05 + 0.05 * (1.0 - v_back) * rng.random()  # every leaf in front of the background
@@ -55,19 +54,7 @@ def _layers_scene(rng: np.random.Generator, spec: SceneSpec) -> list[Layer]:
     side = min(spec.width, spec.height)
     for _ in range(int(rng.integers(15, 61))):
         g = int(rng.integers(0, groups))
-        size = log_uniform(rng, 0.03, 0.3) * side * (0.7 + 0.6 * v[g])
-        a = shape_alpha(rng, size)
-        half = a.shape[0] // 2
-        cy, cx = int(rng.integers(0, hc)), int(rng.integers(0, wc))
-        y0, x0 = max(cy - half, 0), max(cx - half, 0)
-        y1, x1 = min(cy + half + 1, hc), min(cx + half + 1, wc)
-        a = a[y0 - (cy - half):y1 - (cy - half), x0 - (cx - half):x1 - (cx - half)]
-        tex = texture(rng, y1 - y0, x1 - x0, affine_warp(rng), spec.content)
-        p, c = premult[g][y0:y1, x0:x1], cover[g][y0:y1, x0:x1]
-        p *= 1.0 - a[..., None]
-        p += tex * a[..., None]
-        c *= 1.0 - a
-        c += a
+        paint_shape(rng, spec, premult[g], cover[g], log_uniform(rng, 0.03, 0.3) * side * (0.7 + 0.6 * v[g]))
     for g in range(groups):
         if not cover[g].any():
             continue
