@@ -1,9 +1,9 @@
 """The trained IAC-vs-FAC comparison of docs/iac.md: five arms, the same start, the same data, the same CPU time.
 
-    python tools/iac_fac_arms.py costs --out /work/runs/iacfac            # step cost of every candidate
-    python tools/iac_fac_arms.py plan  --out /work/runs/iacfac --budget 1800
-    python tools/iac_fac_arms.py run   --out /work/runs/iacfac --data D --val-data V --seeds 1 2
-    python tools/iac_fac_arms.py score --out /work/runs/iacfac --json benchmarks/results/iac_fac_arms.json
+    python -m tools.iac_fac_arms costs --out /work/runs/iacfac            # step cost of every candidate
+    python -m tools.iac_fac_arms plan  --out /work/runs/iacfac --budget 1800
+    python -m tools.iac_fac_arms run   --out /work/runs/iacfac --data D --val-data V --seeds 1 2
+    python -m tools.iac_fac_arms score --out /work/runs/iacfac --json benchmarks/results/iac_fac_arms.json
 
 Arms (all ``ifan-lite``'s width 16 and 1/8 bottleneck; only the adaptive part differs):
 
@@ -253,41 +253,52 @@ def run_summary(run: Path) -> dict:
             "last_losses": {k: v for k, v in train[-1].items() if k not in ("step", "kind")} if train else {}}
 
 
+def suite_result(out: Path, label: str, weights: Path, synth_count: int, indep_count: int) -> dict:
+    """The quality suite's result for one weights file, run once (``out/quality/LABEL.json``, kept
+    while it is newer than the weights), so that scoring a second seed does not score the first again."""
+    folder = out / "quality"
+    path = folder / f"{label}.json"
+    if not path.is_file() or path.stat().st_mtime < weights.stat().st_mtime:
+        folder.mkdir(parents=True, exist_ok=True)
+        cmd = [sys.executable, "-m", "benchmarks.bench_quality", "--models", str(weights),
+               "--synth-count", str(synth_count), "--indep-count", str(indep_count), "--json", str(path),
+               "--figure", str(folder / f"{label}.png"), "--data", str(out / "quality-data")]
+        print(" ".join(cmd), flush=True)
+        subprocess.run(cmd, check=True, cwd=ROOT)
+    suite = json.loads(path.read_text())
+    return {"meta": suite["meta"], "summary": suite["results"][0]["summary"]}
+
+
 def score(out: Path, plan: dict, seeds: list[int], json_path: Path, synth_count: int, indep_count: int,
           which: list[str]) -> dict:
+    """Score every finished arm of ``seeds`` (the suite on its EMA and/or raw weights, the run's
+    validation PSNR) and write the table, the per-arm seed-to-seed spread and the costs to ``json_path``."""
+    from ifan.fileutil import atomic_write_bytes
+
     runs = {(seed, arm): out / f"seed{seed}" / arm for seed in seeds for arm in ARMS
             if (out / f"seed{seed}" / arm / "model.safetensors").is_file()}
-    models, labels = [], []
+    rows, suite_meta = {}, None
     for (seed, arm), run in runs.items():
+        row = rows.setdefault(f"seed{seed}/{arm}", {"seed": seed, "arm": arm, **run_summary(run)})
         for kind in which:
-            models.append(str(run / "model.safetensors") if kind == "ema" else str(raw_weights(run)))
-            labels.append((seed, arm, kind))
-    suite_json = out / "quality.json"
-    cmd = [sys.executable, "-m", "benchmarks.bench_quality", "--models", *models,
-           "--synth-count", str(synth_count), "--indep-count", str(indep_count), "--json", str(suite_json),
-           "--figure", str(out / "quality_crops.png"), "--data", str(out / "quality-data")]
-    print(" ".join(cmd), flush=True)
-    subprocess.run(cmd, check=True, cwd=ROOT)
-    suite = json.loads(suite_json.read_text())
-    rows = {}
-    for (seed, arm, kind), result in zip(labels, suite["results"]):
-        s = result["summary"]
-        key = f"seed{seed}/{arm}"
-        row = rows.setdefault(key, {"seed": seed, "arm": arm, **run_summary(runs[(seed, arm)])})
-        row[kind] = {"synth-classic": s["synth-classic"]["gain_db"], "synth-mixture": s["synth-mixture"]["gain_db"],
-                     "srgb-disc": s["srgb-disc"]["gain_db"], "lin-gauss-jpeg": s["lin-gauss-jpeg"]["gain_db"],
-                     "sharp_kept_db": s["harm"]["psnr_to_input"],
-                     "spearman": s["synth-mixture"].get("spearman_mean"),
-                     "spearman_pooled": s["synth-mixture"].get("spearman_pooled")}
+            weights = run / "model.safetensors" if kind == "ema" else raw_weights(run)
+            result = suite_result(out, f"seed{seed}-{arm}-{kind}", weights, synth_count, indep_count)
+            s, suite_meta = result["summary"], result["meta"]
+            row[kind] = {"synth-classic": s["synth-classic"]["gain_db"], "synth-mixture": s["synth-mixture"]["gain_db"],
+                         "srgb-disc": s["srgb-disc"]["gain_db"], "lin-gauss-jpeg": s["lin-gauss-jpeg"]["gain_db"],
+                         "sharp_kept_db": s["harm"]["psnr_to_input"],
+                         "spearman": s["synth-mixture"].get("spearman_mean"),
+                         "spearman_pooled": s["synth-mixture"].get("spearman_pooled"),
+                         "overshoot": s["artefacts"]["overshoot"], "contrast_ratio": s["artefacts"]["contrast_ratio"]}
     costs = json.loads((out / "costs.json").read_text()) if (out / "costs.json").is_file() else None
-    data = {"plan": plan, "costs": costs, "suite_meta": suite["meta"], "rows": rows, "spread": spread(rows, which)}
-    json_path.parent.mkdir(parents=True, exist_ok=True)
-    json_path.write_text(json.dumps(data, indent=1) + "\n")
+    data = {"plan": plan, "costs": costs, "suite_meta": suite_meta, "rows": rows, "spread": spread(rows, which)}
+    atomic_write_bytes(json_path, (json.dumps(data, indent=1) + "\n").encode())
     print_table(rows, which)
     return data
 
 
-MEASURES = ("val_psnr", "synth-classic", "synth-mixture", "srgb-disc", "lin-gauss-jpeg", "sharp_kept_db")
+MEASURES = ("val_psnr", "synth-classic", "synth-mixture", "srgb-disc", "lin-gauss-jpeg", "sharp_kept_db",
+            "spearman_pooled", "overshoot")
 
 
 def _value(row: dict, kind: str, measure: str) -> float | None:
@@ -313,14 +324,14 @@ def spread(rows: dict, which: list[str]) -> dict:
 def print_table(rows: dict, which: list[str]) -> None:
     for kind in which:
         print(f"\nweights: {kind}\n| run | steps | val PSNR | gain classic | gain mixture | gain sRGB disc "
-              "| gain Gauss+JPEG | sharp kept | rho (pooled) |\n|---|---|---|---|---|---|---|---|---|")
+              "| gain Gauss+JPEG | sharp kept | rho (pooled) | overshoot |\n|---|---|---|---|---|---|---|---|---|---|")
         for key, r in rows.items():
             s = r.get(kind)
             if not s:
                 continue
             print(f"| {key} | {r['steps']} | {_value(r, kind, 'val_psnr'):.3f} | {s['synth-classic']:+.3f} "
                   f"| {s['synth-mixture']:+.3f} | {s['srgb-disc']:+.3f} | {s['lin-gauss-jpeg']:+.3f} "
-                  f"| {s['sharp_kept_db']:.2f} | {s['spearman']:.2f} ({s['spearman_pooled']:.2f}) |")
+                  f"| {s['sharp_kept_db']:.2f} | {s['spearman']:.2f} ({s['spearman_pooled']:.2f}) | {s['overshoot']:.2f} |")
 
 
 # --- command line -----------------------------------------------------------------------------
