@@ -1,6 +1,6 @@
 """IAC against FAC at equal receptive field: filter memory, FLOPs, time, peak memory, effective receptive field.
 
-    python -m benchmarks.bench_iac_fac                      # every part
+    python -m benchmarks.bench_iac_fac                      # every part (python benchmarks/bench_iac_fac.py too)
     python -m benchmarks.bench_iac_fac --parts erf --trained arm=runs/x/model.safetensors   # one part again
 
 Cases: nominal receptive fields R = 9, 13, ..., 41 pixels at the filters' scale (1/8 of the image):
@@ -41,9 +41,17 @@ import argparse
 import json
 import os
 import statistics
+import sys
 import time
 
-from benchmarks import common
+if __name__ == "__main__" and not __package__:
+    # run as a file (python benchmarks/bench_iac_fac.py, the form issue 23 names): run again as the
+    # module, the house's form, with the repository root importable (children inherit it)
+    _root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    _env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [_root, os.environ.get("PYTHONPATH")]))}
+    os.execve(sys.executable, [sys.executable, "-m", "benchmarks.bench_iac_fac", *sys.argv[1:]], _env)
+
+from benchmarks import common  # noqa: E402
 
 JSON_NAME = "iac_fac.json"
 FIGURE = common.ROOT / "docs" / "images" / "iac_fac.png"
