@@ -160,7 +160,8 @@ COLOURS = {"psnr": (200, 40, 40), "psnr_input": (120, 120, 120), "image": (30, 9
            "reblur": (220, 140, 0), "lr": (150, 60, 170)}
 
 
-def _nice_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
+def nice_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
+    """About ``count`` round values (steps of 1, 2, 2.5 or 5 times a power of ten) within ``[lo, hi]``."""
     span = hi - lo if hi > lo else 1.0
     raw = span / count
     step = 10 ** math.floor(math.log10(raw))
@@ -188,11 +189,11 @@ def _panel(title: str, series: dict[str, tuple[list[float], list[float]]], x_max
         return x0 + (x1 - x0) * x / x_max, y0 - (y0 - y1) * (tf(y) - lo) / (hi - lo)
 
     draw.rectangle([x0, y1, x1, y0], outline=(0, 0, 0))
-    for t in _nice_ticks(0, x_max):
+    for t in nice_ticks(0, x_max):
         gx = x0 + (x1 - x0) * t / x_max
         draw.line([gx, y0, gx, y0 + 4], fill=(0, 0, 0))
         draw.text((gx - 12, y0 + 6), f"{t:g}", fill=(0, 0, 0))
-    for t in _nice_ticks(lo, hi):
+    for t in nice_ticks(lo, hi):
         gy = y0 - (y0 - y1) * (t - lo) / (hi - lo)
         draw.line([x0 - 4, gy, x1, gy], fill=(225, 225, 225))
         label = f"{10 ** t:.0e}" if log_y else f"{t:g}"

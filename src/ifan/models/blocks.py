@@ -1,4 +1,5 @@
-"""Building blocks of IFAN: convolution + leaky ReLU, transposed-conv upsampling, residual blocks.
+"""Building blocks of IFAN: convolution + leaky ReLU, transposed-conv upsampling, residual blocks,
+and the plain-convolution stack of the IAC/FAC comparison's control.
 
 The parameter layout of each block (``0.weight``, ``stem.i.0.weight``, ...) is the official
 code's, so checkpoints map onto ours by renaming the top-level prefixes only
@@ -7,6 +8,7 @@ code's, so checkpoints map onto ours by renaming the top-level prefixes only
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -72,3 +74,22 @@ def conv_res_stack(in_ch: int, ch: int, out_ch: int, kernel_size: int, units: in
         *(ResBlock(ch, kernel_size, units) for _ in range(blocks)),
         last,
     )
+
+
+class ConvControl(nn.Module):
+    """The plain-convolution control: ``lrelu(x + stack([x, filter features]))`` at 1/8.
+
+    ``layers`` 3x3 convolutions (leaky ReLU between them): the first maps the ``2 * c4`` channels
+    of the concatenation to ``c4``, the others keep ``c4``. It sees what IAC sees (the features and
+    the filter path's output) but mixes them with fixed weights instead of per-pixel filters;
+    :func:`ifan.models.ifan.equal_flops_conv_layers` sizes it to the FLOPs of the filter head plus IAC.
+    """
+
+    def __init__(self, c4: int, layers: int) -> None:
+        super().__init__()
+        convs = [conv(2 * c4, c4, 3) if layers == 1 else ConvAct(2 * c4, c4, 3)]
+        convs += [ConvAct(c4, c4, 3) for _ in range(layers - 2)] + ([conv(c4, c4, 3)] if layers > 1 else [])
+        self.stack = nn.Sequential(*convs)
+
+    def forward(self, x: Tensor, filter_feats: Tensor) -> Tensor:
+        return F.leaky_relu(x + self.stack(torch.cat([x, filter_feats], dim=1)), LEAKY_SLOPE)

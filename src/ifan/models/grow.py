@@ -65,6 +65,8 @@ def widen(state: Mapping[str, Tensor], config: IFANConfig, channels: int, seed: 
     """
     if channels <= config.channels:
         raise ValueError(f"widen: the new width must exceed the old one ({config.channels}), got {channels}")
+    if config.adaptive_layer != "iac":
+        raise ValueError(f"widen: only IAC models grow exactly; this one uses adaptive_layer {config.adaptive_layer!r}")
     new_config = IFANConfig.from_dict({**config.to_dict(), "channels": channels})
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

@@ -13,6 +13,12 @@ Data flow for an input ``C`` of ``(B, 3, H, W)`` in [0, 1], ``H`` and ``W`` mult
 The filters hold ``N * (2*c4*k + c4)`` channels (15,232 for the default config), 0.82 GiB of
 float32 at 1280x720. At inference the head's 1x1 convolution is applied per IAC iteration
 (:meth:`IFAN.lean_iac`), so that tensor is never held whole.
+
+Two variants replace IAC (``IFANConfig.adaptive_layer``), for the comparison of docs/iac.md:
+``"fac"``, a dense ``k x k`` filter adaptive convolution (:mod:`ifan.ops.fac`) whose head predicts
+``c4 * k * k`` channels (applied one filter row at a time at inference), and ``"conv"``, no
+adaptive layer at all: a plain stack of 3x3 convolutions on ``[f_C, filter features]`` (the
+filter path's information, combined without per-pixel filters) in place of the head and IAC.
 """
 
 from __future__ import annotations
@@ -22,10 +28,15 @@ from dataclasses import asdict, dataclass, fields
 import torch
 from torch import Tensor, nn
 
-from ifan.models.blocks import ConvAct, ResBlock, UpConvAct, conv_res_stack
+from ifan.models.blocks import ConvAct, ConvControl, ResBlock, UpConvAct, conv_res_stack
+from ifan.ops.fac import FAC, fac_channels, lean_fac
 from ifan.ops.iac import IAC, IAC_FORMS, filter_channels, lean_iac
 
 DOWNSCALE = 8  # three stride-2 levels: IAC, the filters and the disparity are at 1/8; H, W must be multiples
+ADAPTIVE_LAYERS = ("iac", "fac", "conv")
+# fields that a config at its default (IAC) leaves out of to_dict(), so that its weights files read
+# exactly as before this variant existed (and older versions of ifan still load them)
+_VARIANT_DEFAULTS = {"adaptive_layer": "iac", "fac_size": 17, "conv_layers": 5}
 
 
 def padded_side(n: int) -> int:
@@ -53,6 +64,11 @@ class IFANConfig:
             (kernel1 in both passes, as the authors' released weights were trained).
         reblur_iterations: IAC iterations of the reblurring network (``RBF_num``).
         reblur_filter_size: 1-D kernel size of the reblurring filters (``RBFs``).
+        adaptive_layer: ``"iac"`` (the paper's), ``"fac"`` (a dense ``fac_size`` x ``fac_size``
+            filter per pixel and channel) or ``"conv"`` (a plain stack of ``conv_layers`` 3x3
+            convolutions in place of the filter head and the adaptive layer: the control).
+        fac_size: FAC's filter size ``k`` (odd) when ``adaptive_layer == "fac"`` (else reset to 17).
+        conv_layers: 3x3 convolutions of the control when ``adaptive_layer == "conv"`` (else reset to 5).
     """
 
     channels: int = 32
@@ -64,20 +80,30 @@ class IFANConfig:
     iac_form: str = "separable"
     reblur_iterations: int = 17
     reblur_filter_size: int = 3
+    adaptive_layer: str = "iac"
+    fac_size: int = 17
+    conv_layers: int = 5
 
     def __post_init__(self) -> None:
         for name in ("channels", "iterations", "filter_size", "kernel_size", "res_units",
-                     "reblur_iterations", "reblur_filter_size"):
+                     "reblur_iterations", "reblur_filter_size", "fac_size", "conv_layers"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"IFANConfig.{name} must be a positive integer, got {value!r}")
-        for name in ("filter_size", "kernel_size", "reblur_filter_size"):
+        for name in ("filter_size", "kernel_size", "reblur_filter_size", "fac_size"):
             if getattr(self, name) % 2 == 0:
                 raise ValueError(f"IFANConfig.{name} must be odd, got {getattr(self, name)}")
         if self.iac_form not in IAC_FORMS:
             raise ValueError(f"IFANConfig.iac_form must be one of {sorted(IAC_FORMS)}, got {self.iac_form!r}")
         if not isinstance(self.dual_pixel_input, bool):
             raise ValueError(f"IFANConfig.dual_pixel_input must be a bool, got {self.dual_pixel_input!r}")
+        if self.adaptive_layer not in ADAPTIVE_LAYERS:
+            raise ValueError(f"IFANConfig.adaptive_layer must be one of {list(ADAPTIVE_LAYERS)}, "
+                             f"got {self.adaptive_layer!r}")
+        # a size the chosen layer does not use is reset, so that equal networks have equal configs
+        for name, layer in (("fac_size", "fac"), ("conv_layers", "conv")):
+            if self.adaptive_layer != layer:
+                object.__setattr__(self, name, _VARIANT_DEFAULTS[name])
 
     @property
     def feature_channels(self) -> int:
@@ -86,8 +112,23 @@ class IFANConfig:
 
     @property
     def filter_channels(self) -> int:
-        """Channels of the IAC filter tensor: ``N * (2 * c4 * Fs + c4)``."""
+        """Channels of the filter tensor (the filter head's outputs): ``N * (2 * c4 * Fs + c4)`` for
+        IAC, ``c4 * k * k`` for FAC, 0 for the plain-convolution control (no filters)."""
+        if self.adaptive_layer == "fac":
+            return fac_channels(self.feature_channels, self.fac_size)
+        if self.adaptive_layer == "conv":
+            return 0
         return filter_channels(self.iterations, self.feature_channels, self.filter_size)
+
+    @property
+    def receptive_field(self) -> int:
+        """Nominal receptive field of the adaptive layer (or the control's stack), in 1/8-scale pixels:
+        ``N * (Fs - 1) + 1`` for IAC, ``k`` for FAC, ``2 * conv_layers + 1`` for the control."""
+        if self.adaptive_layer == "fac":
+            return self.fac_size
+        if self.adaptive_layer == "conv":
+            return 2 * self.conv_layers + 1
+        return self.iterations * (self.filter_size - 1) + 1
 
     @property
     def reblur_filter_channels(self) -> int:
@@ -95,7 +136,8 @@ class IFANConfig:
         return filter_channels(self.reblur_iterations, 3, self.reblur_filter_size)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The fields as a dict; the variant fields are left out where they hold their defaults (IAC)."""
+        return {k: v for k, v in asdict(self).items() if _VARIANT_DEFAULTS.get(k, object()) != v}
 
     @classmethod
     def from_dict(cls, data: dict) -> IFANConfig:
@@ -178,6 +220,38 @@ class Reconstructor(nn.Module):
         return self.out(x)
 
 
+def adaptive_macs(config: IFANConfig) -> int:
+    """Multiply-adds per 1/8-scale pixel of the filter head plus the adaptive layer (or of the control).
+
+    IAC: the 1x1 head ``c4 * N(2 c4 Fs + c4)`` plus ``N * c4 * 2 Fs`` filter taps (the biases and
+    activations, a few per channel, are not counted); FAC: ``c4 * c4 k^2`` plus ``c4 k^2``; the
+    control: ``9 * c4 * (2 c4 + (L - 1) c4)``.
+
+    Example:
+        >>> adaptive_macs(IFANConfig(channels=16, iterations=8))  # ifan-lite
+        232448
+    """
+    c4 = config.feature_channels
+    if config.adaptive_layer == "conv":
+        return 9 * c4 * c4 * (config.conv_layers + 1)
+    head = c4 * config.filter_channels
+    if config.adaptive_layer == "fac":
+        return head + c4 * config.fac_size ** 2
+    return head + config.iterations * c4 * 2 * config.filter_size
+
+
+def equal_flops_conv_layers(config: IFANConfig) -> int:
+    """The control's depth whose multiply-adds come closest to ``config``'s head plus adaptive layer.
+
+    Example:
+        >>> equal_flops_conv_layers(IFANConfig(channels=16, iterations=8))  # 5 convs: 0.95x ifan-lite's
+        5
+    """
+    target = adaptive_macs(config)
+    per_layer = 9 * config.feature_channels ** 2
+    return max(1, min(range(1, 257), key=lambda n: abs(per_layer * (n + 1) - target)))
+
+
 class IFAN(nn.Module):
     """Iterative Filter Adaptive Network for single-image defocus deblurring.
 
@@ -208,9 +282,15 @@ class IFAN(nn.Module):
         self.disparity_embed = ConvAct(1, c4, 3)
         self.filter_fusion = conv_res_stack(2 * c4, c4, c4, ks, cfg.res_units, out_act=True)
         self.filter_predictor = conv_res_stack(
-            c4, c4, cfg.filter_channels, ks, cfg.res_units, out_act=False, out_kernel_size=1
-        )
-        self.iac = IAC(cfg.iterations, cfg.filter_size, act_last=True, form=cfg.iac_form)
+            c4, c4, cfg.filter_channels or 1, ks, cfg.res_units, out_act=False, out_kernel_size=1
+        )  # the control has no head: its 1-channel stand-in is dropped below
+        if cfg.adaptive_layer == "iac":
+            self.iac = IAC(cfg.iterations, cfg.filter_size, act_last=True, form=cfg.iac_form)
+        elif cfg.adaptive_layer == "fac":
+            self.fac = FAC(cfg.fac_size)
+        else:  # the control: no head, a plain stack in place of head + adaptive layer
+            self.filter_predictor = nn.Sequential(*list(self.filter_predictor)[:-1])
+            self.conv_control = ConvControl(c4, cfg.conv_layers)
         self.reconstructor = Reconstructor(cfg.channels, ks)
         self.init_weights()
 
@@ -222,7 +302,9 @@ class IFAN(nn.Module):
 
     @property
     def filter_head(self) -> nn.Conv2d:
-        """The filter predictor's last 1x1 convolution (``c4 -> filter_channels``)."""
+        """The filter predictor's last 1x1 convolution (``c4 -> filter_channels``); IAC and FAC only."""
+        if self.config.adaptive_layer == "conv":
+            raise ValueError("the plain-convolution control (adaptive_layer 'conv') has no filter head")
         return self.filter_predictor[-1]
 
     def _check_input(self, name: str, x: Tensor | None, channels: int = 3) -> None:
@@ -252,7 +334,8 @@ class IFAN(nn.Module):
     def filter_features(self, encoded: Tensor, disparity: Tensor) -> Tensor:
         """Filter predictor up to (not including) its 1x1 head: ``(B, c4, H/8, W/8)``."""
         fused = self.filter_fusion(torch.cat([encoded, self.disparity_embed(disparity)], dim=1))
-        return self.filter_predictor[:-1](fused)
+        trunk = self.filter_predictor if self.config.adaptive_layer == "conv" else self.filter_predictor[:-1]
+        return trunk(fused)
 
     def lean_iac(self, x: Tensor, filter_feats: Tensor) -> Tensor:
         """IAC with the filter head applied per iteration (:func:`ifan.ops.iac.lean_iac`): equal to
@@ -260,6 +343,22 @@ class IFAN(nn.Module):
         cfg = self.config
         return lean_iac(x, filter_feats, self.filter_head.weight, self.filter_head.bias, cfg.iterations,
                         cfg.filter_size, self.iac.act_last, cfg.iac_form)
+
+    def adapt(self, x: Tensor, filter_feats: Tensor, keep_filters: bool = False) -> tuple[Tensor, Tensor | None]:
+        """The adaptive layer on the extractor's 1/8 features ``x``: ``(deblurred, filters or None)``.
+
+        With ``keep_filters`` the whole filter tensor is built and returned (IAC, FAC); otherwise the
+        head is applied piecewise (IAC per iteration, FAC per filter row: never held whole)."""
+        layer, head = self.config.adaptive_layer, None if self.config.adaptive_layer == "conv" else self.filter_head
+        if layer == "conv":
+            return self.conv_control(x, filter_feats), None
+        if keep_filters:
+            # FAC reads each tap as an (H, W) plane: a head output in NCHW has exactly that layout
+            filters = head(filter_feats if layer == "iac" else filter_feats.contiguous())
+            return (self.iac(x, filters) if layer == "iac" else self.fac(x, filters)), filters
+        if layer == "iac":
+            return self.lean_iac(x, filter_feats), None
+        return lean_fac(x, filter_feats, head.weight, head.bias, self.config.fac_size), None
 
     def forward(self, image: Tensor, right: Tensor | None = None, left: Tensor | None = None,
                 aux: bool = False) -> IFANOutput:
@@ -270,18 +369,14 @@ class IFAN(nn.Module):
             right, left: DP views ``(B, 3, H, W)``; required by the dual-pixel variant.
                 With ``aux`` and ``right`` given, the disparity of the right view is returned
                 (for the DME loss).
-            aux: training call: keep the full filter tensor (for the reblurring loss).
+            aux: training call: keep the full filter tensor (for the reblurring loss; the control
+                has none).
         """
         self._check_input("image", image)
         *skips, f_c = self.feature_extractor(image)
         encoded, disparity = self.estimate_disparity(self.filter_encoder_input(image, right, left))
         feats = self.filter_features(encoded, disparity)
-        filters = None
-        if aux:
-            filters = self.filter_head(feats)
-            deblurred = self.iac(f_c, filters)
-        else:
-            deblurred = self.lean_iac(f_c, feats)
+        deblurred, filters = self.adapt(f_c, feats, keep_filters=aux)
         out = IFANOutput(image=self.reconstructor(deblurred, skips) + image, disparity=disparity, filters=filters)
         if aux and right is not None:
             if self.config.dual_pixel_input:

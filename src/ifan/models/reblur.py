@@ -27,6 +27,9 @@ class ReblurNet(nn.Module):
     def __init__(self, config: IFANConfig | None = None) -> None:
         super().__init__()
         self.config = cfg = config or IFANConfig()
+        if cfg.adaptive_layer != "iac":
+            raise ValueError(f"ReblurNet turns IAC's deblurring filters into reblurring filters; this model uses "
+                             f"adaptive_layer {cfg.adaptive_layer!r} (train it without the reblurring loss)")
         c4 = cfg.feature_channels
         self.filter_net = conv_res_stack(
             cfg.filter_channels, c4, cfg.reblur_filter_channels, cfg.kernel_size, cfg.res_units, out_act=False,

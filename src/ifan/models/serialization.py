@@ -42,7 +42,7 @@ REBLUR_PREFIX = "reblur_net."
 # (ch 32, N up to 44, 3x3 kernels, 2 residual units), far below what would exhaust memory before the
 # tensors are compared.
 CONFIG_LIMITS = {"channels": 256, "iterations": 128, "filter_size": 15, "kernel_size": 15, "res_units": 8,
-                 "reblur_iterations": 128, "reblur_filter_size": 15}
+                 "reblur_iterations": 128, "reblur_filter_size": 15, "fac_size": 63, "conv_layers": 64}
 
 
 @dataclass

@@ -15,9 +15,11 @@ name            ch     N   RBF_num  notes
 ==============  =====  ==  =======  ===================================================================
 
 :func:`create_model` builds them with the paper's separable IAC unless ``iac_form="official"`` is
-passed. Every name but ``ifan-lite`` has a :class:`Release`: the authors publish its weights (trained
-with the official IAC form, which the converted weights carry). The registry knows nothing of the
-cache: :mod:`ifan.models.hub` turns a name into a weights file and a loaded model.
+passed. Every name but ``ifan-lite`` and the variants below has a :class:`Release`: the authors publish
+its weights (trained with the official IAC form, which the converted weights carry). The registry
+knows nothing of the cache: :mod:`ifan.models.hub` turns a name into a weights file and a loaded model.
+``ifan-fac``, ``ifan-lite-fac`` and ``ifan-lite-conv`` replace IAC by FAC or by plain convolutions
+(docs/iac.md); no weights exist for them.
 """
 
 from __future__ import annotations
@@ -109,6 +111,12 @@ _SPECS = [
         "ch 16, N 8: a quarter of the convolution cost, trainable on 2 CPU cores",
         weights="ifan-lite.safetensors",
     ),
+    # the IAC/FAC comparison (docs/iac.md): FAC at IAC's receptive field, and the plain-convolution control
+    ModelSpec("ifan-fac", IFANConfig(adaptive_layer="fac", fac_size=35), "IFAN with FAC (35 x 35) in place of IAC"),
+    ModelSpec("ifan-lite-fac", IFANConfig(channels=16, iterations=8, reblur_iterations=8, adaptive_layer="fac",
+                                          fac_size=17), "ifan-lite with FAC (17 x 17) in place of IAC"),
+    ModelSpec("ifan-lite-conv", IFANConfig(channels=16, iterations=8, reblur_iterations=8, adaptive_layer="conv",
+                                           conv_layers=5), "ifan-lite with 5 plain 3x3 convs (same FLOPs) for IAC"),
 ]
 MODELS: dict[str, ModelSpec] = {spec.name: spec for spec in _SPECS}
 DEFAULT_MODEL = "ifan-lite"

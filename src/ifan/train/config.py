@@ -156,6 +156,11 @@ class TrainConfig:
             check_precision(self.train.precision)
         except ValueError as err:
             raise ConfigError(f"train.precision: {err}") from None
+        layer = self.model_overrides.get("adaptive_layer", MODELS[self.model].config.adaptive_layer)
+        if self.losses.reblur > 0 and layer != "iac":
+            raise ConfigError(f"losses.reblur needs IAC filters (the reblurring network turns IAC's deblurring "
+                              f"filters into reblurring filters), and this model's adaptive layer is {layer!r}: "
+                              "set losses.reblur: 0")
         return self
 
 
