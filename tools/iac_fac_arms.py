@@ -28,9 +28,9 @@ gives every arm ``budget / its cost`` steps. The cost is the process's CPU time 
 thread, not its wall time: on a 2-core machine shared with other work at a load of 4-8, wall time
 measures mostly the other work, and with two threads each OpenMP thread spins while the other waits
 for a core, so even CPU time stops meaning work. One thread's CPU time stays put (the wall times are
-recorded beside it). The runs themselves use two threads (OpenMP threads sleep when they wait): a
-run's steps are fixed by the plan, so its thread count changes only how long it takes. The recipe is the CPU recipe of
-docs/training.md (Charbonnier image loss, DME, the true disparity at 0.1, no reblurring loss,
+recorded beside it). The runs use one thread each (``TRAIN_THREADS``; two were no faster), so a
+second run or the scoring can use the other core: a run's steps are fixed by the plan, so its thread
+count changes only how long it takes. The recipe is the CPU recipe of docs/training.md (Charbonnier image loss, DME, the true disparity at 0.1, no reblurring loss,
 cosine from 2e-4 with warm-up, EMA 0.999), trained from scratch.
 
 Only ``ifan`` is imported (the quality suite runs as its own command, ``python -m benchmarks.bench_quality``).
@@ -54,6 +54,13 @@ FAC_CANDIDATES = (3, 5, 7, 9, 11, 13, 15, 17)
 ARMS = ("iac", "fac-rf", "fac-time", "conv", "iac-official")
 THREADS = 1  # the cost is measured with one thread: see "Same time" above
 TRAIN_THREADS = 1  # one core per run, the other for scoring (two threads were no faster: 0.625 s/step against 0.588 s of one thread's CPU)
+
+
+def write_json(path: Path, data: dict) -> None:
+    """``data`` as indented JSON at ``path``, atomically (a killed run never leaves half a plan or recipe)."""
+    from ifan.fileutil import atomic_write_bytes
+
+    atomic_write_bytes(path, (json.dumps(data, indent=1) + "\n").encode())
 
 
 def arm_model(arm: str, plan: dict | None = None) -> tuple[str, dict]:
@@ -185,7 +192,7 @@ def write_inits(out: Path, plan: dict, seed: int) -> dict[str, Path]:
             save_weights(path, model.config, state, source=f"iac_fac_arms init, seed {seed}, arm {arm}",
                          shared_from="ifan-lite seeded init", own_tensors=",".join(own))
         paths[arm] = path
-    (folder / f"seed{seed}.json").write_text(json.dumps(notes, indent=1))
+    write_json(folder / f"seed{seed}.json", notes)
     return paths
 
 
@@ -207,7 +214,7 @@ def run_arm(out: Path, plan: dict, arm: str, seed: int, data: str, val_data: str
         recipes = out / "recipes"
         recipes.mkdir(parents=True, exist_ok=True)
         path = recipes / f"seed{seed}-{arm}.yaml"
-        path.write_text(json.dumps(recipe(arm, plan, seed, data, val_data, str(inits[arm])), indent=1) + "\n")
+        write_json(path, recipe(arm, plan, seed, data, val_data, str(inits[arm])))
         cmd = [str(BIN / "ifan"), "train", str(path), "-o", str(run), "--device", "cpu"]
         if run.exists():
             cmd.append("--force")  # a start that wrote no checkpoint
@@ -274,8 +281,6 @@ def score(out: Path, plan: dict, seeds: list[int], json_path: Path, synth_count:
           which: list[str], threads: int) -> dict:
     """Score every finished arm of ``seeds`` (the suite on its EMA and/or raw weights, the run's
     validation PSNR) and write the table, the per-arm seed-to-seed spread and the costs to ``json_path``."""
-    from ifan.fileutil import atomic_write_bytes
-
     runs = {(seed, arm): out / f"seed{seed}" / arm for seed in seeds for arm in ARMS
             if (out / f"seed{seed}" / arm / "model.safetensors").is_file()}
     rows, suite_meta = {}, None
@@ -293,7 +298,7 @@ def score(out: Path, plan: dict, seeds: list[int], json_path: Path, synth_count:
                          "overshoot": s["artefacts"]["overshoot"], "contrast_ratio": s["artefacts"]["contrast_ratio"]}
     costs = json.loads((out / "costs.json").read_text()) if (out / "costs.json").is_file() else None
     data = {"plan": plan, "costs": costs, "suite_meta": suite_meta, "rows": rows, "spread": spread(rows, which)}
-    atomic_write_bytes(json_path, (json.dumps(data, indent=1) + "\n").encode())
+    write_json(json_path, data)
     print_table(rows, which)
     return data
 
@@ -363,7 +368,7 @@ def main() -> None:
     if args.command == "costs":
         names = ["iac", "iac-official", "conv", *(f"fac{k}" for k in FAC_CANDIDATES)]
         result = {"machine": machine(), **measure_costs(names, args.rounds, args.steps, args.threads)}
-        costs_path.write_text(json.dumps(result, indent=1) + "\n")
+        write_json(costs_path, result)
         print(json.dumps({"wall": result["median_s"], "cpu": result["cpu_median_s"]}, indent=1))
     elif args.command == "plan":
         if plan_path.is_file():
@@ -374,7 +379,7 @@ def main() -> None:
                 "fac-rf": costs["fac17"], "fac-time": costs[f"fac{k}"]}
         plan = {"budget_s": args.budget, "cost": args.cost, "fac_time_k": k, "step_cost_s": cost,
                 "steps": {arm: max(int(args.budget / c), 1) for arm, c in cost.items()}}
-        plan_path.write_text(json.dumps(plan, indent=1) + "\n")
+        write_json(plan_path, plan)
         print(json.dumps(plan, indent=1))
     elif args.command == "run":
         if not (args.data and args.val_data):
